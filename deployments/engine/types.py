@@ -1,0 +1,128 @@
+"""The engine's narrow interface: what goes into a synthesis and what comes out.
+
+Plain dataclasses and pydantic models only (no torch, no Ray): they cross Ray handles, so
+they must pickle cheaply, and the ingress imports them without loading a model.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Qwen3-TTS 12 Hz codec: every model kind speaks at this rate.
+MODEL_SAMPLE_RATE = 24_000
+
+
+class ModelKind(str, enum.Enum):
+    """`config.json: tts_model_type` of a Qwen3-TTS checkpoint."""
+
+    CUSTOM_VOICE = "custom_voice"
+    VOICE_DESIGN = "voice_design"
+    BASE = "base"
+
+
+class EngineConfig(BaseModel):
+    """How one model server loads its checkpoint (one per deployment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="Hub id (e.g. Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice) or local directory")
+    device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto': bfloat16 on cuda, float32 on cpu"
+    )
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="'auto': flash_attention_2 when installed on cuda, else sdpa"
+    )
+    max_new_tokens: int = Field(
+        2048, ge=2, description="Upper bound of codec frames per request (+1): caps runaway generation"
+    )
+    do_sample: bool = Field(True, description="False: greedy decoding on both talker levels")
+    warmup: bool = Field(True, description="Run one short synthesis at load")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded checkpoint supports, read from the checkpoint itself."""
+
+    kind: ModelKind
+    model: str
+    speakers: tuple[str, ...]  # lower-case ids as in config.json spk_id; empty unless CustomVoice
+    dialect_speakers: dict[str, str]  # speaker id -> dialect name (e.g. "eric" -> "sichuan_dialect")
+    languages: tuple[str, ...]  # lower-case model names, "auto" included
+    sample_rate: int
+    device: str
+    dtype: str
+    model_size: str  # tts_model_size from config.json ("0b6", "1b7", "tiny")
+
+
+@dataclass(frozen=True)
+class VoicePrompt:
+    """A reusable voice-clone prompt (qwen-tts `VoiceClonePromptItem`, as numpy).
+
+    `ref_code` is None in x-vector-only mode; in ICL mode it holds the reference audio's
+    codec frames (T, 16) and `ref_text` its transcript.
+    """
+
+    ref_spk_embedding: np.ndarray  # float32 (D,)
+    ref_code: np.ndarray | None = None  # int64 (T, 16)
+    ref_text: str | None = None
+    x_vector_only_mode: bool = False
+
+    @property
+    def icl_mode(self) -> bool:
+        return not self.x_vector_only_mode
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One utterance for one model kind.
+
+    CustomVoice uses `speaker` (+ optional `instruct`), VoiceDesign uses `instruct` as the
+    voice description, Base uses `voice_prompt`. `language` is a model language name
+    ("english", ...) or "auto". `seed` makes the output reproducible: a seeded request is
+    generated on its own (never inside a batch, whose sampling shares one RNG stream).
+    """
+
+    text: str
+    language: str = "auto"
+    speaker: str | None = None
+    instruct: str | None = None
+    voice_prompt: VoicePrompt | None = None
+    seed: int | None = None
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    frames: int  # codec frames generated (12.5 per second of audio)
+    generation_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def duration_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+class EngineError(Exception):
+    """The engine failed for a reason that is not the caller's input (maps to 5xx)."""
+
+
+class UnsupportedValueError(ValueError):
+    """A request names a speaker/language/mode this checkpoint does not support (maps to 4xx).
+
+    `param` is the request field, `allowed` the values the checkpoint supports.
+    """
+
+    def __init__(self, param: str, value: object, allowed: list[str] | tuple[str, ...], message: str | None = None):
+        self.param = param
+        self.value = value
+        self.allowed = list(allowed)
+        super().__init__(message or f"unsupported {param} {value!r}; allowed: {', '.join(self.allowed)}")
