@@ -14,3 +14,6 @@ class AudioInputError(ValueError):
         self.code = code
         self.param = param
         super().__init__(message)
+
+    def __reduce__(self):  # keep the fields when the error crosses a Ray handle
+        return (type(self), (self.code, str(self), self.param))

@@ -125,4 +125,8 @@ class UnsupportedValueError(ValueError):
         self.param = param
         self.value = value
         self.allowed = list(allowed)
-        super().__init__(message or f"unsupported {param} {value!r}; allowed: {', '.join(self.allowed)}")
+        self.message = message or f"unsupported {param} {value!r}; allowed: {', '.join(self.allowed)}"
+        super().__init__(self.message)
+
+    def __reduce__(self):  # keep the fields when the error crosses a Ray handle
+        return (type(self), (self.param, self.value, self.allowed, self.message))

@@ -1,0 +1,93 @@
+"""Typed arguments of the application builder (the `args:` block of a serve config).
+
+Every knob of the graph that is not a Ray deployment option lives here, once. Ray deployment
+options (replicas, autoscaling, resources, queue limits) live in the serve config's
+`deployments:` list, where Ray reads them. Unknown keys are errors (`extra="forbid"`), since
+Ray itself silently drops typos. Environment variables with the seed service's names fill in
+whatever the config leaves unset (see `serve_app.settings`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.audio.formats import AudioFormat
+from deployments.engine.types import EngineConfig
+
+#: The deployment names: one source of truth for the builder, configs, tests and docs.
+CUSTOM_VOICE = "CustomVoice"
+VOICE_DESIGN = "VoiceDesign"
+VOICE_CLONE = "VoiceClone"
+AUDIO_PROCESSOR = "AudioProcessor"
+INGRESS = "TTSIngress"
+MODEL_DEPLOYMENTS = (CUSTOM_VOICE, VOICE_DESIGN, VOICE_CLONE)
+
+#: AppArgs section -> the published checkpoint it serves in production (hub ids).
+PUBLISHED_CHECKPOINTS = {
+    "custom_voice": "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice",
+    "voice_design": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
+    "voice_clone": "Qwen/Qwen3-TTS-12Hz-1.7B-Base",
+}
+ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelServerArgs(_Strict):
+    """One model deployment: its checkpoint and how it batches."""
+
+    engine: EngineConfig
+    max_batch_size: int = Field(8, ge=1, le=256, description="Concurrent requests per generate call")
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0.0, le=1.0, description="How long a batch waits to fill after its first request"
+    )
+    voice_prompt_cache_size: int = Field(
+        64, ge=0, description="Clone prompts kept per replica, keyed on the reference audio"
+    )
+
+
+class AudioArgs(_Strict):
+    """Reference-audio limits and output defaults."""
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    min_reference_seconds: float = Field(1.0, gt=0)
+    max_reference_seconds: float = Field(60.0, gt=0)
+    reference_loudness_lufs: float = Field(-23.0, ge=-70, le=-5)
+    default_sample_rate: int = Field(24_000, ge=8000, le=48000, description="SAMPLE_RATE")
+    default_format: AudioFormat = Field(AudioFormat.WAV, description="OUTPUT_FORMAT (native endpoints)")
+
+
+class IngressArgs(_Strict):
+    """HTTP and handle API behaviour of the ingress."""
+
+    max_text_chars: int = Field(5000, ge=1)
+    max_concurrent: int = Field(
+        64, ge=1, description="MAX_CONCURRENT: synthesis requests in flight per ingress replica; "
+        "beyond it requests get 503 with Retry-After"
+    )
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503/429")
+    request_timeout_s: float = Field(300.0, gt=0, description="Upper bound of one synthesis")
+    cache_enabled: bool = Field(True, description="ENABLE_CACHE")
+    cache_size: int = Field(256, ge=0, description="CACHE_SIZE: results kept per ingress replica")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS_ORIGINS (comma list)")
+
+
+class AppArgs(_Strict):
+    """Everything `build_app` needs. A model deployment set to null is left out of the graph."""
+
+    custom_voice: ModelServerArgs | None = None
+    voice_design: ModelServerArgs | None = None
+    voice_clone: ModelServerArgs | None = None
+    audio: AudioArgs = Field(default_factory=AudioArgs)
+    ingress: IngressArgs = Field(default_factory=IngressArgs)
+
+    def model_servers(self) -> dict[str, ModelServerArgs]:
+        """Deployment name -> args, for the model kinds this graph serves."""
+        pairs = {
+            CUSTOM_VOICE: self.custom_voice,
+            VOICE_DESIGN: self.voice_design,
+            VOICE_CLONE: self.voice_clone,
+        }
+        return {name: a for name, a in pairs.items() if a is not None}

@@ -1,0 +1,131 @@
+"""`qtts`: run the CPU demo, build tiny checkpoints, check configs.
+
+    qtts demo [--port 8000] [--host 127.0.0.1] [--profile configs/cpu-tiny.yaml]
+    qtts make-tiny-models DIR
+    qtts check-config FILE...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = REPO_ROOT / "configs" / "cpu-tiny.yaml"
+DEMO_TEXT = "其实我真的有发现，我是一个特别善于观察别人情绪的人。"
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def start_graph(profile_path: Path, host: str, port: int, num_cpus: int | None = None):
+    """Start a local Ray, then the profile's graph on host:port; return the profile."""
+    import ray
+    from ray import serve
+
+    from serve_app.builder import build_graph
+    from serve_app.profiles import load_profile
+
+    profile = load_profile(profile_path)
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
+    serve.start(http_options={"host": host, "port": port})
+    app = build_graph(profile.args, profile.overrides)
+    serve.run(app, name=profile.app_name, route_prefix=profile.route_prefix)
+    return profile
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _quiet_environment()
+    from deployments.checkpoints import ensure_tiny_models_locked
+
+    started = time.perf_counter()
+    print("qtts demo: preparing tiny random-weight checkpoints (first run builds them) ...", flush=True)
+    paths = ensure_tiny_models_locked()
+    print(f"  checkpoints ready under {next(iter(paths.values())).parent}", flush=True)
+    print("qtts demo: starting Ray and the serve graph ...", flush=True)
+    start_graph(Path(args.profile), args.host, args.port)
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"""
+qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
+  These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
+
+  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' \\
+       -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
+  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' \\
+       -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
+  API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
+
+Press Ctrl+C to stop.""",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("qtts demo: shutting down ...", flush=True)
+    from ray import serve
+
+    serve.shutdown()
+    return 0
+
+
+def _make_tiny(args: argparse.Namespace) -> int:
+    _quiet_environment()
+    from deployments.engine import build_tiny_models
+
+    started = time.perf_counter()
+    paths = build_tiny_models(args.dir, seed=args.seed)
+    for kind, path in paths.items():
+        print(f"{kind.value:>13}: {path}")
+    print(f"built in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from serve_app.profiles import ConfigError, validate_config
+
+    failed = 0
+    for path in args.files:
+        try:
+            validate_config(yaml.safe_load(Path(path).read_text()), path)
+            print(f"{path}: ok")
+        except (ConfigError, ValueError) as exc:
+            failed += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qtts", description="Qwen3-TTS Serve")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="serve the whole graph on CPU with tiny checkpoints")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--profile", default=str(DEFAULT_PROFILE), help="a serve config to run")
+    demo.set_defaults(func=_demo)
+    tiny = sub.add_parser("make-tiny-models", help="build tiny random-weight checkpoints in DIR")
+    tiny.add_argument("dir")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=_make_tiny)
+    check = sub.add_parser("check-config", help="validate serve configs strictly")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(func=_check_config)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The ingress deployment: every HTTP route and the handle API, over one TTSService.
+
+HTTP: seed-compatible /api/*, OpenAI-compatible /v1/audio/speech and /v1/models, voice design
+and cloning under /v1/audio/, /docs and /openapi.json. Handle API: the typed methods of
+`TTSIngress` (custom_voice, voice_design, voice_clone, voices, health), taking and returning
+the models in `serve_app.protocol.native`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app import __version__
+from serve_app.args import AppArgs
+from serve_app.errors import ApiError, to_api_error
+from serve_app.protocol.native import (
+    AudioOutput,
+    CustomVoiceInput,
+    VoiceCloneInput,
+    VoiceDesignInput,
+)
+from serve_app.routes import native, openai, seed
+from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, request_id_from, service
+from serve_app.service import TTSService
+
+logger = logging.getLogger("qtts.ingress")
+
+
+def _error_response(request: Request, error: ApiError) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    body = error.body(request_id)
+    body["error"]["type"] = "invalid_request_error" if error.status < 500 else "server_error"
+    if request.url.path.startswith("/api/"):  # the seed's failure shape, for the Go worker
+        body.update(success=False, message=error.message)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+def create_http_app() -> FastAPI:
+    app = FastAPI(
+        title="Qwen3-TTS Serve",
+        version=__version__,
+        description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
+    )
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        request.state.request_id = request_id_from(request)
+        svc = service()
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as an ApiError
+            error = to_api_error(
+                exc, retry_after_s=svc.args.ingress.retry_after_s,
+                request_id=request.state.request_id,
+            )
+            response = _error_response(request, error)
+        return response  # Serve's proxy echoes X-Request-ID on every response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
+        param = ".".join(loc) or "body"
+        message = f"{param}: {first.get('msg', 'invalid value')}"
+        if "ctx" in first and first["ctx"]:
+            message += f" ({', '.join(f'{k}={v}' for k, v in first['ctx'].items())})"
+        return _error_response(request, ApiError(422, "invalid_value", message, param))
+
+    @app.get("/", tags=["service"])
+    async def root(request: Request) -> dict:
+        return {
+            "service": "Qwen3-TTS Serve",
+            "version": __version__,
+            "models": service().deployed_models,
+            "docs": "/docs",
+            "endpoints": [
+                "POST /api/tts/synthesize", "GET /api/health", "GET /api/voices",
+                "POST /v1/audio/speech", "GET /v1/models",
+                "POST /v1/audio/design", "POST /v1/audio/clone",
+            ],
+        }
+
+    for module in (seed, openai, native):
+        app.include_router(module.router)
+    app.add_middleware(_ConfiguredCORS)
+    return app
+
+
+class _ConfiguredCORS:
+    """CORS as configured in IngressArgs.cors_origins (off when the list is empty).
+
+    The origins are only known once the replica's service is bound, hence built lazily."""
+
+    def __init__(self, app):
+        self.app = app
+        self._cors = None
+
+    async def __call__(self, scope, receive, send):
+        if self._cors is None:
+            origins = service().args.ingress.cors_origins
+            self._cors = (
+                CORSMiddleware(
+                    self.app,
+                    allow_origins=origins,
+                    allow_methods=["*"],
+                    allow_headers=["*"],
+                    expose_headers=[REQUEST_ID_HEADER, "X-Audio-Duration", "X-Sample-Rate"],
+                )
+                if origins
+                else self.app
+            )
+        await self._cors(scope, receive, send)
+
+
+http_app = create_http_app()
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 1},
+    max_ongoing_requests=256,
+)
+@serve.ingress(http_app)
+class TTSIngress:
+    def __init__(
+        self,
+        args: AppArgs,
+        models: dict[str, DeploymentHandle],
+        audio: DeploymentHandle,
+    ):
+        self.service = TTSService(args, models, audio)
+        bind_service(self.service)
+
+    # ----------------------------------------------------------------- handle API (typed)
+    async def custom_voice(self, request: CustomVoiceInput) -> AudioOutput:
+        return await self._call(self.service.custom_voice, request)
+
+    async def voice_design(self, request: VoiceDesignInput) -> AudioOutput:
+        return await self._call(self.service.voice_design, request)
+
+    async def voice_clone(self, request: VoiceCloneInput) -> AudioOutput:
+        return await self._call(self.service.voice_clone, request)
+
+    async def voices(self) -> list[dict]:
+        return [entry.__dict__ for entry in await self.service.voices()]
+
+    async def health(self) -> dict:
+        return await self.service.health()
+
+    async def _call(self, operation, request) -> AudioOutput:
+        request_id = uuid.uuid4().hex
+        try:
+            return await operation(request, request_id)
+        except Exception as exc:  # noqa: BLE001 - handle callers get the same ApiError as HTTP
+            raise to_api_error(
+                exc, retry_after_s=self.service.args.ingress.retry_after_s, request_id=request_id
+            ) from None

@@ -1,0 +1,1 @@
+"""Wire formats, one module per public surface (seed, OpenAI, native handle/HTTP)."""

@@ -1,0 +1,41 @@
+"""OpenAI's audio API shapes (POST /v1/audio/speech, GET /v1/models)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.audio.formats import AudioFormat
+from serve_app.protocol.native import SEED_MAX
+
+#: OpenAI model names served by CustomVoice.
+OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the SDK may add fields we do not use
+
+    model: str = Field(description="CustomVoice, VoiceDesign, or tts-1 / tts-1-hd / gpt-4o-mini-tts")
+    input: str = Field(min_length=1)
+    voice: str | dict = Field(description="Preset speaker or OpenAI voice name")
+    instructions: str | None = None
+    response_format: AudioFormat = AudioFormat.MP3
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] | None = None
+    # extensions
+    language: str = "auto"
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    sample_rate: int | None = Field(None, ge=8000, le=48000)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "qwen3-tts-serve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,51 @@
+"""The seed service's wire format, field for field (the Go worker depends on it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.protocol.native import SEED_MAX
+
+
+class SeedSynthesizeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the seed ignored unknown fields too
+
+    text: str = Field(min_length=1, description="1 to max_text_chars (5000) characters")
+    language: str = Field("auto", description="zh, en, ja, ko, de, fr, ru, pt, es, it, auto")
+    speaker: str = Field("Vivian", description="A preset speaker, see GET /api/voices")
+    instruct: str | None = Field(None, description="Style instruction (1.7B CustomVoice)")
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    pitch: float = Field(1.0, ge=0.5, le=2.0)
+    enable_streaming: bool = False
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Extension: reproducible output")
+
+
+class SeedSynthesizeResponse(BaseModel):
+    success: bool
+    audio_base64: str | None
+    audio_url: str | None
+    duration: float
+    sample_rate: int
+    processing_time: float
+    message: str
+
+
+class SeedHealthResponse(BaseModel):
+    status: str
+    model_loaded: bool
+    device: str
+    concurrent_tasks: int
+    uptime_seconds: float
+    deployments: dict[str, dict] = Field(default_factory=dict)
+
+
+class SeedVoice(BaseModel):
+    id: str
+    name: str
+    language: str
+    gender: str
+    description: str
+
+
+class SeedVoicesResponse(BaseModel):
+    voices: list[SeedVoice]

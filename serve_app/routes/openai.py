@@ -1,0 +1,92 @@
+"""OpenAI-compatible speech: POST /v1/audio/speech and GET /v1/models.
+
+`model` takes a deployment name (case-insensitive) or OpenAI's tts-1 / tts-1-hd /
+gpt-4o-mini-tts (aliases of CustomVoice); `voice` takes a preset speaker or an OpenAI voice
+name (mapping in serve_app.catalog.OPENAI_VOICES). With VoiceDesign, `instructions` is the
+voice description. The official openai SDK works against it unchanged.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from deployments.audio import RenderOptions
+from serve_app import catalog
+from serve_app.args import CUSTOM_VOICE, MODEL_DEPLOYMENTS, VOICE_CLONE, VOICE_DESIGN
+from serve_app.errors import invalid
+from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
+from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
+from serve_app.routes.common import audio_response, rid, service
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+
+def resolve_model(name: str, deployed: list[str]) -> str:
+    key = name.strip().lower()
+    if key in OPENAI_MODEL_ALIASES:
+        key = CUSTOM_VOICE.lower()
+    for deployment in MODEL_DEPLOYMENTS:
+        if key == deployment.lower() and deployment in deployed:
+            return deployment
+    allowed = [d for d in MODEL_DEPLOYMENTS if d in deployed]
+    if CUSTOM_VOICE in deployed:
+        allowed += list(OPENAI_MODEL_ALIASES)
+    raise invalid("model", f"Unknown model {name!r}. Allowed: {', '.join(allowed)}.")
+
+
+def _voice_name(voice: str | dict) -> str:
+    if isinstance(voice, dict):
+        voice = voice.get("id") or voice.get("name") or ""
+    return str(voice)
+
+
+@router.post("/audio/speech", response_class=Response)
+async def speech(body: SpeechRequest, request: Request) -> Response:
+    svc = service(request)
+    model = resolve_model(body.model, svc.deployed_models)
+    if body.stream_format == "sse":
+        raise invalid(
+            "stream_format",
+            "stream_format 'sse' is not available on this server yet; use 'audio'",
+            "unsupported_value",
+        )
+    output = RenderOptions(
+        format=body.response_format, speed=body.speed, sample_rate=body.sample_rate
+    )
+    if model == VOICE_CLONE:
+        raise invalid(
+            "model",
+            "VoiceClone needs reference audio: use POST /v1/audio/clone",
+            "unsupported_value",
+        )
+    if model == VOICE_DESIGN:
+        if not (body.instructions or "").strip():
+            raise invalid("instructions", "VoiceDesign needs instructions: the voice description")
+        out = await svc.voice_design(
+            VoiceDesignInput(
+                text=body.input, description=body.instructions, language=body.language,
+                seed=body.seed, output=output,
+            ),
+            rid(request),
+        )
+        return audio_response(out)
+    info = await svc.model_info(CUSTOM_VOICE)
+    speaker = catalog.resolve_speaker(_voice_name(body.voice), info, param="voice", openai_names=True)
+    out = await svc.custom_voice(
+        CustomVoiceInput(
+            text=body.input, speaker=speaker, instruct=body.instructions, language=body.language,
+            seed=body.seed, output=output,
+        ),
+        rid(request),
+    )
+    return audio_response(out)
+
+
+@router.get("/models", response_model=ModelList)
+async def models(request: Request) -> ModelList:
+    deployed = service(request).deployed_models
+    ids = [d for d in MODEL_DEPLOYMENTS if d in deployed]
+    if CUSTOM_VOICE in deployed:
+        ids += list(OPENAI_MODEL_ALIASES)
+    return ModelList(data=[ModelCard(id=i) for i in ids])

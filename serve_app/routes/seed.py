@@ -1,0 +1,79 @@
+"""The seed service's API, field for field: the existing Go worker works unchanged.
+
+POST /api/tts/synthesize, GET /api/health, GET /api/voices, GET /api/tts/audio/{id}
+(the `audio_url` of a synthesis, served from the result cache while it is there).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from deployments.audio import RenderOptions
+from serve_app.errors import ApiError, invalid
+from serve_app.protocol.native import CustomVoiceInput
+from serve_app.protocol.seed import (
+    SeedHealthResponse,
+    SeedSynthesizeRequest,
+    SeedSynthesizeResponse,
+    SeedVoice,
+    SeedVoicesResponse,
+)
+from serve_app.routes.common import rid, service
+
+router = APIRouter(prefix="/api", tags=["seed-compatible"])
+
+
+@router.post("/tts/synthesize", response_model=SeedSynthesizeResponse)
+async def synthesize(body: SeedSynthesizeRequest, request: Request) -> SeedSynthesizeResponse:
+    svc = service(request)
+    if body.enable_streaming:
+        raise invalid(
+            "enable_streaming",
+            "streaming responses are not available on this server yet; send enable_streaming=false",
+            "unsupported_value",
+        )
+    inp = CustomVoiceInput(
+        text=body.text,
+        language=body.language,
+        speaker=body.speaker,
+        instruct=body.instruct,
+        seed=body.seed,
+        output=RenderOptions(
+            format=svc.args.audio.default_format,
+            sample_rate=svc.args.audio.default_sample_rate,
+            speed=body.speed,
+            pitch=body.pitch,
+        ),
+    )
+    out = await svc.custom_voice(inp, rid(request))
+    return SeedSynthesizeResponse(
+        success=True,
+        audio_base64=base64.b64encode(out.audio).decode(),
+        audio_url=f"/api/tts/audio/{out.cache_key}" if out.cache_key else None,
+        duration=round(out.duration_seconds, 3),
+        sample_rate=out.sample_rate,
+        processing_time=round(out.processing_seconds, 3),
+        message="cached" if out.cached else "ok",
+    )
+
+
+@router.get("/tts/audio/{key}")
+async def cached_audio(key: str, request: Request) -> Response:
+    out = service(request).cached(key)
+    if out is None:
+        raise ApiError(404, "not_found", "This audio is no longer cached; synthesize it again.", "key")
+    return Response(content=out.audio, media_type=out.content_type)
+
+
+@router.get("/health", response_model=SeedHealthResponse)
+async def health(request: Request) -> SeedHealthResponse:
+    return SeedHealthResponse(**await service(request).health())
+
+
+@router.get("/voices", response_model=SeedVoicesResponse)
+async def voices(request: Request) -> SeedVoicesResponse:
+    entries = await service(request).voices()
+    return SeedVoicesResponse(voices=[SeedVoice(**e.__dict__) for e in entries])

@@ -1,0 +1,229 @@
+"""The typed operations behind every surface: validate, admit, cache, synthesize, render.
+
+The ingress owns one `TTSService`; the HTTP routes and the handle methods both call it, so a
+request means the same thing whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from ray.serve.handle import DeploymentHandle
+
+from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
+from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult
+from serve_app import catalog
+from serve_app.args import AUDIO_PROCESSOR, CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.cache import LRUCache, cache_key
+from serve_app.errors import ApiError, invalid, overloaded
+from serve_app.protocol.native import (
+    AudioOutput,
+    CustomVoiceInput,
+    VoiceCloneInput,
+    VoiceDesignInput,
+)
+
+logger = logging.getLogger("qtts.service")
+
+
+class TTSService:
+    def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle], audio: DeploymentHandle):
+        self.args = args
+        self._models = models
+        self._audio = audio
+        self._info: dict[str, ModelInfo] = {}
+        self._cache: LRUCache[AudioOutput] = LRUCache(
+            args.ingress.cache_size if args.ingress.cache_enabled else 0
+        )
+        self.in_flight = 0
+        self.started_at = time.monotonic()
+
+    # ----------------------------------------------------------------------------- models
+    @property
+    def deployed_models(self) -> list[str]:
+        return list(self._models)
+
+    def handle(self, name: str) -> DeploymentHandle:
+        handle = self._models.get(name)
+        if handle is None:
+            raise ApiError(
+                404,
+                "model_not_deployed",
+                f"{name} is not deployed in this graph. Deployed: {', '.join(self._models) or 'none'}.",
+                "model",
+            )
+        return handle
+
+    async def model_info(self, name: str) -> ModelInfo:
+        info = self._info.get(name)
+        if info is None:
+            info = await self.handle(name).info.remote()
+            self._info[name] = info
+        return info
+
+    # ------------------------------------------------------------------------- operations
+    async def custom_voice(self, inp: CustomVoiceInput, request_id: str) -> AudioOutput:
+        info = await self.model_info(CUSTOM_VOICE)
+        request = SynthesisRequest(
+            text=self._text(inp.text),
+            language=catalog.resolve_language(inp.language, info),
+            speaker=catalog.resolve_speaker(inp.speaker, info),
+            instruct=inp.instruct or None,
+            seed=inp.seed,
+        )
+        return await self._run(CUSTOM_VOICE, info, request, inp.output, request_id)
+
+    async def voice_design(self, inp: VoiceDesignInput, request_id: str) -> AudioOutput:
+        info = await self.model_info(VOICE_DESIGN)
+        if not inp.description.strip():
+            raise invalid("description", "description must describe the voice to create")
+        request = SynthesisRequest(
+            text=self._text(inp.text),
+            language=catalog.resolve_language(inp.language, info),
+            instruct=inp.description,
+            seed=inp.seed,
+        )
+        return await self._run(VOICE_DESIGN, info, request, inp.output, request_id)
+
+    async def voice_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioOutput:
+        info = await self.model_info(VOICE_CLONE)
+        ref_text = (inp.ref_text or "").strip() or None
+        if not inp.x_vector_only and ref_text is None:
+            raise invalid(
+                "ref_text",
+                "ref_text (the transcript of reference_audio) is required for ICL cloning; "
+                "or set x_vector_only=true to clone from the speaker embedding alone",
+                "missing_value",
+            )
+        self._check_upload(len(inp.reference_audio))
+        request = SynthesisRequest(
+            text=self._text(inp.text),
+            language=catalog.resolve_language(inp.language, info),
+            seed=inp.seed,
+        )
+        reference_digest = hashlib.sha256(inp.reference_audio).hexdigest()
+
+        async def synthesize() -> SynthesisResult:
+            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
+            return await self.handle(VOICE_CLONE).synthesize_with_reference.remote(
+                request, reference, ref_text, inp.x_vector_only
+            )
+
+        extra = {"reference": reference_digest, "ref_text": ref_text, "xvec": inp.x_vector_only}
+        return await self._run(VOICE_CLONE, info, request, inp.output, request_id, synthesize, extra)
+
+    # ---------------------------------------------------------------------------- helpers
+    def cached(self, key: str) -> AudioOutput | None:
+        return self._cache.get(key)
+
+    def _text(self, text: str) -> str:
+        limit = self.args.ingress.max_text_chars
+        if len(text) > limit:
+            raise invalid("text", f"text is {len(text)} characters long; at most {limit} are allowed")
+        return text
+
+    def _check_upload(self, size: int) -> None:
+        limit = self.args.audio.max_upload_bytes
+        if size > limit:
+            raise ApiError(
+                413, "audio_too_large", f"reference_audio is {size} bytes; at most {limit} are allowed",
+                "reference_audio",
+            )
+        if size == 0:
+            raise invalid("reference_audio", "reference_audio is empty", "audio_empty")
+
+    @contextlib.contextmanager
+    def admitted(self):
+        """Count a request in flight, or refuse it with 503 + Retry-After when full."""
+        if self.in_flight >= self.args.ingress.max_concurrent:
+            raise overloaded(
+                f"{self.in_flight} requests are in flight (MAX_CONCURRENT); retry later.",
+                self.args.ingress.retry_after_s,
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def _run(
+        self,
+        deployment: str,
+        info: ModelInfo,
+        request: SynthesisRequest,
+        output: RenderOptions,
+        request_id: str,
+        synthesize: Callable[[], Awaitable[SynthesisResult]] | None = None,
+        extra: dict | None = None,
+    ) -> AudioOutput:
+        started = time.perf_counter()
+        key = cache_key(
+            deployment=deployment,
+            model=info.model,
+            text=request.text,
+            language=request.language,
+            speaker=request.speaker,
+            instruct=request.instruct,
+            seed=request.seed,
+            output=output.model_dump(mode="json"),
+            extra=extra or {},
+        )
+        if hit := self._cache.get(key):
+            return hit.model_copy(update={"request_id": request_id, "cached": True})
+        with self.admitted():
+            call = synthesize or (lambda: self.handle(deployment).synthesize.remote(request))
+            timeout = self.args.ingress.request_timeout_s
+            result: SynthesisResult = await asyncio.wait_for(call(), timeout)
+            rendered = await self._render(result, output, timeout)
+        out = AudioOutput(
+            audio=rendered.data,
+            format=rendered.format,
+            content_type=rendered.content_type,
+            sample_rate=rendered.sample_rate,
+            duration_seconds=rendered.duration_seconds,
+            processing_seconds=time.perf_counter() - started,
+            request_id=request_id,
+            cache_key=key if self._cache.max_entries > 0 else None,
+        )
+        self._cache.put(key, out)
+        return out
+
+    async def _render(self, result: SynthesisResult, options: RenderOptions, timeout: float) -> RenderedAudio:
+        if needs_processing(options, result.sample_rate):
+            return await asyncio.wait_for(
+                self._audio.render.remote(result.audio, result.sample_rate, options), timeout
+            )
+        # WAV/PCM packing at the model's rate: cheaper here than a hop to AudioProcessor.
+        return render(result.audio, result.sample_rate, options)
+
+    # ------------------------------------------------------------------------ read models
+    async def health(self) -> dict:
+        states: dict[str, dict] = {}
+        for name in self._models:
+            try:
+                info = await asyncio.wait_for(self.model_info(name), 5.0)
+                states[name] = {"status": "ready", "model": info.model, "device": info.device,
+                                "kind": info.kind.value}
+            except Exception as exc:  # noqa: BLE001 - health reports, never raises
+                states[name] = {"status": "unavailable", "error": type(exc).__name__}
+        states[AUDIO_PROCESSOR] = {"status": "ready"}
+        loaded = all(s["status"] == "ready" for s in states.values())
+        device = next((s["device"] for s in states.values() if "device" in s), "unknown")
+        return {
+            "status": "healthy" if loaded else "degraded",
+            "model_loaded": loaded,
+            "device": device,
+            "concurrent_tasks": self.in_flight,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 3),
+            "deployments": states,
+        }
+
+    async def voices(self) -> list[catalog.VoiceEntry]:
+        if CUSTOM_VOICE not in self._models:
+            return []
+        return catalog.voice_entries(await self.model_info(CUSTOM_VOICE))

@@ -1,0 +1,59 @@
+"""One local Ray and one serve graph (the CPU profile) shared by every graph test.
+
+Starting Ray and the graph costs ~15 s on 2 cores, so it happens once per session; tests
+talk to it over real HTTP (httpx, the openai SDK) and through the real handle API.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CPU_PROFILE = REPO_ROOT / "configs" / "cpu-tiny.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Graph:
+    base_url: str
+    app_name: str
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=120, **kw)
+
+
+@pytest.fixture(scope="session")
+def graph(tiny_models_dir: Path) -> Iterator[Graph]:
+    os.environ["QTTS_TINY_MODELS_DIR"] = str(tiny_models_dir)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+
+    from serve_app.cli import start_graph
+
+    port = free_port()
+    # logical CPUs: the profile's fractional replicas fit whatever the machine has
+    profile = start_graph(CPU_PROFILE, "127.0.0.1", port, num_cpus=8)
+    try:
+        yield Graph(base_url=f"http://127.0.0.1:{port}", app_name=profile.app_name)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture()
+def http(graph: Graph) -> Iterator[httpx.Client]:
+    with graph.client() as client:
+        yield client
