@@ -11,8 +11,6 @@ environment. Deployment options (resources, autoscaling, queues) come from the c
 `deployments:` list, or from `overrides` when the graph is run from Python.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +24,10 @@ from serve_app.settings import apply_environment
 
 
 def build_app(args: AppArgs) -> Application:
-    """The builder `serve deploy` calls (Ray allows it exactly one parameter)."""
+    """The builder `serve deploy` calls (Ray allows it exactly one parameter, and validates
+    the config's `args:` into the annotated model; a plain dict is accepted too)."""
+    if not isinstance(args, AppArgs):
+        args = AppArgs.model_validate(args)
     return build_graph(args)
 
 

@@ -313,8 +313,8 @@ def _decode_soundfile(data: bytes, max_seconds: float | None, subject: str,
     gets a go, e.g. for codecs inside WAV that libsndfile lacks)."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            if f.samplerate <= 0 or f.channels <= 0:
-                return None
+            if f.samplerate <= 0 or f.channels <= 0 or not 0 < f.frames < 2**40:
+                return None  # e.g. a FLAC stream of unknown length: PyAV decodes with a limit
             if max_seconds is not None and f.frames / f.samplerate > max_seconds:
                 raise _too_long(subject, max_seconds, f.frames / f.samplerate, param)
             samples = f.read(dtype="float32", always_2d=True).T

@@ -328,3 +328,13 @@ def test_too_long_mp3_stops_decoding_early() -> None:
 def test_decode_within_the_limit_passes() -> None:
     data = encode(tone(seconds=2.0), SR, "mp3")
     assert decode(data, max_seconds=3.0).duration_seconds == pytest.approx(2.0, rel=0.05)
+
+
+def test_flac_of_unknown_length_is_decoded_with_the_limit() -> None:
+    data = bytearray(encode(tone(seconds=2.0), SR, "flac"))
+    data[8 + 13] &= 0xF0  # STREAMINFO total_samples (36 bits) = 0: "unknown"
+    data[8 + 14 : 8 + 18] = bytes(4)
+    assert decode(bytes(data), max_seconds=60.0).duration_seconds == pytest.approx(2.0)
+    with pytest.raises(AudioInputError) as err:
+        decode(bytes(data), max_seconds=1.0)
+    assert err.value.code == "too_long"

@@ -1,0 +1,99 @@
+"""`serve build` of the app and `serve deploy` of the CPU profile, with Ray's own CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+            "HF_HUB_OFFLINE": "1", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_build_emits_a_config_with_the_whole_graph(tmp_path):
+    out = tmp_path / "built.yaml"
+    subprocess.run([str(BIN / "serve"), "build", "serve_app.app:app", "-o", str(out)],
+                   cwd=REPO, env=_env(), check=True, capture_output=True, timeout=180)
+    built = yaml.safe_load(out.read_text())
+    names = {d["name"] for d in built["applications"][0]["deployments"]}
+    assert names == {"CustomVoice", "VoiceDesign", "VoiceClone", "AudioProcessor", "TTSIngress"}
+
+
+@pytest.mark.skipif(shutil.which("ray", path=str(BIN)) is None, reason="ray CLI not installed")
+def test_serve_deploy_of_the_cpu_profile_serves_requests(tmp_path, tiny_models_dir):
+    gcs, dashboard, http_port = _free_port(), _free_port(), _free_port()
+    config = yaml.safe_load((REPO / "configs" / "cpu-tiny.yaml").read_text())
+    config["http_options"]["port"] = http_port
+    config["applications"][0]["runtime_env"]["env_vars"]["QTTS_TINY_MODELS_DIR"] = str(tiny_models_dir)
+    deploy_file = tmp_path / "cpu-tiny.yaml"
+    deploy_file.write_text(yaml.safe_dump(config))
+    env = _env(QTTS_TINY_MODELS_DIR=str(tiny_models_dir))
+    # --block keeps the head in this process group, so it stops without `ray stop`
+    # (which would kill every Ray on the machine, the graph tests' one included).
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=8",
+         "--include-dashboard=true", f"--dashboard-port={dashboard}",
+         f"--temp-dir={tempfile.mkdtemp(prefix='qtts-ray-')}"],  # short: socket paths
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        address = f"http://127.0.0.1:{dashboard}"
+        _wait(lambda: httpx.get(f"{address}/api/version", timeout=2).status_code == 200, 90)
+        subprocess.run([str(BIN / "serve"), "deploy", str(deploy_file), "-a", address],
+                       cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
+        base = f"http://127.0.0.1:{http_port}"
+
+        def running() -> bool:
+            status = subprocess.run([str(BIN / "serve"), "status", "-a", address], env=env,
+                                    capture_output=True, text=True, timeout=60).stdout
+            assert "DEPLOY_FAILED" not in status, status
+            return "status: RUNNING" in status and "DEPLOYING" not in status
+
+        _wait(running, 240)
+        assert httpx.get(f"{base}/api/health", timeout=30).json()["model_loaded"] is True
+        response = httpx.post(f"{base}/api/tts/synthesize", timeout=120,
+                              json={"text": "Deployed.", "language": "en", "speaker": "Ryan"})
+        assert response.status_code == 200 and response.json()["success"] is True
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
+def _wait(check, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(1)
+    raise TimeoutError(f"not ready after {timeout_s}s (last error: {last!r})")
