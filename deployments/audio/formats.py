@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 
 
-class AudioFormat(str, enum.Enum):  # noqa: UP042 - str() stays "AudioFormat.WAV"
+class AudioFormat(enum.StrEnum):
     WAV = "wav"
     MP3 = "mp3"
     OPUS = "opus"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MODEL_SAMPLE_RATE = 24_000
 
 
-class ModelKind(str, enum.Enum):
+class ModelKind(enum.StrEnum):
     """`config.json: tts_model_type` of a Qwen3-TTS checkpoint."""
 
     CUSTOM_VOICE = "custom_voice"

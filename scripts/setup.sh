@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: a virtual environment in .venv with the project and its locked
+# dependencies (CPU use; torch 2.11.0 from PyPI runs on machines without a GPU).
+#   bash scripts/setup.sh          # add --gpu on a CUDA machine for flash-attn
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip uv
+# requirements.lock pins every dependency (regenerate: uv pip compile pyproject.toml
+# --extra dev -o requirements.lock); the project itself installs editable on top.
+.venv/bin/uv pip install -q --python .venv/bin/python -r requirements.lock
+.venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+if [ "${1:-}" = "--gpu" ]; then
+  .venv/bin/uv pip install -q --python .venv/bin/python --no-build-isolation -e ".[gpu]"
+fi
+.venv/bin/python -c "import qwen_tts, ray, torch; print('setup ok: torch', torch.__version__, '| ray', ray.__version__)" 2>/dev/null | tail -1

@@ -1,0 +1,104 @@
+"""The error vocabulary, end to end through the real routes and TTSService without Ray:
+model failures, overload and timeouts become clear responses with a request id, never a
+hang, and the synthesized text never reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from ray.serve.exceptions import BackPressureError
+
+from deployments.engine.types import EngineError, ModelInfo, ModelKind, SynthesisResult
+from serve_app.args import AppArgs
+from serve_app.ingress import create_http_app
+from serve_app.routes.common import bind_service
+from serve_app.service import TTSService
+
+SECRET_TEXT = "the confidential sentence 42"
+INFO = ModelInfo(
+    kind=ModelKind.CUSTOM_VOICE, model="tiny", speakers=("vivian", "ryan"), dialect_speakers={},
+    languages=("auto", "chinese", "english"), sample_rate=24000, device="cpu", dtype="float32",
+    model_size="tiny",
+)
+
+
+class _Method:
+    def __init__(self, fn):
+        self._fn = fn
+
+    def remote(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+
+class FakeModel:
+    """Stands in for a DeploymentHandle: `.info.remote()`, `.synthesize.remote(req)`."""
+
+    def __init__(self, synthesize):
+        async def info():
+            return INFO
+
+        self.info = _Method(info)
+        self.synthesize = _Method(synthesize)
+
+
+def client_for(synthesize, **ingress) -> TestClient:
+    args = AppArgs.model_validate({"ingress": {"retry_after_s": 3, **ingress}})
+    bind_service(TTSService(args, {"CustomVoice": FakeModel(synthesize)}, audio=None))
+    return TestClient(create_http_app(), raise_server_exceptions=False)
+
+
+def post(client: TestClient, path: str = "/api/tts/synthesize"):
+    if path == "/v1/audio/speech":
+        return client.post(path, json={"model": "tts-1", "voice": "ryan", "input": SECRET_TEXT})
+    return client.post(path, json={"text": SECRET_TEXT, "speaker": "Vivian"})
+
+
+async def _engine_fails(request):
+    raise EngineError("CUDA error: device-side assert")
+
+
+def test_model_error_is_500_with_request_id_and_no_text_in_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    response = post(client_for(_engine_fails))
+    assert response.status_code == 500
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] == "model_error"
+    assert body["error"]["request_id"] and body["error"]["request_id"] in body["error"]["message"]
+    assert SECRET_TEXT not in caplog.text
+    assert body["error"]["request_id"] in caplog.text  # the operator can find it
+
+
+def test_openai_route_errors_have_openai_shape():
+    body = post(client_for(_engine_fails), "/v1/audio/speech").json()
+    assert body["error"]["type"] == "server_error" and "success" not in body
+
+
+def test_full_model_queue_is_503_with_retry_after():
+    async def full(request):
+        raise BackPressureError(num_queued_requests=8, max_queued_requests=8)
+
+    response = post(client_for(full))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3"
+    assert response.json()["error"]["code"] == "overloaded"
+
+
+def test_slow_model_is_504_not_a_hang():
+    async def slow(request):
+        await asyncio.sleep(30)
+
+    response = post(client_for(slow, request_timeout_s=0.2))
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "timeout"
+
+
+def test_success_path_renders_wav_locally():
+    async def ok(request):
+        audio = np.zeros(24000, dtype=np.float32)
+        return SynthesisResult(audio=audio, sample_rate=24000, frames=12)
+
+    body = post(client_for(ok)).json()
+    assert body["success"] is True and body["duration"] == pytest.approx(1.0)
