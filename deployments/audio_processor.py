@@ -11,9 +11,10 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, render
+from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, render, warm_up
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
 from serve_app.args import AudioArgs
+from serve_app.logging_setup import configure_replica_logging
 
 
 @serve.deployment(
@@ -23,12 +24,14 @@ from serve_app.args import AudioArgs
 )
 class AudioProcessor:
     def __init__(self, args: AudioArgs):
+        configure_replica_logging()
         self._args = args
         self._limits = ReferenceLimits(
             max_bytes=args.max_upload_bytes,
             min_seconds=args.min_reference_seconds,
             max_seconds=args.max_reference_seconds,
         )
+        warm_up()  # librosa's lazy imports and compilation: seconds, paid here not per request
 
     async def prepare_reference(self, data: bytes, param: str = "reference_audio") -> ReferenceAudio:
         return await asyncio.to_thread(
