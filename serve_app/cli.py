@@ -3,6 +3,8 @@
     qtts demo [--port 8000] [--host 127.0.0.1] [--profile configs/cpu-tiny.yaml]
     qtts make-tiny-models DIR
     qtts check-config FILE...
+    qtts cluster-manifest VALUES [-o FILE] [--image IMAGE] [--check]
+    qtts admin COMMAND ...      (tenants, API keys, usage, migrations: serve_app/platform/admin_cli.py)
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -29,8 +30,10 @@ def _quiet_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def start_graph(profile_path: Path, host: str, port: int, num_cpus: int | None = None):
-    """Start a local Ray, then the profile's graph on host:port; return the profile."""
+def start_graph(
+    profile_path: Path, host: str, port: int, num_cpus: int | None = None, quiet: bool = False
+):
+    """Start a local Ray (unless one is up), then the profile's graph on host:port."""
     import ray
     from ray import serve
 
@@ -39,15 +42,25 @@ def start_graph(profile_path: Path, host: str, port: int, num_cpus: int | None =
 
     profile = load_profile(profile_path)
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
+        # quiet: replica logs stay in Ray's log directory instead of the console
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=not quiet)
     serve.start(http_options={"host": host, "port": port})
     app = build_graph(profile.args, profile.overrides)
-    serve.run(app, name=profile.app_name, route_prefix=profile.route_prefix)
+    serve.run(app, name=profile.app_name, route_prefix=profile.route_prefix,
+              logging_config=profile.logging_config)
     return profile
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _demo(args: argparse.Namespace) -> int:
     _quiet_environment()
+    import ray
+    from ray import serve
+
     from deployments.checkpoints import ensure_tiny_models_locked
 
     started = time.perf_counter()
@@ -55,10 +68,13 @@ def _demo(args: argparse.Namespace) -> int:
     paths = ensure_tiny_models_locked()
     print(f"  checkpoints ready under {next(iter(paths.values())).parent}", flush=True)
     print("qtts demo: starting Ray and the serve graph ...", flush=True)
-    start_graph(Path(args.profile), args.host, args.port)
-    base = f"http://{args.host}:{args.port}"
-    print(
-        f"""
+    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own
+    try:
+        start_graph(Path(args.profile), args.host, args.port, quiet=True)
+        base = f"http://{args.host}:{args.port}"
+        print(
+            f"""
 qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
   These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
 
@@ -67,18 +83,18 @@ qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
   curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' \\
        -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
   API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
+  Replica logs: /tmp/ray/session_latest/logs/serve/
 
 Press Ctrl+C to stop.""",
-        flush=True,
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    print("qtts demo: shutting down ...", flush=True)
-    from ray import serve
-
-    serve.shutdown()
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("qtts demo: shutting down ...", flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
     return 0
 
 
@@ -108,6 +124,29 @@ def _check_config(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cluster_manifest(args: argparse.Namespace) -> int:
+    from serve_app.cluster import ManifestError, render_file
+
+    try:
+        text = render_file(args.values, image=args.image)
+    except (ManifestError, ValueError) as exc:
+        print(f"{args.values}: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        current = Path(args.output).read_text() if Path(args.output).exists() else ""
+        if current != text:
+            print(f"{args.output} is stale: run qtts cluster-manifest {args.values} "
+                  f"-o {args.output}", file=sys.stderr)
+            return 1
+        print(f"{args.output}: up to date")
+    elif args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qtts", description="Qwen3-TTS Serve")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate serve configs strictly")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_check_config)
+    manifest = sub.add_parser("cluster-manifest",
+                              help="render the KubeRay RayService for a cluster values file")
+    manifest.add_argument("values", help="e.g. cluster/values/large.yaml")
+    manifest.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+    manifest.add_argument("--image", help="container image (overrides the values file)")
+    manifest.add_argument("--check", action="store_true",
+                          help="exit 1 when --output differs from what would be written")
+    manifest.set_defaults(func=_cluster_manifest)
+    from serve_app.platform.admin_cli import add_admin_parser
+
+    add_admin_parser(sub)  # qtts admin ...: tenants, keys, usage, migrations
     args = parser.parse_args(argv)
     return args.func(args)
 
