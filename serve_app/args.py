@@ -12,7 +12,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio.formats import AudioFormat
-from deployments.engine.types import EngineConfig
+from deployments.engine.types import EngineConfig, StreamChunking
+from serve_app.platform.config import PlatformArgs
 
 #: The deployment names: one source of truth for the builder, configs, tests and docs.
 CUSTOM_VOICE = "CustomVoice"
@@ -45,6 +46,11 @@ class ModelServerArgs(_Strict):
     )
     voice_prompt_cache_size: int = Field(
         64, ge=0, description="Clone prompts kept per replica, keyed on the reference audio"
+    )
+    streaming: StreamChunking = Field(
+        default_factory=StreamChunking,
+        description="Chunk sizes of streamed audio: first_chunk_frames, chunk_frames, "
+        "left_context_frames (codec frames, 80 ms each)",
     )
 
 
@@ -82,6 +88,7 @@ class AppArgs(_Strict):
     voice_clone: ModelServerArgs | None = None
     audio: AudioArgs = Field(default_factory=AudioArgs)
     ingress: IngressArgs = Field(default_factory=IngressArgs)
+    platform: PlatformArgs = Field(default_factory=PlatformArgs)  # tenants, keys, limits, jobs
 
     def model_servers(self) -> dict[str, ModelServerArgs]:
         """Deployment name -> args, for the model kinds this graph serves."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,13 +22,16 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import __version__
 from serve_app.args import AppArgs
 from serve_app.errors import ApiError, to_api_error
+from serve_app.logging_setup import configure_replica_logging, current_request_id
+from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
     AudioOutput,
+    AudioStreamChunk,
     CustomVoiceInput,
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.routes import native, openai, seed
+from serve_app.routes import native, openai, ops, seed
 from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, request_id_from, service
 from serve_app.service import TTSService
 
@@ -36,6 +40,7 @@ logger = logging.getLogger("qtts.ingress")
 
 def _error_response(request: Request, error: ApiError) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
+    tts_metrics().count_error(error.code, error.status)
     body = error.body(request_id)
     body["error"]["type"] = "invalid_request_error" if error.status < 500 else "server_error"
     if request.url.path.startswith("/api/"):  # the seed's failure shape, for the Go worker
@@ -94,6 +99,7 @@ def create_http_app() -> FastAPI:
 
     for module in (seed, openai, native):
         app.include_router(module.router)
+    app.include_router(ops.router)
     app.add_middleware(_ConfiguredCORS)
     return app
 
@@ -139,6 +145,7 @@ class TTSIngress:
         models: dict[str, DeploymentHandle],
         audio: DeploymentHandle,
     ):
+        configure_replica_logging()
         self.service = TTSService(args, models, audio)
         bind_service(self.service)
 
@@ -152,6 +159,26 @@ class TTSIngress:
     async def voice_clone(self, request: VoiceCloneInput) -> AudioOutput:
         return await self._call(self.service.voice_clone, request)
 
+    async def stream(
+        self, request: CustomVoiceInput | VoiceDesignInput | VoiceCloneInput
+    ) -> AsyncIterator[AudioStreamChunk]:
+        """Any of the three operations, streamed: call it with
+        `handle.options(stream=True).stream.remote(request)` and iterate. Chunks carry encoded
+        bytes of one file in `request.output.format`; the last has final=True and usage.
+        Request errors raise ApiError before the first chunk, as for the other methods."""
+        request_id = current_request_id() or uuid.uuid4().hex
+        retry_after = self.service.args.ingress.retry_after_s
+        try:
+            opened = await self.service.stream(request, request_id)
+        except Exception as exc:  # noqa: BLE001 - the same ApiError as HTTP
+            raise to_api_error(exc, retry_after_s=retry_after, request_id=request_id) from None
+        try:
+            async for piece in opened.chunks():
+                yield piece
+        except Exception as exc:  # noqa: BLE001 - mid-stream: log with the id, raise ApiError
+            logger.error("request %s: stream failed mid-way: %s", request_id, type(exc).__name__)
+            raise to_api_error(exc, retry_after_s=retry_after, request_id=request_id) from None
+
     async def voices(self) -> list[dict]:
         return [entry.__dict__ for entry in await self.service.voices()]
 
@@ -159,10 +186,12 @@ class TTSIngress:
         return await self.service.health()
 
     async def _call(self, operation, request) -> AudioOutput:
-        request_id = uuid.uuid4().hex
+        request_id = current_request_id() or uuid.uuid4().hex  # Serve's id: the one in the logs
         try:
             return await operation(request, request_id)
         except Exception as exc:  # noqa: BLE001 - handle callers get the same ApiError as HTTP
-            raise to_api_error(
+            error = to_api_error(
                 exc, retry_after_s=self.service.args.ingress.retry_after_s, request_id=request_id
-            ) from None
+            )
+            tts_metrics().count_error(error.code, error.status)
+            raise error from None

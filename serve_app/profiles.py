@@ -41,6 +41,7 @@ class Profile:
     args: AppArgs
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     http_port: int = 8000
+    logging_config: dict[str, Any] | None = None  # the application's, as serve deploy applies it
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -110,4 +111,5 @@ def load_profile(path: str | Path) -> Profile:
         args=AppArgs.model_validate(app.get("args") or {}),
         overrides=overrides,
         http_port=int((raw.get("http_options") or {}).get("port", 8000)),
+        logging_config=app.get("logging_config"),
     )

@@ -18,15 +18,18 @@ from ray.serve.handle import DeploymentHandle
 from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
 from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult
 from serve_app import catalog
-from serve_app.args import AUDIO_PROCESSOR, CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.cache import LRUCache, cache_key
 from serve_app.errors import ApiError, invalid, overloaded
+from serve_app.health import graph_health
+from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
     AudioOutput,
     CustomVoiceInput,
     VoiceCloneInput,
     VoiceDesignInput,
 )
+from serve_app.streaming import AudioStream, check_stream_options, open_stream
 
 logger = logging.getLogger("qtts.service")
 
@@ -68,29 +71,99 @@ class TTSService:
 
     # ------------------------------------------------------------------------- operations
     async def custom_voice(self, inp: CustomVoiceInput, request_id: str) -> AudioOutput:
+        info, request = await self._custom_voice_request(inp)
+        return await self._run(CUSTOM_VOICE, info, request, inp.output, request_id)
+
+    async def voice_design(self, inp: VoiceDesignInput, request_id: str) -> AudioOutput:
+        info, request = await self._voice_design_request(inp)
+        return await self._run(VOICE_DESIGN, info, request, inp.output, request_id)
+
+    async def voice_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioOutput:
+        info, request, ref_text = await self._voice_clone_request(inp)
+        reference_digest = hashlib.sha256(inp.reference_audio).hexdigest()
+
+        async def synthesize() -> SynthesisResult:
+            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
+            return await self.handle(VOICE_CLONE).synthesize_with_reference.remote(
+                request, reference, ref_text, inp.x_vector_only
+            )
+
+        extra = {"reference": reference_digest, "ref_text": ref_text, "xvec": inp.x_vector_only}
+        return await self._run(VOICE_CLONE, info, request, inp.output, request_id, synthesize, extra)
+
+    # ------------------------------------------------------------------------- streaming
+    async def stream(
+        self, inp: CustomVoiceInput | VoiceDesignInput | VoiceCloneInput, request_id: str
+    ) -> AudioStream:
+        """Open a streamed synthesis of any kind: returns once its first audio is there (so
+        request errors raise here), then `AudioStream.chunks()` yields encoded pieces as the
+        model makes them. Streams bypass the result cache and count as in flight until they
+        end. Render options that need the whole utterance are refused (400)."""
+        check_stream_options(inp.output)
+        if isinstance(inp, CustomVoiceInput):
+            _, request = await self._custom_voice_request(inp)
+            deployment = CUSTOM_VOICE
+        elif isinstance(inp, VoiceDesignInput):
+            _, request = await self._voice_design_request(inp)
+            deployment = VOICE_DESIGN
+        else:
+            return await self._stream_clone(inp, request_id)
+
+        async def start():
+            return self.handle(deployment).options(stream=True).stream.remote(request)
+
+        return await self._open_stream(start, inp.output, request_id)
+
+    async def _stream_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioStream:
+        _, request, ref_text = await self._voice_clone_request(inp)
+
+        async def start():
+            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
+            return self.handle(VOICE_CLONE).options(stream=True).stream_with_reference.remote(
+                request, reference, ref_text, inp.x_vector_only
+            )
+
+        return await self._open_stream(start, inp.output, request_id)
+
+    async def _open_stream(self, start, output: RenderOptions, request_id: str) -> AudioStream:
+        started = time.perf_counter()
+        timeout = self.args.ingress.request_timeout_s
+        release = contextlib.ExitStack()
+        release.enter_context(self.admitted())
+        try:
+            source = await asyncio.wait_for(start(), timeout)
+        except BaseException:
+            release.close()
+            raise
+        return await open_stream(source, output, request_id, started, timeout, release)
+
+    # ------------------------------------------------------------------ request building
+    async def _custom_voice_request(self, inp: CustomVoiceInput) -> tuple[ModelInfo, SynthesisRequest]:
         info = await self.model_info(CUSTOM_VOICE)
-        request = SynthesisRequest(
+        return info, SynthesisRequest(
             text=self._text(inp.text),
             language=catalog.resolve_language(inp.language, info),
             speaker=catalog.resolve_speaker(inp.speaker, info),
             instruct=inp.instruct or None,
             seed=inp.seed,
+            max_new_tokens=inp.max_new_tokens,
         )
-        return await self._run(CUSTOM_VOICE, info, request, inp.output, request_id)
 
-    async def voice_design(self, inp: VoiceDesignInput, request_id: str) -> AudioOutput:
+    async def _voice_design_request(self, inp: VoiceDesignInput) -> tuple[ModelInfo, SynthesisRequest]:
         info = await self.model_info(VOICE_DESIGN)
         if not inp.description.strip():
             raise invalid("description", "description must describe the voice to create")
-        request = SynthesisRequest(
+        return info, SynthesisRequest(
             text=self._text(inp.text),
             language=catalog.resolve_language(inp.language, info),
             instruct=inp.description,
             seed=inp.seed,
+            max_new_tokens=inp.max_new_tokens,
         )
-        return await self._run(VOICE_DESIGN, info, request, inp.output, request_id)
 
-    async def voice_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioOutput:
+    async def _voice_clone_request(
+        self, inp: VoiceCloneInput
+    ) -> tuple[ModelInfo, SynthesisRequest, str | None]:
         info = await self.model_info(VOICE_CLONE)
         ref_text = (inp.ref_text or "").strip() or None
         if not inp.x_vector_only and ref_text is None:
@@ -105,17 +178,9 @@ class TTSService:
             text=self._text(inp.text),
             language=catalog.resolve_language(inp.language, info),
             seed=inp.seed,
+            max_new_tokens=inp.max_new_tokens,
         )
-        reference_digest = hashlib.sha256(inp.reference_audio).hexdigest()
-
-        async def synthesize() -> SynthesisResult:
-            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
-            return await self.handle(VOICE_CLONE).synthesize_with_reference.remote(
-                request, reference, ref_text, inp.x_vector_only
-            )
-
-        extra = {"reference": reference_digest, "ref_text": ref_text, "xvec": inp.x_vector_only}
-        return await self._run(VOICE_CLONE, info, request, inp.output, request_id, synthesize, extra)
+        return info, request, ref_text
 
     # ---------------------------------------------------------------------------- helpers
     def cached(self, key: str) -> AudioOutput | None:
@@ -146,10 +211,12 @@ class TTSService:
                 self.args.ingress.retry_after_s,
             )
         self.in_flight += 1
+        tts_metrics().set_queue_length("ingress", self.in_flight)
         try:
             yield
         finally:
             self.in_flight -= 1
+            tts_metrics().set_queue_length("ingress", self.in_flight)
 
     async def _run(
         self,
@@ -170,16 +237,19 @@ class TTSService:
             speaker=request.speaker,
             instruct=request.instruct,
             seed=request.seed,
+            max_new_tokens=request.max_new_tokens,
             output=output.model_dump(mode="json"),
             extra=extra or {},
         )
         if hit := self._cache.get(key):
+            tts_metrics().count_cached(info.kind.value)
             return hit.model_copy(update={"request_id": request_id, "cached": True})
         with self.admitted():
             call = synthesize or (lambda: self.handle(deployment).synthesize.remote(request))
             timeout = self.args.ingress.request_timeout_s
             result: SynthesisResult = await asyncio.wait_for(call(), timeout)
             rendered = await self._render(result, output, timeout)
+        _observe(info, request, result, time.perf_counter() - started)
         out = AudioOutput(
             audio=rendered.data,
             format=rendered.format,
@@ -203,27 +273,35 @@ class TTSService:
 
     # ------------------------------------------------------------------------ read models
     async def health(self) -> dict:
-        states: dict[str, dict] = {}
-        for name in self._models:
-            try:
-                info = await asyncio.wait_for(self.model_info(name), 5.0)
-                states[name] = {"status": "ready", "model": info.model, "device": info.device,
-                                "kind": info.kind.value}
-            except Exception as exc:  # noqa: BLE001 - health reports, never raises
-                states[name] = {"status": "unavailable", "error": type(exc).__name__}
-        states[AUDIO_PROCESSOR] = {"status": "ready"}
-        loaded = all(s["status"] == "ready" for s in states.values())
-        device = next((s["device"] for s in states.values() if "device" in s), "unknown")
+        """The seed's health fields plus each deployment's replicas and model state."""
+        report = await graph_health(self._models)
         return {
-            "status": "healthy" if loaded else "degraded",
-            "model_loaded": loaded,
-            "device": device,
+            "status": "healthy" if report.ready else "degraded",
+            "model_loaded": report.models_loaded,
+            "device": report.device,
             "concurrent_tasks": self.in_flight,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
-            "deployments": states,
+            "deployments": report.deployments,
         }
 
     async def voices(self) -> list[catalog.VoiceEntry]:
         if CUSTOM_VOICE not in self._models:
             return []
         return catalog.voice_entries(await self.model_info(CUSTOM_VOICE))
+
+
+def _observe(info: ModelInfo, request: SynthesisRequest, result: SynthesisResult, total: float) -> None:
+    """Record a finished synthesis (non-streaming: its first audio is its whole audio)."""
+    # Sizes and timings only: the text and the audio are never logged.
+    logger.info("synthesized model_kind=%s chars=%d audio_s=%.2f generation_s=%.2f total_s=%.2f",
+                info.kind.value, len(request.text), result.duration_seconds,
+                result.generation_seconds, total)
+    metrics = tts_metrics()
+    metrics.observe_first_audio(info.kind.value, total)
+    metrics.observe_synthesis(
+        info.kind.value,
+        total_seconds=total,
+        generation_seconds=result.generation_seconds,
+        audio_seconds=result.duration_seconds,
+        characters=len(request.text),
+    )

@@ -49,6 +49,17 @@ ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "CORS_ORIGINS": (("ingress.cors_origins",), _csv),
     "SAMPLE_RATE": (("audio.default_sample_rate",), int),
     "OUTPUT_FORMAT": (("audio.default_format",), str),
+    # the multi-tenant platform (docs/platform.md); secrets are SecretStr in PlatformArgs
+    "AUTH_ENABLED": (("platform.auth_enabled",), _bool),
+    "QTTS_DATA_DIR": (("platform.data_dir",), str),
+    "DATABASE_URL": (("platform.database_url",), str),
+    "REDIS_URL": (("platform.redis_url",), str),
+    "REDIS_KEY_PREFIX": (("platform.redis_key_prefix",), str),
+    "BLOB_STORE_URL": (("platform.blob_store_url",), str),
+    "VOICE_ENCRYPTION_KEYS": (("platform.voice_encryption_keys",), str),
+    "VOICE_ENCRYPTION_KEY": (("platform.voice_encryption_keys",), str),
+    "API_KEY_PEPPER": (("platform.api_key_pepper",), str),
+    "ADMIN_TOKEN": (("platform.admin_token",), str),
 }
 
 

@@ -29,6 +29,7 @@ from .errors import AudioInputError
 from .formats import FORMAT_INFO, OPUS_SAMPLE_RATES, AudioFormat, FormatInfo
 from .reference import ReferenceAudio, ReferenceLimits, prepare_reference
 from .render import RenderedAudio, RenderOptions, needs_processing, render
+from .stream_encoder import StreamEncoder
 
 __all__ = [
     "ACCEPTED_UPLOAD_FORMATS",
@@ -43,6 +44,7 @@ __all__ = [
     "ReferenceLimits",
     "RenderOptions",
     "RenderedAudio",
+    "StreamEncoder",
     "change_speed",
     "decode",
     "encode",

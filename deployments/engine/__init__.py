@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 from deployments.engine.presets import Preset, load_presets
 from deployments.engine.types import (
     MODEL_SAMPLE_RATE,
+    AudioChunk,
     EngineConfig,
     EngineError,
     ModelInfo,
     ModelKind,
+    StreamCancelled,
+    StreamChunking,
     SynthesisRequest,
     SynthesisResult,
     UnsupportedValueError,
@@ -23,6 +26,7 @@ from deployments.engine.types import (
 
 if TYPE_CHECKING:
     from deployments.engine.engine import TTSEngine
+    from deployments.engine.streaming import AsyncSynthesisStream, StreamStats, SynthesisStream
     from deployments.engine.tiny import (
         build_tiny_models,
         default_tiny_models_dir,
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "TTSEngine": "deployments.engine.engine",
+    "SynthesisStream": "deployments.engine.streaming",
+    "AsyncSynthesisStream": "deployments.engine.streaming",
+    "StreamStats": "deployments.engine.streaming",
     "build_tiny_models": "deployments.engine.tiny",
     "ensure_tiny_models": "deployments.engine.tiny",
     "default_tiny_models_dir": "deployments.engine.tiny",
@@ -38,11 +45,17 @@ _LAZY = {
 
 __all__ = [
     "MODEL_SAMPLE_RATE",
+    "AsyncSynthesisStream",
+    "AudioChunk",
     "EngineConfig",
     "EngineError",
     "ModelInfo",
     "ModelKind",
     "Preset",
+    "StreamCancelled",
+    "StreamChunking",
+    "StreamStats",
+    "SynthesisStream",
     "SynthesisRequest",
     "SynthesisResult",
     "TTSEngine",

@@ -25,12 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from deployments.engine.streaming import (
+    AsyncSynthesisStream,
+    StreamRunner,
+    StreamStats,
+    SynthesisStream,
+)
 from deployments.engine.types import (
     MODEL_SAMPLE_RATE,
     EngineConfig,
     EngineError,
     ModelInfo,
     ModelKind,
+    StreamChunking,
     SynthesisRequest,
     SynthesisResult,
     UnsupportedValueError,
@@ -131,6 +138,7 @@ class TTSEngine:
         self._device = device
         self._dtype = dtype
         self._lock = threading.Lock()
+        self.stream_stats = StreamStats()
         model_cfg = tts.model.config
         talker = model_cfg.talker_config
         try:
@@ -308,10 +316,7 @@ class TTSEngine:
             for i, p in enumerate(prepared):
                 if p.seed is None:
                     continue
-                with torch.random.fork_rng(devices=self._cuda_devices()):
-                    torch.manual_seed(p.seed)
-                    if self._device.startswith("cuda"):
-                        torch.cuda.manual_seed_all(p.seed)
+                with self._seeded(p.seed):
                     results[i] = self._generate([p], p.max_new_tokens)[0]
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # cannot happen: every request is in one group
@@ -325,23 +330,9 @@ class TTSEngine:
 
     def _generate(self, batch: list[_Prepared], max_new_tokens: int) -> list[SynthesisResult]:
         kind = self.info.kind
-        gen = {"max_new_tokens": max_new_tokens, "do_sample": self._config.do_sample,
-               "subtalker_dosample": self._config.do_sample}
-        texts = [p.text for p in batch]
-        languages = [p.language for p in batch]
         t0 = time.perf_counter()
         try:
-            if kind is ModelKind.CUSTOM_VOICE:
-                wavs, sr = self._tts.generate_custom_voice(
-                    text=texts, speaker=[p.speaker for p in batch], language=languages,
-                    instruct=[p.instruct for p in batch], **gen)
-            elif kind is ModelKind.VOICE_DESIGN:
-                wavs, sr = self._tts.generate_voice_design(
-                    text=texts, instruct=[p.instruct for p in batch], language=languages, **gen)
-            else:
-                items = [self._to_prompt_item(p.voice_prompt) for p in batch]
-                wavs, sr = self._tts.generate_voice_clone(
-                    text=texts, language=languages, voice_clone_prompt=items, **gen)
+            wavs, sr = self._run_model(batch, max_new_tokens)
         except Exception as e:
             raise EngineError(f"{kind.value} generation failed: {type(e).__name__}: {e}") from e
         seconds = time.perf_counter() - t0
@@ -351,6 +342,11 @@ class TTSEngine:
         out = []
         for p, wav in zip(batch, wavs, strict=True):
             audio = np.ascontiguousarray(np.asarray(wav, dtype=np.float32).reshape(-1))
+            if p.voice_prompt is not None and p.voice_prompt.icl_mode:
+                # qwen-tts cuts the reference off at int(ref/total * n), which float rounding
+                # can put one sample early: drop the stray reference samples so that the
+                # output is whole frames (and equals the streamed output).
+                audio = audio[audio.size % self._samples_per_frame:]
             if audio.size == 0 or not np.isfinite(audio).all():
                 raise EngineError("model produced empty or non-finite audio")
             out.append(SynthesisResult(
@@ -359,6 +355,56 @@ class TTSEngine:
                 extra={"batch_size": len(batch), "seed": p.seed, "max_new_tokens": max_new_tokens},
             ))
         return out
+
+    def _run_model(self, batch: list[_Prepared], max_new_tokens: int) -> tuple[list, int]:
+        """One qwen-tts generate call for `batch` (the caller holds the lock)."""
+        kind = self.info.kind
+        gen = {"max_new_tokens": max_new_tokens, "do_sample": self._config.do_sample,
+               "subtalker_dosample": self._config.do_sample}
+        texts = [p.text for p in batch]
+        languages = [p.language for p in batch]
+        if kind is ModelKind.CUSTOM_VOICE:
+            return self._tts.generate_custom_voice(
+                text=texts, speaker=[p.speaker for p in batch], language=languages,
+                instruct=[p.instruct for p in batch], **gen)
+        if kind is ModelKind.VOICE_DESIGN:
+            return self._tts.generate_voice_design(
+                text=texts, instruct=[p.instruct for p in batch], language=languages, **gen)
+        items = [self._to_prompt_item(p.voice_prompt) for p in batch]
+        return self._tts.generate_voice_clone(
+            text=texts, language=languages, voice_clone_prompt=items, **gen)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """Run the body with torch's RNG seeded from `seed` (forked: the global stream is
+        left as it was); no-op for None."""
+        if seed is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            torch.manual_seed(seed)
+            if self._device.startswith("cuda"):
+                torch.cuda.manual_seed_all(seed)
+            yield
+
+    # ------------------------------------------------------------------ streaming
+    def stream(
+        self, request: SynthesisRequest, chunking: StreamChunking | None = None
+    ) -> SynthesisStream:
+        """Start a streaming synthesis of `request` (validated here: a bad request raises
+        before anything runs). Iterate the result for `AudioChunk`s (blocking) or use
+        `astream` from async code; see `deployments.engine.streaming`."""
+        return SynthesisStream(self._stream_runner(request, chunking))
+
+    def astream(
+        self, request: SynthesisRequest, chunking: StreamChunking | None = None
+    ) -> AsyncSynthesisStream:
+        """`stream` for asyncio consumers: chunks arrive without blocking the event loop."""
+        return AsyncSynthesisStream(self._stream_runner(request, chunking))
+
+    def _stream_runner(self, request: SynthesisRequest, chunking: StreamChunking | None) -> StreamRunner:
+        prepared = self._prepare(request)
+        return StreamRunner(self, prepared, chunking or StreamChunking(), self.stream_stats)
 
     def _to_prompt_item(self, vp: VoicePrompt | None) -> Any:
         """Our VoicePrompt -> qwen-tts VoiceClonePromptItem, tensors where the package wants

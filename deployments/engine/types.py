@@ -130,3 +130,43 @@ class UnsupportedValueError(ValueError):
 
     def __reduce__(self):  # keep the fields when the error crosses a Ray handle
         return (type(self), (self.param, self.value, self.allowed, self.message))
+
+
+class StreamChunking(BaseModel):
+    """How a streaming synthesis cuts codec frames into PCM chunks (12.5 frames per second).
+
+    The first chunk is small so audio leaves early; later chunks are larger (fewer decoder
+    calls and messages). Every chunk is decoded with up to `left_context_frames` earlier
+    frames in front of it (then their samples are dropped): the decoder is causal, so the
+    concatenated chunks equal a whole-utterance decode (the package's own chunked decode
+    uses 25 frames of context).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_chunk_frames: int = Field(1, ge=1, le=64, description="Frames in the first chunk (80 ms each)")
+    chunk_frames: int = Field(6, ge=1, le=256, description="Frames in every later chunk")
+    left_context_frames: int = Field(25, ge=0, le=300, description="Decoder left context per chunk")
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One piece of a streaming synthesis, in order. The last one has `final=True` (its audio
+    may be empty) and carries the totals."""
+
+    audio: np.ndarray  # float32 mono in [-1, 1], may be empty only when final
+    sample_rate: int
+    index: int
+    frames: int  # codec frames in this chunk
+    final: bool = False
+    total_frames: int = 0  # frames generated so far (all of them when final)
+    input_tokens: int = 0  # text tokens of the request (set when final)
+    generation_seconds: float = 0.0  # wall time since the stream started
+
+    @property
+    def duration_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+class StreamCancelled(Exception):
+    """Raised inside the model's forward hook to stop a generation whose consumer went away."""

@@ -22,6 +22,11 @@ class _Input(BaseModel):
     language: str = Field("auto", description="auto, a code (zh, en, ...) or a model language name")
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Same seed + inputs -> same audio")
     output: RenderOptions = Field(default_factory=RenderOptions)
+    max_new_tokens: int | None = Field(
+        None, ge=2, le=8192,
+        description="Upper bound of codec frames (12.5 per second) for this request; the "
+        "deployment's max_new_tokens still caps it",
+    )
 
     @field_validator("text")
     @classmethod
@@ -58,3 +63,35 @@ class AudioOutput(BaseModel):
     request_id: str
     cached: bool = False
     cache_key: str | None = None
+
+
+class StreamUsage(BaseModel):
+    """OpenAI-style usage of a finished stream: text tokens in, codec frames out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class AudioStreamChunk(BaseModel):
+    """One piece of a streamed synthesis, as the handle API yields it.
+
+    `audio` is the next run of bytes of one file in `format` (concatenate them all: the first
+    chunk carries the container header, the last one the codec's tail). The last chunk has
+    `final=True` and `usage`; a stream that ends without a final chunk failed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    audio: bytes
+    index: int
+    format: AudioFormat
+    content_type: str
+    sample_rate: int
+    duration_seconds: float = Field(description="Audio encoded so far, in seconds")
+    elapsed_seconds: float = Field(description="Since the request arrived")
+    request_id: str
+    final: bool = False
+    usage: StreamUsage | None = None

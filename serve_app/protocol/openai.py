@@ -22,11 +22,15 @@ class SpeechRequest(BaseModel):
     instructions: str | None = None
     response_format: AudioFormat = AudioFormat.MP3
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    stream_format: Literal["audio", "sse"] | None = None
+    stream_format: Literal["audio", "sse"] | None = Field(
+        None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events); "
+        "omitted: the whole file at once"
+    )
     # extensions
     language: str = "auto"
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     sample_rate: int | None = Field(None, ge=8000, le=48000)
+    max_new_tokens: int | None = Field(None, ge=2, le=8192, description="Cap on codec frames")
 
 
 class ModelCard(BaseModel):

@@ -16,7 +16,10 @@ class SeedSynthesizeRequest(BaseModel):
     instruct: str | None = Field(None, description="Style instruction (1.7B CustomVoice)")
     speed: float = Field(1.0, ge=0.5, le=2.0)
     pitch: float = Field(1.0, ge=0.5, le=2.0)
-    enable_streaming: bool = False
+    enable_streaming: bool = Field(
+        False, description="true: the response is a chunked audio stream (OUTPUT_FORMAT, "
+        "SAMPLE_RATE) sent while generating, instead of JSON"
+    )
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Extension: reproducible output")
 
 

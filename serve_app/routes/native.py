@@ -1,11 +1,12 @@
 """Voice design and voice cloning over HTTP, returning audio bytes.
 
 POST /v1/audio/design  JSON {input, description, language, response_format, speed, pitch,
-                            sample_rate, loudness_lufs, seed}
+                            sample_rate, loudness_lufs, seed, max_new_tokens, stream_format}
 POST /v1/audio/clone   multipart/form-data (reference_audio as a file) or JSON (reference_audio
                        as a data URL `data:audio/...;base64,...`), plus {input, ref_text,
                        x_vector_only, language, response_format, speed, pitch, sample_rate,
-                       loudness_lufs, seed}
+                       loudness_lufs, seed, max_new_tokens, stream_format}
+stream_format "audio" or "sse" streams the audio while it is generated (docs/streaming.md).
 The server never fetches a URL or opens a path given by a client: only bytes are accepted.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -26,6 +27,7 @@ from deployments.audio.formats import AudioFormat
 from serve_app.errors import ApiError, invalid
 from serve_app.protocol.native import SEED_MAX, VoiceCloneInput, VoiceDesignInput
 from serve_app.routes.common import audio_response, rid, service
+from serve_app.routes.streaming import stream_response
 
 router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 
@@ -43,6 +45,10 @@ class _Common(BaseModel):
     sample_rate: int | None = Field(None, ge=8000, le=48000)
     loudness_lufs: float | None = Field(None, ge=-70.0, le=-5.0)
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    max_new_tokens: int | None = Field(None, ge=2, le=8192, description="Cap on codec frames")
+    stream_format: Literal["audio", "sse"] | None = Field(
+        None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
+    )
 
     def render_options(self, default_format: AudioFormat) -> RenderOptions:
         fields = {k: getattr(self, k) for k in _RENDER_FIELDS}
@@ -66,7 +72,10 @@ async def design(body: DesignBody, request: Request) -> Response:
     inp = VoiceDesignInput(
         text=body.input, description=body.description, language=body.language, seed=body.seed,
         output=body.render_options(svc.args.audio.default_format),
+        max_new_tokens=body.max_new_tokens,
     )
+    if body.stream_format:
+        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
     return audio_response(await svc.voice_design(inp, rid(request)))
 
 
@@ -96,7 +105,10 @@ async def clone(request: Request) -> Response:
         text=body.input, language=body.language, seed=body.seed, reference_audio=audio,
         ref_text=body.ref_text, x_vector_only=body.x_vector_only,
         output=body.render_options(svc.args.audio.default_format),
+        max_new_tokens=body.max_new_tokens,
     )
+    if body.stream_format:
+        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
     return audio_response(await svc.voice_clone(inp, rid(request)))
 
 

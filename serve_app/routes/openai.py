@@ -18,6 +18,7 @@ from serve_app.errors import invalid
 from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
 from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
 from serve_app.routes.common import audio_response, rid, service
+from serve_app.routes.streaming import stream_response
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -45,12 +46,6 @@ def _voice_name(voice: str | dict) -> str:
 async def speech(body: SpeechRequest, request: Request) -> Response:
     svc = service(request)
     model = resolve_model(body.model, svc.deployed_models)
-    if body.stream_format == "sse":
-        raise invalid(
-            "stream_format",
-            "stream_format 'sse' is not available on this server yet; use 'audio'",
-            "unsupported_value",
-        )
     output = RenderOptions(
         format=body.response_format, speed=body.speed, sample_rate=body.sample_rate
     )
@@ -63,24 +58,22 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     if model == VOICE_DESIGN:
         if not (body.instructions or "").strip():
             raise invalid("instructions", "VoiceDesign needs instructions: the voice description")
-        out = await svc.voice_design(
-            VoiceDesignInput(
-                text=body.input, description=body.instructions, language=body.language,
-                seed=body.seed, output=output,
-            ),
-            rid(request),
+        inp = VoiceDesignInput(
+            text=body.input, description=body.instructions, language=body.language,
+            seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
         )
-        return audio_response(out)
+        if body.stream_format:
+            return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
+        return audio_response(await svc.voice_design(inp, rid(request)))
     info = await svc.model_info(CUSTOM_VOICE)
     speaker = catalog.resolve_speaker(_voice_name(body.voice), info, param="voice", openai_names=True)
-    out = await svc.custom_voice(
-        CustomVoiceInput(
-            text=body.input, speaker=speaker, instruct=body.instructions, language=body.language,
-            seed=body.seed, output=output,
-        ),
-        rid(request),
+    inp = CustomVoiceInput(
+        text=body.input, speaker=speaker, instruct=body.instructions, language=body.language,
+        seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
     )
-    return audio_response(out)
+    if body.stream_format:
+        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
+    return audio_response(await svc.custom_voice(inp, rid(request)))
 
 
 @router.get("/models", response_model=ModelList)

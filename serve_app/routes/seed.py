@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
-from serve_app.errors import ApiError, invalid
+from serve_app.errors import ApiError
 from serve_app.protocol.native import CustomVoiceInput
 from serve_app.protocol.seed import (
     SeedHealthResponse,
@@ -22,19 +22,22 @@ from serve_app.protocol.seed import (
     SeedVoicesResponse,
 )
 from serve_app.routes.common import rid, service
+from serve_app.routes.streaming import audio_stream_response
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])
 
 
-@router.post("/tts/synthesize", response_model=SeedSynthesizeResponse)
-async def synthesize(body: SeedSynthesizeRequest, request: Request) -> SeedSynthesizeResponse:
+@router.post(
+    "/tts/synthesize",
+    response_model=SeedSynthesizeResponse,
+    responses={200: {"description": "JSON; with enable_streaming=true a chunked audio stream "
+                     "in OUTPUT_FORMAT (see docs/streaming.md)",
+                     "content": {"audio/wav": {}}}},
+)
+async def synthesize(
+    body: SeedSynthesizeRequest, request: Request
+) -> SeedSynthesizeResponse | StreamingResponse:
     svc = service(request)
-    if body.enable_streaming:
-        raise invalid(
-            "enable_streaming",
-            "streaming responses are not available on this server yet; send enable_streaming=false",
-            "unsupported_value",
-        )
     inp = CustomVoiceInput(
         text=body.text,
         language=body.language,
@@ -48,6 +51,8 @@ async def synthesize(body: SeedSynthesizeRequest, request: Request) -> SeedSynth
             pitch=body.pitch,
         ),
     )
+    if body.enable_streaming:  # chunked audio in OUTPUT_FORMAT instead of JSON
+        return audio_stream_response(await svc.stream(inp, rid(request)))
     out = await svc.custom_voice(inp, rid(request))
     return SeedSynthesizeResponse(
         success=True,

@@ -29,6 +29,7 @@ def free_port() -> int:
 class Graph:
     base_url: str
     app_name: str
+    metrics_url: str  # Ray's metrics agent (Prometheus text), as KubeRay's :8080 is
 
     def client(self, **kw) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=120, **kw)
@@ -38,16 +39,25 @@ class Graph:
 def graph(tiny_models_dir: Path) -> Iterator[Graph]:
     os.environ["QTTS_TINY_MODELS_DIR"] = str(tiny_models_dir)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Autoscaling metrics every 0.5 s instead of 10 s, so scaling tests take seconds
+    # (replicas and handles read these when they start, hence before ray.init).
+    os.environ["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "0.5"
+    os.environ["RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "0.5"
     import ray
     from ray import serve
 
     from serve_app.cli import start_graph
 
-    port = free_port()
-    # logical CPUs: the profile's fractional replicas fit whatever the machine has
-    profile = start_graph(CPU_PROFILE, "127.0.0.1", port, num_cpus=8)
+    port, metrics_port = free_port(), free_port()
+    # logical CPUs: the profile's fractional replicas fit whatever the machine has; logical
+    # GPUs: the cluster tests pack GPU-asking replicas as on a GPU node
+    ray.init(num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="WARNING",
+             _metrics_export_port=metrics_port,
+             _system_config={"metrics_report_interval_ms": 1000})
+    profile = start_graph(CPU_PROFILE, "127.0.0.1", port)
     try:
-        yield Graph(base_url=f"http://127.0.0.1:{port}", app_name=profile.app_name)
+        yield Graph(base_url=f"http://127.0.0.1:{port}", app_name=profile.app_name,
+                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         serve.shutdown()
         ray.shutdown()

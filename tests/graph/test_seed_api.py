@@ -101,10 +101,7 @@ def test_speed_out_of_range_is_422_naming_speed(http):
     assert response.json()["error"]["param"] == "speed"
 
 
-def test_streaming_request_is_refused_not_ignored(http):
-    response = synthesize(http, enable_streaming=True)
-    assert response.status_code == 422
-    assert response.json()["error"]["param"] == "enable_streaming"
+# enable_streaming=true streams for real: see tests/graph/test_streaming.py
 
 
 def test_health_reports_seed_fields_and_every_deployment(http):

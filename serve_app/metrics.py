@@ -1,0 +1,153 @@
+"""Prometheus metrics of the graph: the names here are the names on the dashboard.
+
+Recorded with `ray.serve.metrics` inside replicas; Ray's metrics agent on every node exports
+them on its metrics port (8080 on KubeRay pods) with a `ray_` prefix, and adds the
+`application`, `deployment` and `replica` tags itself (those keys are reserved: a metric that
+declares one fails only inside a replica, after the deploy has waited).
+
+Labels are bounded: `model_kind` is one of the checkpoint kinds, `code` one of the error codes
+of `serve_app.errors`, `stage` one of `STAGES`. No text, ids or per-request values as labels.
+cluster/grafana-dashboard.json is checked against `EXPORTED_NAMES` by a test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from ray.serve.metrics import Counter, Gauge, Histogram
+
+#: Prefix Ray's exporter puts in front of every application metric.
+EXPORT_PREFIX = "ray_"
+
+TIME_TO_FIRST_AUDIO = "qtts_time_to_first_audio_seconds"
+SYNTHESIS_TIME = "qtts_synthesis_seconds"
+REAL_TIME_FACTOR = "qtts_real_time_factor"
+AUDIO_SECONDS = "qtts_audio_seconds"
+CHARACTERS = "qtts_characters"
+REQUESTS = "qtts_requests"
+QUEUE_LENGTH = "qtts_queue_length"
+ERRORS = "qtts_errors"
+
+#: Where a request waits: admitted by the ingress, or inside a model replica (queued in its
+#: batcher or generating).
+STAGES = ("ingress", "model")
+
+#: Seconds: from 20 ms (a GPU's first packet) to 5 minutes (the request timeout).
+LATENCY_BOUNDARIES = [0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 21, 34, 60,
+                      120, 300]
+#: Generation seconds per audio second: < 1 is faster than real time.
+RTF_BOUNDARIES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30]
+
+_RESERVED_TAG_KEYS = frozenset({"deployment", "replica", "application"})
+
+
+def _tags(*keys: str) -> tuple[str, ...]:
+    clash = _RESERVED_TAG_KEYS.intersection(keys)
+    if clash:
+        raise ValueError(f"metric tag keys {sorted(clash)} are reserved by Ray Serve")
+    return keys
+
+
+def _counter(name: str, description: str, keys: Iterable[str]) -> Counter:
+    return Counter(name, description=description, tag_keys=_tags(*keys))
+
+
+def _histogram(name: str, description: str, boundaries: list[float], keys: Iterable[str]) -> Histogram:
+    return Histogram(name, description=description, boundaries=boundaries, tag_keys=_tags(*keys))
+
+
+class TTSMetrics:
+    """One set of metric objects per replica process (Ray registers each name once)."""
+
+    def __init__(self) -> None:
+        kind = ("model_kind",)
+        self.time_to_first_audio = _histogram(
+            TIME_TO_FIRST_AUDIO,
+            "Seconds from request arrival at the ingress to the first audio bytes ready "
+            "(the whole synthesis for non-streaming requests).",
+            LATENCY_BOUNDARIES, kind,
+        )
+        self.synthesis_time = _histogram(
+            SYNTHESIS_TIME, "Seconds from request arrival to finished audio.",
+            LATENCY_BOUNDARIES, kind,
+        )
+        self.real_time_factor = _histogram(
+            REAL_TIME_FACTOR, "Model generation seconds per second of audio produced.",
+            RTF_BOUNDARIES, kind,
+        )
+        self.audio_seconds = _counter(AUDIO_SECONDS, "Seconds of audio synthesized.", kind)
+        self.characters = _counter(CHARACTERS, "Characters of text synthesized.", kind)
+        self.requests = _counter(
+            REQUESTS, "Synthesis requests answered, by outcome (ok, cached, error).",
+            ("model_kind", "outcome"),
+        )
+        self.queue_length = Gauge(
+            QUEUE_LENGTH,
+            description="Synthesis requests waiting or running in this replica, by stage.",
+            tag_keys=_tags("stage"),
+        )
+        self.errors = _counter(ERRORS, "Failed requests by error code and HTTP status.",
+                               ("code", "status"))
+
+    # ---------------------------------------------------------------------- recording
+    def observe_first_audio(self, model_kind: str, seconds: float) -> None:
+        self.time_to_first_audio.observe(seconds, tags={"model_kind": model_kind})
+
+    def observe_synthesis(
+        self,
+        model_kind: str,
+        *,
+        total_seconds: float,
+        generation_seconds: float,
+        audio_seconds: float,
+        characters: int,
+    ) -> None:
+        tags = {"model_kind": model_kind}
+        self.synthesis_time.observe(total_seconds, tags=tags)
+        if audio_seconds > 0:
+            self.real_time_factor.observe(generation_seconds / audio_seconds, tags=tags)
+            self.audio_seconds.inc(audio_seconds, tags=tags)
+        if characters > 0:
+            self.characters.inc(characters, tags=tags)
+        self.requests.inc(tags={"model_kind": model_kind, "outcome": "ok"})
+
+    def count_cached(self, model_kind: str) -> None:
+        self.requests.inc(tags={"model_kind": model_kind, "outcome": "cached"})
+
+    def count_error(self, code: str, status: int, model_kind: str | None = None) -> None:
+        self.errors.inc(tags={"code": code, "status": str(status)})
+        if model_kind is not None:
+            self.requests.inc(tags={"model_kind": model_kind, "outcome": "error"})
+
+    def set_queue_length(self, stage: str, value: int) -> None:
+        self.queue_length.set(value, tags={"stage": stage})
+
+
+_lock = threading.Lock()
+_metrics: TTSMetrics | None = None
+
+
+def tts_metrics() -> TTSMetrics:
+    """The process's metrics, created on first use (inside a replica, never at import)."""
+    global _metrics
+    with _lock:
+        if _metrics is None:
+            _metrics = TTSMetrics()
+        return _metrics
+
+
+#: Every series name a scrape shows for these metrics (histograms as _bucket/_sum/_count).
+EXPORTED_NAMES: dict[str, tuple[str, ...]] = {
+    name: tuple(EXPORT_PREFIX + name + suffix for suffix in suffixes)
+    for name, suffixes in {
+        TIME_TO_FIRST_AUDIO: ("_bucket", "_sum", "_count"),
+        SYNTHESIS_TIME: ("_bucket", "_sum", "_count"),
+        REAL_TIME_FACTOR: ("_bucket", "_sum", "_count"),
+        AUDIO_SECONDS: ("_total",),
+        CHARACTERS: ("_total",),
+        REQUESTS: ("_total",),
+        QUEUE_LENGTH: ("",),
+        ERRORS: ("_total",),
+    }.items()
+}

@@ -1,0 +1,210 @@
+"""The job runner: an asyncio loop that claims jobs, synthesizes them segment by segment,
+joins and encodes the audio, records the result once and calls the webhook.
+
+The synthesis itself is a callable handed in by the caller (phase 2: the ingress passes one
+that calls the model deployments' handles), so this module knows nothing about Ray:
+
+    async def synthesize(job: ClaimedJob, segment: str, index: int) -> SegmentAudio
+
+Any number of runners (one per ingress replica) share the queue through the database. A
+runner that dies leaves its lease to expire; another one takes the job up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from serve_app.platform.config import JobArgs
+from serve_app.platform.errors import PlatformError
+from serve_app.platform.jobs.audio import crossfade_join
+from serve_app.platform.jobs.store import ClaimedJob, JobStore, PendingWebhook
+from serve_app.platform.jobs.text import segment_text
+from serve_app.platform.jobs.webhooks import WebhookSender
+
+logger = logging.getLogger("qtts.platform.jobs")
+
+
+@dataclass(frozen=True)
+class SegmentAudio:
+    audio: np.ndarray  # float32 mono
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    data: bytes
+    content_type: str
+    extension: str
+    audio_seconds: float
+
+
+Synthesize = Callable[[ClaimedJob, str, int], Awaitable[SegmentAudio]]
+Encode = Callable[[np.ndarray, int, dict], EncodedAudio]
+
+
+def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
+    """Default encoder: the project's audio library with the job's RenderOptions."""
+    from deployments.audio import RenderOptions, render
+
+    rendered = render(audio, sample_rate, RenderOptions.model_validate(output))
+    return EncodedAudio(rendered.data, rendered.content_type, rendered.format.value,
+                        rendered.duration_seconds)
+
+
+class JobRunner:
+    def __init__(self, store: JobStore, synthesize: Synthesize, args: JobArgs, *,
+                 encode: Encode = render_output, webhooks: WebhookSender | None = None,
+                 owner: str | None = None):
+        self.store = store
+        self.args = args
+        self._synthesize = synthesize
+        self._encode = encode
+        self.webhooks = webhooks or WebhookSender(
+            timeout_s=args.webhook_timeout_s, max_attempts=args.webhook_max_attempts,
+            backoff_s=args.webhook_backoff_s, backoff_max_s=args.webhook_backoff_max_s,
+            allow_private_hosts=args.webhook_allow_private_hosts,
+        )
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+
+    # --------------------------------------------------------------------- lifecycle
+    def start(self) -> asyncio.Task:
+        """Run the loop in the background of the current event loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name=f"job-runner {self.owner}")
+        return self._task
+
+    def wake(self) -> None:
+        """Look for work now (call after a submit on this replica)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming and cancel the jobs in hand; their leases expire and another runner
+        takes them up (stopping is indistinguishable from dying, on purpose)."""
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                busy = await self.run_available()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
+                logger.exception("job runner %s: claiming failed", self.owner)
+                busy = False
+            if not busy:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.args.poll_interval_s)
+
+    async def run_available(self) -> bool:
+        """Claim what fits in the free slots (and due webhooks) and start it; True if any."""
+        self._running = {t for t in self._running if not t.done()}
+        started = False
+        while len(self._running) < self.args.concurrency:
+            job = await asyncio.to_thread(self.store.claim, self.owner)
+            if job is None:
+                break
+            self._spawn(self.execute(job))
+            started = True
+        if len(self._running) < self.args.concurrency:
+            pending = await asyncio.to_thread(self.store.claim_webhook)
+            if pending is not None:
+                self._spawn(self.deliver(pending))
+                started = True
+        return started
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def drain(self) -> None:
+        """Wait for the jobs in hand (tests and graceful shutdowns)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    # ------------------------------------------------------------------------ one job
+    async def execute(self, job: ClaimedJob) -> bool:
+        """Run one claimed job to its end; True if this runner recorded its result."""
+        progress = 0.0
+        lost = asyncio.Event()
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(self.args.heartbeat_s)
+                if not await asyncio.to_thread(self.store.heartbeat, job, progress):
+                    lost.set()
+                    return
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            segments = segment_text(job.request.text, self.args.segment_chars)
+            pieces: list[np.ndarray] = []
+            rate = 0
+            for index, segment in enumerate(segments):
+                if lost.is_set():
+                    logger.warning("job %s: lease lost, stopping", job.id)
+                    return False
+                out = await self._synthesize(job, segment, index)
+                if rate and out.sample_rate != rate:
+                    raise ValueError("segments came back at different sample rates")
+                rate = out.sample_rate
+                pieces.append(out.audio)
+                progress = (index + 1) / len(segments) * 0.95
+                if not await asyncio.to_thread(self.store.heartbeat, job, progress):
+                    return False
+            joined = crossfade_join(pieces, rate, self.args.crossfade_ms)
+            encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
+            won = await asyncio.to_thread(self.store.complete, job, encoded.data,
+                                          encoded.content_type, encoded.extension,
+                                          encoded.audio_seconds)
+        except asyncio.CancelledError:
+            raise  # stopped or dying: the lease runs out and the job is taken up again
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost
+            client_error = isinstance(exc, PlatformError | ValueError)
+            code = getattr(exc, "code", None) or ("invalid_request" if client_error else "job_error")
+            message = str(exc) if client_error else f"synthesis failed ({type(exc).__name__})"
+            logger.warning("job %s attempt %d failed: %s", job.id, job.attempt, type(exc).__name__)
+            await asyncio.to_thread(self.store.fail, job, code, message, retry=not client_error)
+            await self._deliver_if_due(job)
+            return False
+        finally:
+            beat.cancel()
+        if won:
+            await self._deliver_if_due(job)
+        return won
+
+    async def _deliver_if_due(self, job: ClaimedJob) -> None:
+        pending = await asyncio.to_thread(self.store.pending_webhook, job.tenant_id, job.id)
+        if pending is not None:
+            await self.deliver(pending)
+
+    async def deliver(self, pending: PendingWebhook) -> bool:
+        async def attempted(n: int, error: str | None) -> None:
+            await asyncio.to_thread(self.store.webhook_attempted, pending.job.id, n, error)
+
+        event = f"job.{pending.job.status}"
+        result = await self.webhooks.deliver(
+            pending.url, pending.secret, event, {"type": event, "data": pending.job.as_dict()},
+            delivery_id=f"{pending.job.id}:{pending.job.status}",
+            done_attempts=pending.attempts, on_attempt=attempted,
+        )
+        await asyncio.to_thread(self.store.webhook_finished, pending.job.id, result.delivered,
+                                result.error)
+        return result.delivered

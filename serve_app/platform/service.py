@@ -1,0 +1,209 @@
+"""`Platform`: the one object the ingress holds, with async methods for the request path.
+
+    platform = Platform.open(args.platform)                    # per ingress replica
+    principal = await platform.authenticate(request.headers)   # 401 / 403
+    admission = await platform.admit(principal, model=..., endpoint=..., characters=len(text))
+    ...synthesize...                                            # 429 raised above if over
+    await platform.finish(admission, request_id=..., audio_seconds=..., status="ok")
+
+The services below it are synchronous and short (database, Redis, blob store); every async
+method runs them in a worker thread so the event loop never blocks on I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from deployments.engine.types import VoicePrompt
+from serve_app.platform.blobs import BlobStore, open_blob_store
+from serve_app.platform.config import PlatformArgs, TenantLimits
+from serve_app.platform.crypto import Keyring
+from serve_app.platform.db import Database, safe_url
+from serve_app.platform.errors import ConfigurationError
+from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
+from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
+from serve_app.platform.keys import ApiKeys, Principal
+from serve_app.platform.limits import Admission, Limiter, open_limiter
+from serve_app.platform.tenants import TenantDirectory, TenantInfo
+from serve_app.platform.usage import UsageMeter, UsageRecord, UsageStatus, UsageSummary
+from serve_app.platform.voices import VoiceInfo, VoiceLibrary
+
+logger = logging.getLogger("qtts.platform")
+
+#: The tenant that owns everything when authentication is off (the open CPU demo).
+OPEN_TENANT = "public"
+
+
+def _keyring(args: PlatformArgs, db: Database) -> Keyring:
+    if args.voice_encryption_keys is not None:
+        return Keyring.parse(args.voice_encryption_keys.get_secret_value())
+    if not db.is_sqlite:
+        raise ConfigurationError(
+            "VOICE_ENCRYPTION_KEYS must be set when the database is shared (not SQLite): every "
+            "replica has to read voices sealed by every other"
+        )
+    path = args.resolved_data_dir() / "voice-encryption.key"
+    logger.warning("no VOICE_ENCRYPTION_KEYS set: using the local development key in %s", path)
+    return Keyring.development(path)
+
+
+class Platform:
+    def __init__(self, args: PlatformArgs, db: Database, blobs: BlobStore, keyring: Keyring,
+                 limiter: Limiter):
+        self.args = args
+        self.db = db
+        self.blobs = blobs
+        self.keyring = keyring
+        self.limiter = limiter
+        pepper = args.api_key_pepper.get_secret_value().encode() if args.api_key_pepper else b""
+        self.tenants = TenantDirectory(db, args.default_limits)
+        self.keys = ApiKeys(db, pepper, cache_s=args.auth_cache_s)
+        self.usage = UsageMeter(db)
+        self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
+        jobs = args.jobs
+        self.jobs = JobStore(
+            db, blobs, keyring, lease_s=jobs.lease_s, max_attempts=jobs.max_attempts,
+            max_text_chars=jobs.max_text_chars,
+            webhook_lease_s=jobs.webhook_max_attempts * (jobs.webhook_timeout_s + jobs.webhook_backoff_max_s),
+        )
+        self._open_principal: Principal | None = None
+
+    def __repr__(self) -> str:
+        return (f"Platform(db={safe_url(self.db.url)!r}, blobs={self.blobs!r}, "
+                f"limiter={self.limiter!r}, auth_enabled={self.args.auth_enabled})")
+
+    @classmethod
+    def open(cls, args: PlatformArgs, *, migrate: bool = False) -> Platform:
+        """Connect every backend named in `args`; `migrate` brings the schema up to date
+        first (the embedded SQLite default does it always: the demo needs nothing else)."""
+        db = Database(args.resolved_database_url())
+        if migrate or db.is_sqlite:
+            db.migrate()
+        limiter = open_limiter(
+            args.redis_url.get_secret_value() if args.redis_url else None,
+            prefix=args.redis_key_prefix, lease_s=args.concurrency_lease_s,
+        )
+        platform = cls(args, db, open_blob_store(args.resolved_blob_store_url()),
+                       _keyring(args, db), limiter)
+        if not args.auth_enabled:
+            logger.warning("AUTHENTICATION IS OFF: every request acts as tenant %r", OPEN_TENANT)
+        return platform
+
+    def close(self) -> None:
+        self.limiter.close()
+        self.db.dispose()
+
+    # -------------------------------------------------------------------- request path
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller's principal (401 without a valid key, 403 for a disabled tenant); with
+        authentication off, the open tenant's."""
+        if not self.args.auth_enabled:
+            return await asyncio.to_thread(self.open_principal)
+        return await asyncio.to_thread(self.keys.authenticate, dict(headers))
+
+    def open_principal(self) -> Principal:
+        if self._open_principal is None:
+            try:
+                tenant = self.tenants.get(OPEN_TENANT)
+            except Exception:  # noqa: BLE001 - first start: create it (a racing replica may win)
+                try:
+                    tenant = self.tenants.create(OPEN_TENANT)
+                except Exception:  # noqa: BLE001
+                    tenant = self.tenants.get(OPEN_TENANT)
+            self._open_principal = Principal(tenant.id, tenant.name, None, (), tenant.limits)
+        return self._open_principal
+
+    async def admit(self, principal: Principal, *, model: str | None, endpoint: str,
+                    characters: int = 0) -> Admission:
+        """Check the key's scopes (403) and the tenant's limits (429 with Retry-After and
+        X-RateLimit-* headers); hold a slot until `finish`. Send `admission.headers` on the
+        response."""
+        principal.require(model=model, endpoint=endpoint)
+        return await asyncio.to_thread(self.limiter.acquire, principal.tenant_id,
+                                       principal.limits, characters=characters)
+
+    async def finish(self, admission: Admission, principal: Principal, *, request_id: str,
+                     model: str, endpoint: str, status: UsageStatus, characters: int = 0,
+                     audio_seconds: float = 0.0, processing_ms: int = 0, streamed: bool = False,
+                     voice: str | None = None) -> bool:
+        """Settle the admission and record usage, once. A failed request is charged nothing;
+        a cancelled stream is charged what was sent (pass those figures). Returns False if
+        this request id was already recorded."""
+        if status == "failed":
+            characters, audio_seconds = 0, 0.0
+        record = UsageRecord(
+            request_id=request_id, tenant_id=principal.tenant_id, api_key_id=principal.key_id,
+            model=model, endpoint=endpoint, voice=voice, characters=characters,
+            audio_seconds=audio_seconds, processing_ms=processing_ms, streamed=streamed,
+            status=status,
+        )
+
+        def work() -> bool:
+            admission.settle(characters=characters, audio_seconds=audio_seconds)
+            return self.usage.record(record)
+
+        return await asyncio.to_thread(work)
+
+    # -------------------------------------------------------------------------- voices
+    async def create_clone_voice(self, principal: Principal, name: str, prompt: VoicePrompt, *,
+                                 consent: bool, reference_audio: bytes | None = None,
+                                 language: str | None = None,
+                                 description: str | None = None) -> VoiceInfo:
+        return await asyncio.to_thread(
+            self.voices.create_clone, principal.tenant_id, name, prompt, consent=consent,
+            reference_audio=reference_audio, language=language, description=description)
+
+    async def create_designed_voice(self, principal: Principal, name: str, prompt: VoicePrompt,
+                                    *, description: str, sample_audio: bytes | None = None,
+                                    language: str | None = None) -> VoiceInfo:
+        return await asyncio.to_thread(
+            self.voices.create_design, principal.tenant_id, name, prompt,
+            description=description, sample_audio=sample_audio, language=language)
+
+    async def list_voices(self, principal: Principal) -> list[VoiceInfo]:
+        return await asyncio.to_thread(self.voices.list, principal.tenant_id)
+
+    async def get_voice(self, principal: Principal, voice: str) -> VoiceInfo:
+        return await asyncio.to_thread(self.voices.get, principal.tenant_id, voice)
+
+    async def delete_voice(self, principal: Principal, voice: str) -> VoiceInfo:
+        return await asyncio.to_thread(self.voices.delete, principal.tenant_id, voice)
+
+    async def voice_prompt(self, principal: Principal, voice: str) -> VoicePrompt:
+        """The saved clone prompt for synthesis (404 for another tenant's voice)."""
+        return await asyncio.to_thread(self.voices.prompt, principal.tenant_id, voice)
+
+    # ---------------------------------------------------------------------------- jobs
+    async def submit_job(self, principal: Principal, request: JobRequest, *,
+                         webhook_url: str | None = None,
+                         webhook_secret: str | None = None) -> JobTicket:
+        principal.require(model=request.model, endpoint="jobs")
+        return await asyncio.to_thread(
+            self.jobs.submit, principal.tenant_id, request, api_key_id=principal.key_id,
+            webhook_url=webhook_url, webhook_secret=webhook_secret)
+
+    async def job_status(self, principal: Principal, job_id: str) -> JobStatus:
+        return await asyncio.to_thread(self.jobs.get, principal.tenant_id, job_id)
+
+    async def list_jobs(self, principal: Principal, limit: int = 100) -> list[JobStatus]:
+        return await asyncio.to_thread(self.jobs.list, principal.tenant_id, limit)
+
+    async def job_result(self, principal: Principal, job_id: str) -> tuple[bytes, str]:
+        return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
+
+    def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output) -> JobRunner:
+        """A runner over this platform's queue; call `.start()` inside the event loop."""
+        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode)
+
+    # ---------------------------------------------------------------------- admin side
+    async def usage_summary(self, tenant_id: str, period: str = "month") -> UsageSummary:
+        return await asyncio.to_thread(self.usage.summary, tenant_id, period)
+
+    def create_tenant(self, name: str, limits: TenantLimits | None = None) -> TenantInfo:
+        return self.tenants.create(name, limits)
+
+    def rotate_voice_key(self) -> dict[str, int]:
+        """Re-seal everything sealed with an older key under the newest one."""
+        return {"voices": self.voices.reencrypt(), "webhook_secrets": self.jobs.reencrypt_secrets()}

@@ -1,0 +1,198 @@
+"""Engine streaming on the tiny checkpoints: streamed == non-streamed, no clicks, chunk sizes,
+cancellation within a frame, the lock handed back, errors before anything runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deployments.engine import (
+    EngineConfig,
+    ModelKind,
+    StreamCancelled,
+    StreamChunking,
+    SynthesisRequest,
+    TTSEngine,
+    UnsupportedValueError,
+)
+
+TEXT = "Hello world, this is a streaming test."
+FRAME = 1920
+CHUNKING = StreamChunking(first_chunk_frames=1, chunk_frames=3, left_context_frames=25)
+
+
+def _engine(root: Path, kind: ModelKind) -> TTSEngine:
+    return TTSEngine.load(EngineConfig(model=str(root / kind.value), warmup=False))
+
+
+@pytest.fixture(scope="module")
+def cv(tiny_models_dir: Path) -> TTSEngine:
+    return _engine(tiny_models_dir, ModelKind.CUSTOM_VOICE)
+
+
+@pytest.fixture(scope="module")
+def vd(tiny_models_dir: Path) -> TTSEngine:
+    return _engine(tiny_models_dir, ModelKind.VOICE_DESIGN)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_models_dir: Path) -> TTSEngine:
+    return _engine(tiny_models_dir, ModelKind.BASE)
+
+
+def _long_seed(engine: TTSEngine, speaker: str, frames: int = 14) -> int:
+    """A seed for which the random checkpoint makes at least `frames` frames (it stops at
+    random; seeded runs are deterministic, so this picks the same seed every time)."""
+    for seed in range(100):
+        req = SynthesisRequest(text=TEXT, speaker=speaker, seed=seed, max_new_tokens=frames + 1)
+        if engine.synthesize([req])[0].frames >= frames:
+            return seed
+    raise AssertionError("no seed in 0..99 made a long enough utterance")
+
+
+def _reference() -> tuple[np.ndarray, int]:
+    sr = 16_000
+    t = np.arange(2 * sr) / sr
+    wav = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    return wav.astype(np.float32), sr
+
+
+def _requests(kind: ModelKind, engine: TTSEngine) -> list[SynthesisRequest]:
+    if kind is ModelKind.CUSTOM_VOICE:
+        return [SynthesisRequest(text=TEXT, speaker="vivian", seed=s, max_new_tokens=40)
+                for s in (1, 7)]
+    if kind is ModelKind.VOICE_DESIGN:
+        return [SynthesisRequest(text=TEXT, instruct="A calm low voice.", seed=s,
+                                 max_new_tokens=40) for s in (1, 7)]
+    icl = engine.build_voice_prompt(*_reference(), ref_text="Reference words here.")
+    xvec = engine.build_voice_prompt(*_reference(), x_vector_only=True)
+    return [SynthesisRequest(text=TEXT, voice_prompt=icl, seed=3, max_new_tokens=40),
+            SynthesisRequest(text=TEXT, voice_prompt=xvec, seed=3, max_new_tokens=40)]
+
+
+@pytest.mark.parametrize("kind", list(ModelKind), ids=lambda k: k.value)
+def test_streamed_pcm_equals_non_streamed_pcm(kind, request):
+    engine = request.getfixturevalue({ModelKind.CUSTOM_VOICE: "cv", ModelKind.VOICE_DESIGN: "vd",
+                                      ModelKind.BASE: "base"}[kind])
+    for req in _requests(kind, engine):
+        whole = engine.synthesize([req])[0]
+        chunks = list(engine.stream(req, CHUNKING))
+        assert chunks[-1].final and not any(c.final for c in chunks[:-1])
+        streamed = np.concatenate([c.audio for c in chunks])
+        assert streamed.size == whole.audio.size
+        assert np.abs(streamed - whole.audio).max() <= 1e-4
+        assert chunks[-1].total_frames == whole.frames
+        assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_chunk_sizes_follow_the_settings_and_boundaries_add_no_clicks(cv):
+    req = SynthesisRequest(text=TEXT, speaker="ryan", seed=_long_seed(cv, "ryan"),
+                           max_new_tokens=15)
+    chunks = list(cv.stream(req, StreamChunking(first_chunk_frames=2, chunk_frames=5)))
+    sizes = [c.audio.size // FRAME for c in chunks]
+    assert sizes[0] == 2 and len(chunks) >= 3
+    assert all(s == 5 for s in sizes[1:-1])
+    assert 0 <= sizes[-1] <= 5
+    audio = np.concatenate([c.audio for c in chunks])
+    jumps = np.abs(np.diff(audio))
+    bounds = np.cumsum([c.audio.size for c in chunks])[:-1]
+    bounds = bounds[(bounds > 0) & (bounds < audio.size)]
+    inside = np.delete(jumps, bounds - 1)
+    assert bounds.size > 0
+    assert jumps[bounds - 1].max() <= inside.max()
+
+
+def test_first_chunk_arrives_before_generation_ends(cv):
+    req = SynthesisRequest(text=TEXT, speaker="vivian", seed=_long_seed(cv, "vivian"),
+                           max_new_tokens=40)
+    with cv.stream(req, StreamChunking(first_chunk_frames=1, chunk_frames=4)) as stream:
+        first = next(stream)
+        frames_at_first = stream.frames
+        rest = list(stream)
+    total = (rest[-1] if rest else first).total_frames
+    assert first.frames == 1 and not first.final
+    assert frames_at_first < total  # audio left while frames were still being made
+
+
+def test_closing_a_stream_stops_generation_within_a_frame_and_frees_the_engine(cv):
+    stats = cv.stream_stats
+    cancelled = stats.streams_cancelled
+    seed = _long_seed(cv, "vivian")
+    req = SynthesisRequest(text=TEXT, speaker="vivian", seed=seed, max_new_tokens=2000)
+    stream = cv.stream(req, StreamChunking(first_chunk_frames=1, chunk_frames=1))
+    assert not next(stream).final
+    stream.close()
+    after_close = stats.frames_generated
+    time.sleep(0.3)
+    assert stats.frames_generated - after_close <= 1
+    assert stats.streams_cancelled == cancelled + 1 and stats.active == 0
+    assert stream.frames < 2000 - 1
+    # the lock is free: the next request runs at once
+    done = threading.Event()
+    threading.Thread(target=lambda: (cv.synthesize([SynthesisRequest(
+        text="Hi.", speaker="vivian", seed=1, max_new_tokens=4)]), done.set())).start()
+    assert done.wait(30)
+
+
+def test_the_consumer_sees_cancellation_as_an_error_when_it_keeps_reading(cv):
+    seed = _long_seed(cv, "vivian")
+    req = SynthesisRequest(text=TEXT, speaker="vivian", seed=seed, max_new_tokens=2000)
+    stream = cv.stream(req, StreamChunking(first_chunk_frames=1, chunk_frames=1))
+    next(stream)
+    stream._runner.cancel()
+    with pytest.raises(StreamCancelled):
+        for _ in range(10_000):
+            next(stream)
+
+
+def test_concurrent_streams_each_equal_their_non_streamed_output(cv):
+    reqs = [SynthesisRequest(text=TEXT, speaker="serena", seed=s, max_new_tokens=12)
+            for s in range(4)]
+    wholes = [cv.synthesize([r])[0].audio for r in reqs]
+    results: list[np.ndarray | BaseException | None] = [None] * len(reqs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = np.concatenate([c.audio for c in cv.stream(reqs[i], CHUNKING)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(reqs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for whole, got in zip(wholes, results, strict=True):
+        assert isinstance(got, np.ndarray), got
+        assert got.size == whole.size and np.abs(got - whole).max() <= 1e-4
+
+
+def test_a_bad_request_raises_before_anything_runs(cv):
+    started = cv.stream_stats.streams_started
+    with pytest.raises(UnsupportedValueError) as err:
+        cv.stream(SynthesisRequest(text=TEXT, speaker="nobody"))
+    assert err.value.param == "speaker" and cv.stream_stats.streams_started == started
+
+
+def test_async_stream_matches_and_closes(cv):
+    asyncio.run(_async_stream_matches_and_closes(cv))
+
+
+async def _async_stream_matches_and_closes(cv: TTSEngine) -> None:
+    req = SynthesisRequest(text=TEXT, speaker="aiden", seed=9, max_new_tokens=30)
+    whole = cv.synthesize([req])[0]
+    chunks = [c async for c in cv.astream(req, CHUNKING)]
+    assert np.abs(np.concatenate([c.audio for c in chunks]) - whole.audio).max() <= 1e-4
+    long = SynthesisRequest(text=TEXT, speaker="vivian", seed=_long_seed(cv, "vivian"),
+                            max_new_tokens=2000)
+    stream = cv.astream(long,
+                        StreamChunking(first_chunk_frames=1, chunk_frames=1))
+    await stream.__anext__()
+    await stream.aclose()
+    stream._runner.join(30)
+    assert cv.stream_stats.active == 0
