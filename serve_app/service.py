@@ -112,7 +112,7 @@ class TTSService:
         async def start():
             return self.handle(deployment).options(stream=True).stream.remote(request)
 
-        return await self._open_stream(start, inp.output, request_id)
+        return await self._open_stream(start, inp.output, request_id, deployment, request)
 
     async def _stream_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioStream:
         _, request, ref_text = await self._voice_clone_request(inp)
@@ -123,9 +123,12 @@ class TTSService:
                 request, reference, ref_text, inp.x_vector_only
             )
 
-        return await self._open_stream(start, inp.output, request_id)
+        return await self._open_stream(start, inp.output, request_id, VOICE_CLONE, request)
 
-    async def _open_stream(self, start, output: RenderOptions, request_id: str) -> AudioStream:
+    async def _open_stream(
+        self, start, output: RenderOptions, request_id: str, deployment: str,
+        request: SynthesisRequest,
+    ) -> AudioStream:
         started = time.perf_counter()
         timeout = self.args.ingress.request_timeout_s
         release = contextlib.ExitStack()
@@ -135,7 +138,11 @@ class TTSService:
         except BaseException:
             release.close()
             raise
-        return await open_stream(source, output, request_id, started, timeout, release)
+        stream = await open_stream(source, output, request_id, started, timeout, release)
+        kind = (await self.model_info(deployment)).kind.value
+        tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
+        release.callback(_observe_stream, kind, stream, len(request.text), started)
+        return stream
 
     # ------------------------------------------------------------------ request building
     async def _custom_voice_request(self, inp: CustomVoiceInput) -> tuple[ModelInfo, SynthesisRequest]:
@@ -288,6 +295,19 @@ class TTSService:
         if CUSTOM_VOICE not in self._models:
             return []
         return catalog.voice_entries(await self.model_info(CUSTOM_VOICE))
+
+
+def _observe_stream(kind: str, stream: AudioStream, characters: int, started: float) -> None:
+    """Record a stream when it ends; one cut short counts only its first audio."""
+    if not stream.completed:
+        return
+    total = time.perf_counter() - started
+    logger.info("streamed model_kind=%s chars=%d audio_s=%.2f first_audio_s=%.3f total_s=%.2f",
+                kind, characters, stream.audio_seconds, stream.first_audio_seconds, total)
+    tts_metrics().observe_synthesis(
+        kind, total_seconds=total, generation_seconds=total, audio_seconds=stream.audio_seconds,
+        characters=characters,
+    )
 
 
 def _observe(info: ModelInfo, request: SynthesisRequest, result: SynthesisResult, total: float) -> None:

@@ -71,6 +71,12 @@ class AudioStream:
         self._idle_timeout_s = idle_timeout_s
         self._release = release
         self.first_audio_seconds = time.perf_counter() - started
+        self.completed = False  # the final chunk was delivered
+
+    @property
+    def audio_seconds(self) -> float:
+        """Audio encoded so far (all of it once `completed`)."""
+        return self._encoder.num_samples / self.sample_rate
 
     async def chunks(self) -> AsyncIterator[AudioStreamChunk]:
         """Encoded chunks, the last with final=True. On failure (or when the consumer stops
@@ -84,6 +90,7 @@ class AudioStream:
                 if chunk.final:
                     data += self._encoder.close()
                     finished = True
+                    self.completed = True
                     yield self._piece(data, index, chunk)
                     return
                 if data:

@@ -128,3 +128,30 @@ def test_health_reports_replicas_and_warmed_models_per_deployment(http):
 @pytest.mark.parametrize("path", ["/livez", "/readyz"])
 def test_probes_are_in_the_openapi_document(http, path):
     assert path in http.get("/openapi.json").json()["paths"]
+
+
+def _histogram_count(body: str, name: str, model_kind: str) -> float:
+    pattern = rf'^ray_{name}_count\{{[^}}]*model_kind="{model_kind}"[^}}]*\}} ([0-9.e+]+)'
+    return sum(float(v) for v in re.findall(pattern, body, re.M))
+
+
+def test_streamed_synthesis_is_measured_too(graph, http):
+    from serve_app.metrics import SYNTHESIS_TIME, TIME_TO_FIRST_AUDIO
+
+    def counts() -> tuple[float, float]:
+        try:
+            body = httpx.get(graph.metrics_url, timeout=10).text
+        except httpx.HTTPError:
+            body = ""
+        return (_histogram_count(body, TIME_TO_FIRST_AUDIO, "voice_design"),
+                _histogram_count(body, SYNTHESIS_TIME, "voice_design"))
+
+    time.sleep(2)  # let earlier observations reach the exporter
+    before = counts()
+    with http.stream("POST", "/v1/audio/design", json={
+            "input": "Streamed metrics.", "description": "A calm voice.", "seed": 77,
+            "response_format": "pcm", "stream_format": "audio"}) as response:
+        assert response.status_code == 200
+        assert b"".join(response.iter_bytes())
+    grown = _wait_for(lambda: all(a > b for a, b in zip(counts(), before, strict=True)), 40)
+    assert grown, (before, counts())
