@@ -19,3 +19,15 @@ def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, rate), rate, format="WAV")
     return buf.getvalue()
+
+
+def sine(freq: float = 440.0, seconds: float = 2.0, sr: int = 24000, amp: float = 0.5) -> np.ndarray:
+    """A pure tone, for codec and DSP checks."""
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, sr: int) -> float:
+    """The dominant frequency of `x`."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spectrum)) * sr / x.size

@@ -17,18 +17,12 @@ from deployments.audio.codecs import decode, encode, encoder_sample_rate, wav_he
 from deployments.audio.dsp import to_mono
 from deployments.audio.errors import AudioInputError
 from deployments.audio.formats import AudioFormat
+from tests.samples import peak_hz
+from tests.samples import sine as tone
 
 SR = 24000
 
 
-def tone(freq: float = 440.0, seconds: float = 2.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_hz(x: np.ndarray, sr: int) -> float:
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
-    return float(np.argmax(spectrum)) * sr / x.size
 
 
 def rms(x: np.ndarray) -> float:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deployments.engine import (
     MODEL_SAMPLE_RATE,
-    EngineConfig,
     ModelKind,
     SynthesisRequest,
     TTSEngine,
@@ -21,25 +19,6 @@ LANGUAGES = {"chinese", "english", "japanese", "korean", "german", "french", "ru
              "portuguese", "spanish", "italian"}
 TEXT = "Hello world, this is a short test."
 FRAME = 1920  # samples per 12.5 Hz codec frame at 24 kHz
-
-
-def _engine(root: Path, kind: ModelKind, **kw) -> TTSEngine:
-    return TTSEngine.load(EngineConfig(model=str(root / kind.value), warmup=False, **kw))
-
-
-@pytest.fixture(scope="module")
-def cv(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.CUSTOM_VOICE)
-
-
-@pytest.fixture(scope="module")
-def vd(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.VOICE_DESIGN)
-
-
-@pytest.fixture(scope="module")
-def base(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.BASE)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +96,8 @@ def test_voice_clone_x_vector_only(base: TTSEngine, xvec_prompt: VoicePrompt) ->
         _assert_audio(r, 12)
 
 
-def test_max_new_tokens_is_capped_by_config(tiny_models_dir: Path) -> None:
-    e = _engine(tiny_models_dir, ModelKind.VOICE_DESIGN, max_new_tokens=6)
+def test_max_new_tokens_is_capped_by_config(tiny_engine) -> None:
+    e = tiny_engine(ModelKind.VOICE_DESIGN, max_new_tokens=6)
     assert e.default_max_new_tokens == 6
     [r] = e.synthesize([SynthesisRequest(text=TEXT, instruct="Bright.", max_new_tokens=500)])
     assert r.frames <= 5 and r.extra["max_new_tokens"] == 6
@@ -144,8 +123,8 @@ def test_seeded_request_in_mixed_batch_equals_alone(vd: TTSEngine) -> None:
     assert mixed[2].frames <= 7  # results come back in request order
 
 
-def test_greedy_batch_equals_requests_alone(tiny_models_dir: Path) -> None:
-    e = _engine(tiny_models_dir, ModelKind.CUSTOM_VOICE, do_sample=False)
+def test_greedy_batch_equals_requests_alone(tiny_engine) -> None:
+    e = tiny_engine(ModelKind.CUSTOM_VOICE, do_sample=False)
     reqs = [SynthesisRequest(text=TEXT, speaker="vivian", language="english", max_new_tokens=16),
             SynthesisRequest(text="Second one.", speaker="Eric", instruct="Very happy.",
                              max_new_tokens=16),

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deployments.engine import (
-    EngineConfig,
     ModelKind,
     StreamCancelled,
     StreamChunking,
@@ -24,25 +22,6 @@ from deployments.engine import (
 TEXT = "Hello world, this is a streaming test."
 FRAME = 1920
 CHUNKING = StreamChunking(first_chunk_frames=1, chunk_frames=3, left_context_frames=25)
-
-
-def _engine(root: Path, kind: ModelKind) -> TTSEngine:
-    return TTSEngine.load(EngineConfig(model=str(root / kind.value), warmup=False))
-
-
-@pytest.fixture(scope="module")
-def cv(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.CUSTOM_VOICE)
-
-
-@pytest.fixture(scope="module")
-def vd(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.VOICE_DESIGN)
-
-
-@pytest.fixture(scope="module")
-def base(tiny_models_dir: Path) -> TTSEngine:
-    return _engine(tiny_models_dir, ModelKind.BASE)
 
 
 def _long_seed(engine: TTSEngine, speaker: str, frames: int = 14) -> int:
