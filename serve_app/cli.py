@@ -52,6 +52,36 @@ def start_graph(
     return profile
 
 
+class _DemoAuth:
+    def __init__(self, banner: str, header: str = ""):
+        self.banner, self.header = banner, header
+
+
+def _demo_auth(app_args) -> _DemoAuth:
+    """Say whether the demo runs open; with keys on, make the tenant `demo` and a key."""
+    from serve_app.platform.errors import NotFound
+    from serve_app.platform.service import Platform
+    from serve_app.settings import apply_environment
+
+    settings = apply_environment(app_args).platform
+    if not settings.auth_enabled:
+        return _DemoAuth("\n  AUTHENTICATION IS OFF (AUTH_ENABLED=false): the demo runs OPEN, every "
+                         "request acts as tenant 'public'.\n")
+    platform = Platform.open(settings)
+    try:
+        try:
+            platform.tenants.get("demo")
+        except NotFound:
+            platform.tenants.create("demo")
+        key = platform.keys.create("demo", name="qtts demo").secret
+    finally:
+        platform.close()
+    return _DemoAuth(
+        f"\n  Authentication is ON. An API key of tenant 'demo' (shown once): {key}\n"
+        "  (AUTH_ENABLED=false runs the demo open; `qtts admin` manages tenants and keys.)\n",
+        f"-H 'Authorization: Bearer {key}' ")
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -71,16 +101,17 @@ def _demo(args: argparse.Namespace) -> int:
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own
     try:
-        start_graph(Path(args.profile), args.host, args.port, quiet=True)
+        profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
+        auth = _demo_auth(profile.args)
         print(
             f"""
 qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
   These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
-
-  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' \\
+{auth.banner}
+  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
        -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
-  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' \\
+  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
        -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
   API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
   Replica logs: /tmp/ray/session_latest/logs/serve/

@@ -31,9 +31,10 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.routes import native, openai, ops, seed
+from serve_app.routes import jobs, native, openai, ops, seed, voices
+from serve_app.routes.admin import create_admin_router
 from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, request_id_from, service
-from serve_app.service import TTSService
+from serve_app.tenancy import TenancyMiddleware, TenantService, platform
 
 logger = logging.getLogger("qtts.ingress")
 
@@ -94,12 +95,19 @@ def create_http_app() -> FastAPI:
                 "POST /api/tts/synthesize", "GET /api/health", "GET /api/voices",
                 "POST /v1/audio/speech", "GET /v1/models",
                 "POST /v1/audio/design", "POST /v1/audio/clone",
+                "POST/GET /v1/voices", "GET/DELETE /v1/voices/{id}",
+                "POST/GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/audio",
+                "GET /v1/usage", "/admin/...", "GET /livez", "GET /readyz",
             ],
         }
 
     for module in (seed, openai, native):
         app.include_router(module.router)
     app.include_router(ops.router)
+    app.include_router(voices.router)  # the multi-tenant platform (serve_app.tenancy)
+    app.include_router(jobs.router)
+    app.include_router(create_admin_router(platform))
+    app.add_middleware(TenancyMiddleware)  # API keys; inside CORS, so 401s carry CORS
     app.add_middleware(_ConfiguredCORS)
     return app
 
@@ -146,7 +154,7 @@ class TTSIngress:
         audio: DeploymentHandle,
     ):
         configure_replica_logging()
-        self.service = TTSService(args, models, audio)
+        self.service = TenantService(args, models, audio)  # TTSService + the platform
         bind_service(self.service)
 
     # ----------------------------------------------------------------- handle API (typed)

@@ -94,6 +94,10 @@ class PlatformArgs(_Strict):
         "(a dead replica does not leak slots)"
     )
     voice_cache_size: int = Field(256, ge=0, description="Decrypted voice prompts per replica")
+    handle_tenant: str = Field(
+        "internal", min_length=1, description="The tenant that Python callers of the ingress "
+        "handle act as (trusted in-cluster code; created on first use)"
+    )
     jobs: JobArgs = Field(default_factory=JobArgs)
 
     # ------------------------------------------------------------------ resolved values

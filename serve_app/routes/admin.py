@@ -17,7 +17,8 @@ on the command line (`qtts admin ...`).
 `{tenant}` is a tenant id or name.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Serve pickles these nested routes by value and
+# re-reads their signatures in the replica, where string annotations would not resolve.
 
 import asyncio
 import hmac

@@ -19,6 +19,7 @@ from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
 from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
 from serve_app.routes.common import audio_response, rid, service
 from serve_app.routes.streaming import stream_response
+from serve_app.tenancy import saved_voice
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -49,6 +50,13 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     output = RenderOptions(
         format=body.response_format, speed=body.speed, sample_rate=body.sample_rate
     )
+    saved = None if model == VOICE_DESIGN else await saved_voice(_voice_name(body.voice))
+    if saved is not None:  # a tenant's saved voice (serve_app.tenancy): VoiceClone, its prompt
+        inp = CustomVoiceInput(text=body.input, speaker=saved, language=body.language,
+                               seed=body.seed, output=output, max_new_tokens=body.max_new_tokens)
+        if body.stream_format:
+            return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
+        return audio_response(await svc.custom_voice(inp, rid(request)))
     if model == VOICE_CLONE:
         raise invalid(
             "model",

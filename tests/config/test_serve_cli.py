@@ -46,6 +46,16 @@ def test_serve_deploy_of_the_cpu_profile_serves_requests(tmp_path, tiny_models_d
     config = yaml.safe_load((REPO / "configs" / "cpu-tiny.yaml").read_text())
     config["http_options"]["port"] = http_port
     config["applications"][0]["runtime_env"]["env_vars"]["QTTS_TINY_MODELS_DIR"] = str(tiny_models_dir)
+    # authentication is on in the profile: a tenant and key in the deployment's platform DB
+    from serve_app.platform import PlatformArgs
+    from serve_app.platform.service import Platform
+
+    data_dir = tmp_path / "platform"
+    config["applications"][0]["runtime_env"]["env_vars"]["QTTS_DATA_DIR"] = str(data_dir)
+    platform = Platform.open(PlatformArgs(data_dir=str(data_dir)))
+    platform.create_tenant("deploy-test")
+    key = platform.keys.create("deploy-test").secret
+    platform.close()
     deploy_file = tmp_path / "cpu-tiny.yaml"
     deploy_file.write_text(yaml.safe_dump(config))
     env = _env(QTTS_TINY_MODELS_DIR=str(tiny_models_dir))
@@ -73,8 +83,10 @@ def test_serve_deploy_of_the_cpu_profile_serves_requests(tmp_path, tiny_models_d
 
         _wait(running, 240)
         assert httpx.get(f"{base}/api/health", timeout=30).json()["model_loaded"] is True
-        response = httpx.post(f"{base}/api/tts/synthesize", timeout=120,
-                              json={"text": "Deployed.", "language": "en", "speaker": "Ryan"})
+        body = {"text": "Deployed.", "language": "en", "speaker": "Ryan"}
+        assert httpx.post(f"{base}/api/tts/synthesize", timeout=60, json=body).status_code == 401
+        response = httpx.post(f"{base}/api/tts/synthesize", timeout=120, json=body,
+                              headers={"X-API-Key": key})
         assert response.status_code == 200 and response.json()["success"] is True
     finally:
         os.killpg(head.pid, signal.SIGTERM)

@@ -7,13 +7,17 @@ talk to it over real HTTP (httpx, the openai SDK) and through the real handle AP
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.graph.tenants import create_tenant_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_PROFILE = REPO_ROOT / "configs" / "cpu-tiny.yaml"
@@ -30,13 +34,45 @@ class Graph:
     base_url: str
     app_name: str
     metrics_url: str  # Ray's metrics agent (Prometheus text), as KubeRay's :8080 is
+    api_key: str = ""  # a key of the tenant `graph-tests` (the profile requires keys)
+    admin_token: str = ""
+    redis: bool = False  # limits go through the local Redis
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def client(self, **kw) -> httpx.Client:
+        kw.setdefault("headers", self.auth)
         return httpx.Client(base_url=self.base_url, timeout=120, **kw)
 
 
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _platform_environment(data_dir: Path) -> bool:
+    """The platform settings of the graph (serve_app.settings reads them when it is built):
+    SQLite and blobs in a fresh directory, an admin token, Redis-backed limits when the local
+    Redis runs (a fresh key prefix)."""
+    os.environ["QTTS_DATA_DIR"] = str(data_dir)
+    os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+    redis = _redis_up()
+    if redis:
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+        os.environ["REDIS_KEY_PREFIX"] = f"qtts-graph-{uuid.uuid4().hex[:8]}"
+    return redis
+
+
+
+
 @pytest.fixture(scope="session")
-def graph(tiny_models_dir: Path) -> Iterator[Graph]:
+def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
     os.environ["QTTS_TINY_MODELS_DIR"] = str(tiny_models_dir)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Autoscaling metrics every 0.5 s instead of 10 s, so scaling tests take seconds
@@ -48,6 +84,7 @@ def graph(tiny_models_dir: Path) -> Iterator[Graph]:
 
     from serve_app.cli import start_graph
 
+    redis = _platform_environment(tmp_path_factory.mktemp("platform"))
     port, metrics_port = free_port(), free_port()
     # logical CPUs: the profile's fractional replicas fit whatever the machine has; logical
     # GPUs: the cluster tests pack GPU-asking replicas as on a GPU node
@@ -56,8 +93,11 @@ def graph(tiny_models_dir: Path) -> Iterator[Graph]:
              _system_config={"metrics_report_interval_ms": 1000})
     profile = start_graph(CPU_PROFILE, "127.0.0.1", port)
     try:
-        yield Graph(base_url=f"http://127.0.0.1:{port}", app_name=profile.app_name,
-                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
+        base_url = f"http://127.0.0.1:{port}"
+        key = create_tenant_key(base_url, os.environ["ADMIN_TOKEN"], "graph-tests")
+        yield Graph(base_url=base_url, app_name=profile.app_name,
+                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", api_key=key,
+                    admin_token=os.environ["ADMIN_TOKEN"], redis=redis)
     finally:
         serve.shutdown()
         ray.shutdown()

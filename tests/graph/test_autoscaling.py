@@ -63,12 +63,12 @@ def _wait(predicate, timeout_s: float) -> dict[str, int]:
     return _running()
 
 
-def test_load_on_one_model_kind_scales_it_up_and_down_while_the_others_stay(autoscale_app):
+def test_load_on_one_model_kind_scales_it_up_and_down_while_the_others_stay(autoscale_app, graph):
     stop = threading.Event()
     others: list[dict[str, int]] = []
 
     def load(worker: int) -> None:
-        with httpx.Client(base_url=autoscale_app, timeout=120) as client:
+        with httpx.Client(base_url=autoscale_app, timeout=120, headers=graph.auth) as client:
             i = 0
             while not stop.is_set():
                 client.post("/api/tts/synthesize", json={
@@ -91,10 +91,10 @@ def test_load_on_one_model_kind_scales_it_up_and_down_while_the_others_stay(auto
     assert max(c["VoiceDesign"] for c in others) <= 1
 
 
-def test_a_kind_scaled_to_zero_is_ready_and_cold_starts_on_its_next_request(autoscale_app):
+def test_a_kind_scaled_to_zero_is_ready_and_cold_starts_on_its_next_request(autoscale_app, graph):
     zero = _wait(lambda c: c["VoiceDesign"] == 0, 30)
     assert zero["VoiceDesign"] == 0, zero
-    with httpx.Client(base_url=autoscale_app, timeout=180) as client:
+    with httpx.Client(base_url=autoscale_app, timeout=180, headers=graph.auth) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["deployments"]["VoiceDesign"] == \
             "scaled_to_zero", ready.text

@@ -13,7 +13,7 @@ import soundfile as sf
 
 @pytest.fixture()
 def client(graph) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{graph.base_url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{graph.base_url}/v1", api_key=graph.api_key, max_retries=0)
 
 
 def decode_any(data: bytes) -> tuple[int, float]:

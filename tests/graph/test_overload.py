@@ -11,7 +11,8 @@ def test_requests_beyond_max_concurrent_get_503_with_retry_after(graph):
     # The CPU profile admits 32 synthesis requests per ingress replica (MAX_CONCURRENT);
     # 48 distinct requests at once must see some refused immediately, the rest served.
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=graph.base_url, timeout=300) as client:
+        async with httpx.AsyncClient(base_url=graph.base_url, timeout=300,
+                                     headers=graph.auth) as client:
             return await asyncio.gather(*(
                 client.post("/api/tts/synthesize", json={
                     "text": f"Overload test {i}.", "speaker": "Vivian", "seed": 1000 + i})

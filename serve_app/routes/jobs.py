@@ -1,0 +1,114 @@
+"""Async jobs and usage: POST/GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/audio,
+GET /v1/usage.
+
+POST /v1/jobs takes the fields of /v1/audio/speech (`model`, `input`, `voice` (a preset, an
+OpenAI voice or a saved voice id), `instructions`, `language`, `seed`, `response_format`,
+`speed`, `sample_rate`, `max_new_tokens`) plus `description` (VoiceDesign), `webhook_url`
+and `webhook_secret`; text may be long (`jobs.max_text_chars`): it is split at sentence ends,
+synthesized segment by segment and joined with a crossfade. Answers 202 with the job's id
+(and, when the server made the webhook secret, that secret, once). The runner is the one of
+any ingress replica; a job survives the replica that ran it (docs/platform.md).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.audio import RenderOptions
+from deployments.audio.formats import AudioFormat
+from serve_app import catalog
+from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
+from serve_app.errors import invalid
+from serve_app.platform.jobs.store import JobRequest
+from serve_app.protocol.native import SEED_MAX
+from serve_app.routes.openai import resolve_model
+from serve_app.tenancy import call_platform, principal_of, tenant_service
+
+router = APIRouter(prefix="/v1", tags=["jobs and usage"])
+
+
+class JobBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("tts-1", description="CustomVoice, VoiceDesign, VoiceClone or an alias")
+    input: str = Field(min_length=1, description="The text; long text is split and joined")
+    voice: str | None = Field(None, description="Preset speaker, OpenAI voice or saved voice id")
+    instructions: str | None = None
+    description: str | None = Field(None, description="VoiceDesign: the voice to create")
+    language: str = "auto"
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    max_new_tokens: int | None = Field(None, ge=2, le=8192, description="Cap per segment")
+    response_format: AudioFormat = AudioFormat.MP3
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    sample_rate: int | None = Field(None, ge=8000, le=48000)
+    webhook_url: str | None = Field(None, max_length=2000)
+    webhook_secret: str | None = Field(None, max_length=200)
+
+
+@router.post("/jobs", status_code=202)
+async def submit(body: JobBody, request: Request) -> JSONResponse:
+    svc = tenant_service()
+    principal = principal_of(request)
+    params: dict = {"language": body.language, "seed": body.seed,
+                    "max_new_tokens": body.max_new_tokens}
+    saved = await svc.resolve_saved_voice(body.voice or "") if body.voice else None
+    model = VOICE_CLONE if saved else resolve_model(body.model, svc.deployed_models)
+    if saved:
+        params["voice"] = saved
+    elif model == VOICE_DESIGN:
+        description = (body.description or body.instructions or "").strip()
+        if not description:
+            raise invalid("description", "VoiceDesign needs description: the voice to create")
+        params["description"] = description
+    elif model == VOICE_CLONE:
+        raise invalid("voice", "VoiceClone jobs need a saved voice id in voice "
+                      "(create one with POST /v1/voices)")
+    else:
+        info = await svc.model_info(CUSTOM_VOICE)
+        params["speaker"] = catalog.resolve_speaker(body.voice or "", info, param="voice",
+                                                    openai_names=True)
+        params["instruct"] = body.instructions
+    catalog.resolve_language(body.language, await svc.model_info(model))  # 422 now, not later
+    output = RenderOptions(format=body.response_format, speed=body.speed,
+                           sample_rate=body.sample_rate)
+    job = JobRequest(model=model, text=body.input, params=params,
+                     output=output.model_dump(mode="json"))
+    ticket = await call_platform(svc.platform.submit_job(
+        principal, job, webhook_url=body.webhook_url, webhook_secret=body.webhook_secret))
+    svc.wake_runner()
+    status = await call_platform(svc.platform.job_status(principal, ticket.id))
+    answer = status.as_dict()
+    if ticket.webhook_secret:
+        answer["webhook_secret"] = ticket.webhook_secret  # shown this once
+    return JSONResponse(answer, status_code=202, headers={"Location": f"/v1/jobs/{ticket.id}"})
+
+
+@router.get("/jobs")
+async def list_jobs(request: Request, limit: int = 100) -> dict:
+    jobs = await call_platform(tenant_service().platform.list_jobs(
+        principal_of(request), max(1, min(limit, 1000))))
+    return {"object": "list", "data": [j.as_dict() for j in jobs]}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, request: Request) -> dict:
+    status = await call_platform(tenant_service().platform.job_status(principal_of(request), job_id))
+    return status.as_dict()
+
+
+@router.get("/jobs/{job_id}/audio")
+async def job_audio(job_id: str, request: Request) -> Response:
+    data, content_type = await call_platform(
+        tenant_service().platform.job_result(principal_of(request), job_id))
+    return Response(content=data, media_type=content_type)
+
+
+@router.get("/usage")
+async def usage(request: Request, period: str = "month") -> dict:
+    """The caller's tenant's usage: period = month | day | YYYY-MM | YYYY-MM-DD."""
+    principal = principal_of(request)
+    summary = await call_platform(
+        tenant_service().platform.usage_summary(principal.tenant_id, period))
+    return {"object": "usage", "tenant": principal.tenant_name, **summary.as_dict()}

@@ -1,0 +1,16 @@
+"""Tenants and keys for the graph tests, made through the admin HTTP API."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def create_tenant_key(base_url: str, admin_token: str, name: str, **limits) -> str:
+    """A new tenant (through the admin API) and an API key of it."""
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=base_url, timeout=60, headers=admin) as client:
+        r = client.post("/admin/tenants", json={"name": name, "limits": limits or None})
+        assert r.status_code == 201, r.text
+        r = client.post(f"/admin/tenants/{name}/keys", json={"name": "tests"})
+        assert r.status_code == 201, r.text
+        return r.json()["key"]
