@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import numpy as np
 from ray import serve
@@ -173,6 +174,4 @@ def _prompt_key(reference: ReferenceAudio, ref_text: str | None, x_vector_only: 
 
 
 def _with_prompt(request: SynthesisRequest, prompt: VoicePrompt) -> SynthesisRequest:
-    from dataclasses import replace
-
     return replace(request, voice_prompt=prompt)

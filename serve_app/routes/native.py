@@ -89,9 +89,9 @@ async def clone(request: Request) -> Response:
                        f"reference_audio may be at most {limit} bytes", "reference_audio")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        fields, audio = await _read_multipart(request, limit)
+        fields, audio = await read_multipart(request, limit)
     elif content_type.startswith("application/json"):
-        fields, audio = await _read_json(request)
+        fields, audio = reference_from_data_url(await read_json_object(request))
     else:
         raise ApiError(415, "unsupported_media_type",
                        "send multipart/form-data (reference_audio as a file) or application/json "
@@ -112,7 +112,7 @@ async def clone(request: Request) -> Response:
     return audio_response(await svc.voice_clone(inp, rid(request)))
 
 
-async def _read_multipart(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
+async def read_multipart(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
     form = await request.form(max_files=1, max_fields=32)
     upload = form.get("reference_audio")
     if not isinstance(upload, UploadFile):
@@ -125,13 +125,20 @@ async def _read_multipart(request: Request, limit: int) -> tuple[dict[str, Any],
     return fields, audio
 
 
-async def _read_json(request: Request) -> tuple[dict[str, Any], bytes]:
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 422 naming `body`."""
     try:
         data = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise invalid("body", "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise invalid("body", "the request body must be a JSON object")
+    return data
+
+
+def reference_from_data_url(data: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """Split `reference_audio` (a base64 data URL, never a URL or path) from the fields."""
+    data = dict(data)
     ref = data.pop("reference_audio", None)
     if not isinstance(ref, str) or not ref.startswith("data:"):
         raise invalid("reference_audio", "reference_audio must be a data URL "

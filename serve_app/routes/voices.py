@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve_app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import ApiError, invalid
-from serve_app.routes.native import _read_json, _read_multipart
+from serve_app.routes.native import read_json_object, read_multipart, reference_from_data_url
 from serve_app.tenancy import call_platform, principal_of, tenant_service
 
 router = APIRouter(prefix="/v1/voices", tags=["saved voices"])
@@ -70,18 +70,11 @@ async def create_voice(request: Request) -> dict:
     limit = svc.args.audio.max_upload_bytes
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        fields, audio = await _read_multipart(request, limit)
+        fields, audio = await read_multipart(request, limit)
     elif content_type.startswith("application/json"):
-        import json
-
-        try:
-            data = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise invalid("body", "the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise invalid("body", "the request body must be a JSON object")
+        data = await read_json_object(request)
         if "reference_audio" in data:
-            fields, audio = await _read_json(_Body(data))
+            fields, audio = reference_from_data_url(data)
         else:
             return await _design(svc, principal, _validated(DesignVoice, data), request)
     else:
@@ -111,16 +104,6 @@ async def create_voice(request: Request) -> dict:
     return _voice(info)
 
 
-class _Body:
-    """A request stand-in whose body is already parsed (for routes.native._read_json)."""
-
-    def __init__(self, data: dict):
-        self._data = data
-
-    async def body(self) -> bytes:
-        import json
-
-        return json.dumps(self._data).encode()
 
 
 async def _design(svc, principal, body: DesignVoice, request: Request) -> dict:
