@@ -91,11 +91,11 @@ def _demo(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from deployments.checkpoints import ensure_tiny_models_locked
+    from deployments.checkpoints import ensure_tiny_checkpoints
 
     started = time.perf_counter()
     print("qtts demo: preparing tiny random-weight checkpoints (first run builds them) ...", flush=True)
-    paths = ensure_tiny_models_locked()
+    paths = ensure_tiny_checkpoints()
     print(f"  checkpoints ready under {next(iter(paths.values())).parent}", flush=True)
     print("qtts demo: starting Ray and the serve graph ...", flush=True)
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
