@@ -8,10 +8,12 @@ qwen-tts; anything the model raises after that is an `EngineError` (5xx).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import io
 import logging
+import math
 import os
 import shutil
 import sys
@@ -25,6 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from deployments.engine.batched import (
+    Job,
+    LoopStreamRunner,
+    ResolvedSampling,
+    StepLoop,
+    StepObserver,
+    frame_budget,
+)
 from deployments.engine.streaming import (
     AsyncSynthesisStream,
     StreamRunner,
@@ -35,8 +45,10 @@ from deployments.engine.types import (
     MODEL_SAMPLE_RATE,
     EngineConfig,
     EngineError,
+    FinishReason,
     ModelInfo,
     ModelKind,
+    SamplingParams,
     StreamChunking,
     SynthesisRequest,
     SynthesisResult,
@@ -126,11 +138,30 @@ class _Prepared:
     voice_prompt: VoicePrompt | None
     seed: int | None
     max_new_tokens: int
+    min_frames: int = 0
+    sampling: ResolvedSampling | None = None
+    non_streaming_mode: bool = True  # how qwen-tts feeds the text (all at once vs interleaved)
+
+    @property
+    def group_key(self) -> tuple:
+        """Requests the reference backend can run in one generate call share this."""
+        return (self.max_new_tokens, self.min_frames, self.sampling)
+
+
+_HARD_DEFAULTS = {"do_sample": True, "top_k": 50, "top_p": 1.0, "temperature": 0.9,
+                  "repetition_penalty": 1.05, "subtalker_top_k": 50, "subtalker_top_p": 1.0,
+                  "subtalker_temperature": 0.9}
 
 
 class TTSEngine:
-    """A loaded checkpoint. Use `TTSEngine.load(config)`; all methods are thread-safe (one
-    lock: torch's global RNG and the package's model state are shared)."""
+    """A loaded checkpoint. Use `TTSEngine.load(config)`; all methods are thread-safe.
+
+    `config.backend` picks the generation path: "batched" (default) runs every request in
+    the model's step loop (`deployments.engine.batched`); "reference" runs qwen-tts's stock
+    generate behind one lock (torch's global RNG and the package's model state are shared),
+    kept as what parity tests compare against. Both take the same requests and give the same
+    codes for the same greedy request.
+    """
 
     def __init__(self, tts: Any, config: EngineConfig, *, device: str, dtype: torch.dtype) -> None:
         self._tts = tts
@@ -168,6 +199,30 @@ class TTSEngine:
         ckpt_default = (tts.generate_defaults or {}).get("max_new_tokens")
         self.default_max_new_tokens = min(int(ckpt_default or config.max_new_tokens),
                                           config.max_new_tokens)
+        self._loop: StepLoop | None = None
+        if config.backend == "batched":
+            self._loop = StepLoop(tts, config, sample_rate=self.info.sample_rate,
+                                  samples_per_frame=self._samples_per_frame,
+                                  stats=self.stream_stats)
+
+    @property
+    def backend(self) -> str:
+        return self._config.backend
+
+    @property
+    def loop(self) -> StepLoop | None:
+        """The step loop (batched backend; None for the reference backend)."""
+        return self._loop
+
+    def set_observer(self, observer: StepObserver) -> None:
+        """Metrics hooks of the step loop (batched backend; a no-op otherwise)."""
+        if self._loop is not None:
+            self._loop.observer = observer
+
+    def close(self) -> None:
+        """Stop the step loop (pending requests fail with EngineError)."""
+        if self._loop is not None:
+            self._loop.close()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -258,11 +313,64 @@ class TTSEngine:
         mnt = r.max_new_tokens
         if mnt is not None and (isinstance(mnt, bool) or not isinstance(mnt, int) or mnt < 2):
             raise UnsupportedValueError("max_new_tokens", mnt, [], "max_new_tokens must be an int >= 2")
+        mf = r.min_frames
+        if mf is not None and (isinstance(mf, bool) or not isinstance(mf, int) or mf < 0):
+            raise UnsupportedValueError("min_frames", mf, [], "min_frames must be an int >= 0")
         return _Prepared(
             text=r.text, language=language, speaker=speaker, instruct=instruct,
             voice_prompt=r.voice_prompt, seed=r.seed,
             max_new_tokens=min(mnt, limit) if mnt is not None else self.default_max_new_tokens,
+            min_frames=mf or 0, sampling=self._resolve_sampling(r.sampling),
+            non_streaming_mode=kind is not ModelKind.BASE,  # qwen-tts's default per kind
         )
+
+    def _resolve_sampling(self, sp: SamplingParams | None) -> ResolvedSampling:
+        """Request settings, else generation_config.json, else qwen-tts's defaults;
+        do_sample falls back to EngineConfig.do_sample, the predictor's to the talker's."""
+        sp = sp or SamplingParams()
+        if not isinstance(sp, SamplingParams):
+            raise UnsupportedValueError("sampling", type(sp).__name__, [],
+                                        "sampling must be a SamplingParams")
+        ckpt = self._tts.generate_defaults or {}
+
+        def pick(value: Any, key: str) -> Any:
+            if value is not None:
+                return value
+            return ckpt.get(key, _HARD_DEFAULTS[key])
+
+        do_sample = bool(sp.do_sample if sp.do_sample is not None else self._config.do_sample)
+        sub_do = bool(sp.subtalker_do_sample if sp.subtalker_do_sample is not None else do_sample)
+        out = ResolvedSampling(
+            do_sample=do_sample,
+            temperature=float(pick(sp.temperature, "temperature")),
+            top_k=int(pick(sp.top_k, "top_k")),
+            top_p=float(pick(sp.top_p, "top_p")),
+            repetition_penalty=float(pick(sp.repetition_penalty, "repetition_penalty")),
+            subtalker_do_sample=sub_do,
+            subtalker_temperature=float(pick(sp.subtalker_temperature, "subtalker_temperature")),
+            subtalker_top_k=int(pick(sp.subtalker_top_k, "subtalker_top_k")),
+            subtalker_top_p=float(pick(sp.subtalker_top_p, "subtalker_top_p")),
+            subtalker_repetition_penalty=float(sp.subtalker_repetition_penalty
+                                               if sp.subtalker_repetition_penalty is not None
+                                               else 1.0),
+        )
+        for name in ("temperature", "repetition_penalty", "subtalker_temperature",
+                     "subtalker_repetition_penalty"):
+            value = getattr(out, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UnsupportedValueError(name, value, [], f"{name} must be > 0")
+        for name in ("top_p", "subtalker_top_p"):
+            value = getattr(out, name)
+            if not 0 < value <= 1:
+                raise UnsupportedValueError(name, value, [], f"{name} must be in (0, 1]")
+        for name in ("top_k", "subtalker_top_k"):
+            if getattr(out, name) < 0:
+                raise UnsupportedValueError(name, getattr(out, name), [], f"{name} must be >= 0")
+        if out.subtalker_repetition_penalty != 1.0 and self._config.backend == "reference":
+            raise UnsupportedValueError(
+                "subtalker_repetition_penalty", out.subtalker_repetition_penalty, [],
+                "the reference backend (stock qwen-tts) has no code-predictor repetition penalty")
+        return out
 
     def _check_voice_prompt(self, vp: VoicePrompt | None) -> None:
         if vp is None:
@@ -298,30 +406,80 @@ class TTSEngine:
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
         """Synthesize `requests` (results in request order). All are validated first.
 
-        Seeded requests run alone, each after `torch.manual_seed(seed)` inside a forked RNG
-        (reproducible whatever else was batched, and the global stream is left as it was);
-        unseeded ones run as one batched generate call per effective max_new_tokens.
+        Batched backend: every request joins the step loop (raises EngineOverloadedError,
+        queueing none of them, when slots and wait queue are full). Reference backend: seeded
+        requests run alone, each after `torch.manual_seed(seed)` inside a forked RNG; unseeded
+        ones run as one generate call per (frame cap, min_frames, sampling) group.
         """
         prepared = [self._prepare(r) for r in requests]
+        if self._loop is not None:
+            return self._synthesize_batched(prepared)
         results: list[SynthesisResult | None] = [None] * len(prepared)
-        groups: dict[int, list[int]] = {}
-        for i, p in enumerate(prepared):
-            if p.seed is None:
-                groups.setdefault(p.max_new_tokens, []).append(i)
+        groups: dict[tuple, list[int]] = {}
         with self._lock, torch.inference_mode():
-            for mnt, idxs in groups.items():
+            caps = [self._reference_cap(p) for p in prepared]
+            for i, p in enumerate(prepared):
+                if p.seed is None:
+                    groups.setdefault((caps[i], *p.group_key), []).append(i)
+            for key, idxs in groups.items():
                 batch = [prepared[i] for i in idxs]
-                for i, res in zip(idxs, self._generate(batch, mnt), strict=True):
+                for i, res in zip(idxs, self._generate(batch, key[0]), strict=True):
                     results[i] = res
             for i, p in enumerate(prepared):
                 if p.seed is None:
                     continue
                 with self._seeded(p.seed):
-                    results[i] = self._generate([p], p.max_new_tokens)[0]
+                    results[i] = self._generate([p], caps[i])[0]
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # cannot happen: every request is in one group
             raise EngineError("internal error: a request produced no result")
         return done
+
+    def _synthesize_batched(self, prepared: list[_Prepared]) -> list[SynthesisResult]:
+        assert self._loop is not None
+        jobs = [Job(p, chunking=None) for p in prepared]
+        try:
+            for job in jobs:
+                self._loop.submit(job)
+            return [job.wait() for job in jobs]
+        finally:
+            if not all(job.done.is_set() for job in jobs):
+                for job in jobs:
+                    job.cancel()
+                self._loop.wake()
+
+    async def asynthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        """One synthesis from async code without holding a thread: with the batched backend
+        the request waits in the step loop, and cancelling the awaiting task frees its slot
+        within one step."""
+        if self._loop is None:
+            return (await asyncio.to_thread(self.synthesize, [request]))[0]
+        prepared = self._prepare(request)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake(_job: Job) -> None:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone
+                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None))
+
+        job = Job(prepared, chunking=None)
+        job.add_done_callback(wake)
+        self._loop.submit(job)
+        try:
+            await future
+        finally:
+            if not job.done.is_set():
+                job.cancel()
+                self._loop.wake()
+        return job.wait(0)
+
+    def _reference_cap(self, p: _Prepared) -> int:
+        """max_new_tokens of a reference generate call: the request's cap, lowered to the
+        runaway budget + 1 (qwen-tts makes at most max_new_tokens - 1 frames)."""
+        prompt = f"<|im_start|>assistant\n{p.text}<|im_end|>\n<|im_start|>assistant\n"
+        ids = self._tts.processor(text=prompt, return_tensors="pt", padding=True)["input_ids"]
+        text_tokens = int(ids.shape[-1]) - 8
+        return min(p.max_new_tokens, frame_budget(self._config, text_tokens, p.min_frames) + 1)
 
     def _cuda_devices(self) -> list[int]:
         if not self._device.startswith("cuda"):
@@ -349,18 +507,47 @@ class TTSEngine:
                 audio = audio[audio.size % self._samples_per_frame:]
             if audio.size == 0 or not np.isfinite(audio).all():
                 raise EngineError("model produced empty or non-finite audio")
+            frames = audio.size // self._samples_per_frame
+            reason = FinishReason.EOS
+            if frames >= max_new_tokens - 1:
+                reason = (FinishReason.BUDGET if max_new_tokens < p.max_new_tokens
+                          else FinishReason.LENGTH)
             out.append(SynthesisResult(
-                audio=audio, sample_rate=int(sr), frames=audio.size // self._samples_per_frame,
-                generation_seconds=seconds,
-                extra={"batch_size": len(batch), "seed": p.seed, "max_new_tokens": max_new_tokens},
+                audio=audio, sample_rate=int(sr), frames=frames, generation_seconds=seconds,
+                extra={"backend": "reference", "batch_size": len(batch), "seed": p.seed,
+                       "max_new_tokens": max_new_tokens},
+                finish_reason=reason,
             ))
         return out
 
     def _run_model(self, batch: list[_Prepared], max_new_tokens: int) -> tuple[list, int]:
-        """One qwen-tts generate call for `batch` (the caller holds the lock)."""
+        """One qwen-tts generate call for `batch` (the caller holds the lock; the batch shares
+        its sampling and min_frames)."""
+        min_frames = max(p.min_frames for p in batch)
+        if min_frames <= 2:
+            return self._run_stock(batch, max_new_tokens)
+        # stock generate has no min length beyond 2: hide EOS in the talker's logits until
+        # `min_frames` tokens exist (the talker's forward k decides token k)
+        eos = int(self._tts.model.config.talker_config.codec_eos_token_id)
+        forwards = 0
+
+        def suppress_eos(_module: Any, _args: Any, output: Any) -> None:
+            nonlocal forwards
+            if forwards < min_frames:
+                output.logits[:, -1, eos] = float("-inf")
+            forwards += 1
+
+        hook = self._tts.model.talker.register_forward_hook(suppress_eos)
+        try:
+            return self._run_stock(batch, max_new_tokens)
+        finally:
+            hook.remove()
+
+    def _run_stock(self, batch: list[_Prepared], max_new_tokens: int) -> tuple[list, int]:
         kind = self.info.kind
-        gen = {"max_new_tokens": max_new_tokens, "do_sample": self._config.do_sample,
-               "subtalker_dosample": self._config.do_sample}
+        sampling = batch[0].sampling
+        assert sampling is not None
+        gen = {"max_new_tokens": max_new_tokens, **sampling.generate_kwargs()}
         texts = [p.text for p in batch]
         languages = [p.language for p in batch]
         if kind is ModelKind.CUSTOM_VOICE:
@@ -402,8 +589,12 @@ class TTSEngine:
         """`stream` for asyncio consumers: chunks arrive without blocking the event loop."""
         return AsyncSynthesisStream(self._stream_runner(request, chunking))
 
-    def _stream_runner(self, request: SynthesisRequest, chunking: StreamChunking | None) -> StreamRunner:
+    def _stream_runner(self, request: SynthesisRequest,
+                       chunking: StreamChunking | None) -> StreamRunner | LoopStreamRunner:
         prepared = self._prepare(request)
+        if self._loop is not None:
+            return LoopStreamRunner(self._loop, prepared, chunking or StreamChunking(),
+                                    self.info.sample_rate)
         return StreamRunner(self, prepared, chunking or StreamChunking(), self.stream_stats)
 
     def _to_prompt_item(self, vp: VoicePrompt | None) -> Any:

@@ -172,7 +172,7 @@ class StreamRunner:
                 decoder_hook = decoder.register_forward_pre_hook(self._on_decoder_call)
                 try:
                     with engine._seeded(p.seed), contextlib.suppress(_TalkerFinished):
-                        engine._run_model([p], p.max_new_tokens)
+                        engine._run_model([p], engine._reference_cap(p))
                 finally:
                     talker_hook.remove()
                     decoder_hook.remove()

@@ -44,6 +44,27 @@ class EngineConfig(BaseModel):
     do_sample: bool = Field(True, description="False: greedy decoding on both talker levels")
     warmup: bool = Field(True, description="Run one short synthesis at load")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+    backend: Literal["batched", "reference"] = Field(
+        "batched",
+        description="'batched': the continuous-batching step loop (every request on this model "
+        "advances one frame per step together); 'reference': qwen-tts's stock generate, one "
+        "utterance at a time (kept for parity checks)",
+    )
+    max_slots: int = Field(16, ge=1, le=1024, description="Batched backend: concurrent "
+                           "requests in the step loop (static KV-cache slots)")
+    max_context_tokens: int = Field(
+        4096, ge=64, description="Batched backend: KV-cache length of one slot (prompt + frames)"
+    )
+    max_waiting: int = Field(64, ge=0, description="Batched backend: requests waiting for a "
+                             "free slot; beyond it a request fails with EngineOverloadedError")
+    max_frames_per_text_token: float = Field(
+        12.0, gt=0, description="Runaway guard: a request's frame budget is "
+        "budget_floor_frames + this x its text tokens (below max_new_tokens), so a missed EOS "
+        "ends at a sane length",
+    )
+    budget_floor_frames: int = Field(25, ge=1, description="Runaway guard: frames every request "
+                                     "may have whatever its text length (25 = 2 s)")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After of an overloaded engine")
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,39 @@ class SynthesisRequest:
     voice_prompt: VoicePrompt | None = None
     seed: int | None = None
     max_new_tokens: int | None = None
+    #: Benchmarking/testing aid: EOS is suppressed until this many frames exist (random
+    #: weights then give known lengths). The frame cap (max_new_tokens - 1) still applies.
+    min_frames: int | None = None
+    sampling: SamplingParams | None = None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling of both talker levels; None takes the checkpoint's
+    generation_config.json (then qwen-tts's defaults). `do_sample` None follows
+    `EngineConfig.do_sample`. The `subtalker_*` fields drive the code predictor (the 15
+    residual codebooks of every frame); `subtalker_repetition_penalty` is the batched
+    backend's only (stock qwen-tts has none)."""
+
+    do_sample: bool | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    subtalker_do_sample: bool | None = None
+    subtalker_temperature: float | None = None
+    subtalker_top_k: int | None = None
+    subtalker_top_p: float | None = None
+    subtalker_repetition_penalty: float | None = None
+
+
+class FinishReason(enum.StrEnum):
+    """Why a synthesis stopped."""
+
+    EOS = "eos"  # the model ended the utterance
+    LENGTH = "length"  # the request's or the deployment's max_new_tokens cap
+    BUDGET = "budget"  # the runaway guard (frames per text token): EOS was probably missed
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -105,10 +159,24 @@ class SynthesisResult:
     frames: int  # codec frames generated (12.5 per second of audio)
     generation_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    finish_reason: FinishReason = FinishReason.EOS
 
     @property
     def duration_seconds(self) -> float:
         return len(self.audio) / self.sample_rate
+
+
+class EngineOverloadedError(Exception):
+    """Every slot of the step loop is busy and its wait queue is full (maps to 503 with
+    Retry-After `retry_after_s`)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        self.message = message
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+    def __reduce__(self):  # keep the fields when the error crosses a Ray handle
+        return (type(self), (self.message, self.retry_after_s))
 
 
 class EngineError(Exception):
@@ -162,6 +230,7 @@ class AudioChunk:
     total_frames: int = 0  # frames generated so far (all of them when final)
     input_tokens: int = 0  # text tokens of the request (set when final)
     generation_seconds: float = 0.0  # wall time since the stream started
+    finish_reason: FinishReason | None = None  # set when final
 
     @property
     def duration_seconds(self) -> float:
