@@ -329,6 +329,7 @@ class _Slot:
     emitted: int = 0  # frames already streamed (of codes)
     chunks: int = 0
     tail: np.ndarray | None = None  # audio of the last chunk, sent with final=True
+    peak_batch: int = 0  # most slots that stepped together with this one
     text_tokens: int = 0
 
 
@@ -516,12 +517,21 @@ class StepLoop:
             try:
                 with torch.inference_mode():
                     for job in admitting:
-                        self._admit(job)
+                        try:
+                            self._admit(job)
+                        except Exception as exc:  # noqa: BLE001 - fails this request only
+                            log.exception("admission failure")
+                            if self._rows and self._rows[-1].job is job:
+                                self._rows.pop()
+                            err = EngineError(f"batched prefill failed: {type(exc).__name__}: {exc}")
+                            err.__cause__ = exc
+                            self._fail(job, err)
                     if self._rows:
                         self._step()
             except Exception as exc:  # noqa: BLE001 - a failed step fails its jobs, not the loop
                 log.exception("step loop failure")
                 err = EngineError(f"batched generation failed: {type(exc).__name__}: {exc}")
+                err.__cause__ = exc
                 for slot in self._rows:
                     self._fail(slot.job, err)
                 self._rows.clear()
@@ -797,6 +807,7 @@ class StepLoop:
         token_host = token.tolist()
         finished: list[tuple[int, FinishReason]] = []
         for i, s in enumerate(slots):
+            s.peak_batch = max(s.peak_batch, n)
             s.codes.append(frame_host[i])
             s.job.frames += 1
             if s.job.chunking is not None:
@@ -922,7 +933,7 @@ class StepLoop:
             audio=audio, sample_rate=int(sr), frames=audio.size // self._spf,
             generation_seconds=time.perf_counter() - s.job.submitted_at,
             extra={"backend": "batched", "seed": p.seed, "max_new_tokens": p.max_new_tokens,
-                   "codes": codes.cpu().numpy(),
+                   "codes": codes.cpu().numpy(), "batch_size": s.peak_batch,
                    "frame_cap": s.cap, "queue_wait_seconds": s.job.queue_wait_s,
                    "input_tokens": s.text_tokens},
             finish_reason=reason,

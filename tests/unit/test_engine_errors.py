@@ -122,7 +122,8 @@ def test_model_failure_is_engine_error(cv: TTSEngine, base: TTSEngine, monkeypat
     def fail(*a, **k):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(cv.model, "generate_custom_voice", fail)
+    monkeypatch.setattr(cv.model, "generate_custom_voice", fail)  # reference backend
+    monkeypatch.setattr(cv.model.model.talker.codec_head, "forward", fail)  # batched backend
     with pytest.raises(EngineError) as ei:
         cv.synthesize([SynthesisRequest(text=TEXT, speaker="vivian")])
     assert isinstance(ei.value.__cause__, RuntimeError)
