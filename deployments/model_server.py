@@ -1,9 +1,14 @@
 """The model deployment: one class, bound three times (CustomVoice, VoiceDesign, VoiceClone).
 
-Thin on purpose: the engine does the work (plain Python, tested without Ray). This file adds
-what only a replica needs: batching of concurrent requests into one generate call, the
-blocking generate off the event loop, a per-replica cache of clone prompts, health.
-The model kind comes from the checkpoint, never from the deployment's name.
+Thin on purpose: the engine does the work (plain Python, tested without Ray). With the
+batched backend (the default) the engine runs one step loop per replica: every request,
+streamed or not, waits for a slot in it without holding a thread, and a caller that goes
+away (Ray cancels the request) frees its slot within one step; when slots and wait queue
+are full the engine raises `EngineOverloadedError` (503 + Retry-After at the ingress). With
+the reference backend, concurrent requests are grouped by `@serve.batch` into one stock
+generate call. This file adds what only a replica needs: a per-replica cache of clone
+prompts, engine metrics, health. The model kind comes from the checkpoint, never from the
+deployment's name.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ray import serve
 from deployments.audio.reference import ReferenceAudio
 from deployments.checkpoints import resolve_checkpoint
 from deployments.engine import TTSEngine
+from deployments.engine.batched import StepObserver
 from deployments.engine.types import (
     AudioChunk,
     ModelInfo,
@@ -39,7 +45,7 @@ logger = logging.getLogger("qtts.model_server")
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 1, "num_gpus": 1},
-    max_ongoing_requests=32,
+    max_ongoing_requests=32,  # configs set it to engine.max_slots + engine.max_waiting
     max_queued_requests=256,
     health_check_period_s=10,
 )
@@ -53,8 +59,12 @@ class ModelServer:
         checkpoint = resolve_checkpoint(args.engine.model)
         self._engine = TTSEngine.load(args.engine.model_copy(update={"model": checkpoint}))
         self._prompts: OrderedDict[str, VoicePrompt] = OrderedDict()
-        self._synthesize_batch.set_max_batch_size(args.max_batch_size)
-        self._synthesize_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self._batched = self._engine.loop is not None
+        if self._batched:
+            self._engine.set_observer(_EngineMetrics(self._engine.info.kind.value))
+        else:
+            self._synthesize_batch.set_max_batch_size(args.max_batch_size)
+            self._synthesize_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
         info = self._engine.info
         self._load_seconds = time.perf_counter() - started
         logger.info("loaded %s (%s) on %s/%s in %.1fs", info.model, info.kind.value, info.device,
@@ -66,15 +76,23 @@ class ModelServer:
     async def status(self) -> dict:
         """This replica's model state, for /api/health (a replica exists only once loaded)."""
         info = self._engine.info
-        return {"loaded": True, "warmed": self._engine.config.warmup, "model": info.model,
-                "kind": info.kind.value, "device": info.device, "dtype": info.dtype,
-                "load_seconds": round(self._load_seconds, 3), "failed": self._fatal}
+        out = {"loaded": True, "warmed": self._engine.config.warmup, "model": info.model,
+               "kind": info.kind.value, "device": info.device, "dtype": info.dtype,
+               "load_seconds": round(self._load_seconds, 3), "failed": self._fatal,
+               "backend": self._engine.backend}
+        loop = self._engine.loop
+        if loop is not None:
+            st = loop.loop_stats
+            out.update(slots=loop.capacity, active_slots=st.active, waiting=st.waiting)
+        return out
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         self._engine.validate(request)  # a bad request fails alone, never its batch
         self._waiting += 1
         tts_metrics().set_queue_length("model", self._waiting)
         try:
+            if self._batched:  # cancellation of this call cancels the job: its slot frees
+                return await self._engine.asynthesize(request)
             return await self._synthesize_batch(request)
         except Exception as exc:
             self._note_failure(exc)
@@ -150,7 +168,13 @@ class ModelServer:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _synthesize_batch(self, requests: list[SynthesisRequest]) -> list[SynthesisResult]:
+        """Reference backend only: concurrent requests into one stock generate call."""
         return await asyncio.to_thread(self._engine.synthesize, requests)
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
 
     def _note_failure(self, exc: BaseException) -> None:
         """A CUDA error poisons the process's context: every later call fails the same way.
@@ -165,6 +189,26 @@ class ModelServer:
             raise RuntimeError("model not loaded")
         if self._fatal is not None:
             raise RuntimeError(f"model replica unusable: {self._fatal}")
+
+
+class _EngineMetrics(StepObserver):
+    """The step loop's hooks -> this replica's Prometheus metrics (called on the loop thread;
+    gauges only when they change)."""
+
+    def __init__(self, model_kind: str) -> None:
+        self._kind = model_kind
+        self._occupancy: tuple[int, int] | None = None
+
+    def on_step(self, batch_size: int, step_seconds: float) -> None:
+        tts_metrics().observe_engine_step(self._kind, batch_size, step_seconds)
+
+    def on_admit(self, queue_wait_seconds: float) -> None:
+        tts_metrics().observe_engine_queue_wait(self._kind, queue_wait_seconds)
+
+    def on_occupancy(self, active: int, waiting: int) -> None:
+        if self._occupancy != (active, waiting):
+            self._occupancy = (active, waiting)
+            tts_metrics().set_engine_active_slots(self._kind, active)
 
 
 def _prompt_key(reference: ReferenceAudio, ref_text: str | None, x_vector_only: bool) -> str:

@@ -28,6 +28,10 @@ CHARACTERS = "qtts_characters"
 REQUESTS = "qtts_requests"
 QUEUE_LENGTH = "qtts_queue_length"
 ERRORS = "qtts_errors"
+ENGINE_ACTIVE_SLOTS = "qtts_engine_active_slots"
+ENGINE_BATCH_SIZE = "qtts_engine_batch_size"
+ENGINE_STEP_SECONDS = "qtts_engine_step_seconds"
+ENGINE_QUEUE_WAIT = "qtts_engine_queue_wait_seconds"
 
 #: Where a request waits: admitted by the ingress, or inside a model replica (queued in its
 #: batcher or generating).
@@ -38,6 +42,10 @@ LATENCY_BOUNDARIES = [0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8,
                       120, 300]
 #: Generation seconds per audio second: < 1 is faster than real time.
 RTF_BOUNDARIES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30]
+#: Requests advancing together in one step of a model's batched engine.
+BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256]
+#: Seconds of one engine step (one codec frame for every active slot; 80 ms is real time).
+STEP_BOUNDARIES = [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28]
 
 _RESERVED_TAG_KEYS = frozenset({"deployment", "replica", "application"})
 
@@ -89,6 +97,23 @@ class TTSMetrics:
         )
         self.errors = _counter(ERRORS, "Failed requests by error code and HTTP status.",
                                ("code", "status"))
+        self.engine_active_slots = Gauge(
+            ENGINE_ACTIVE_SLOTS,
+            description="Requests holding a slot of this replica's batched engine.",
+            tag_keys=_tags("model_kind"),
+        )
+        self.engine_batch_size = _histogram(
+            ENGINE_BATCH_SIZE, "Requests advanced together per engine step.",
+            BATCH_SIZE_BOUNDARIES, kind,
+        )
+        self.engine_step_seconds = _histogram(
+            ENGINE_STEP_SECONDS, "Seconds per engine step (one frame for every active request).",
+            STEP_BOUNDARIES, kind,
+        )
+        self.engine_queue_wait = _histogram(
+            ENGINE_QUEUE_WAIT, "Seconds a request waited for a free engine slot.",
+            LATENCY_BOUNDARIES, kind,
+        )
 
     # ---------------------------------------------------------------------- recording
     def observe_first_audio(self, model_kind: str, seconds: float) -> None:
@@ -123,6 +148,17 @@ class TTSMetrics:
     def set_queue_length(self, stage: str, value: int) -> None:
         self.queue_length.set(value, tags={"stage": stage})
 
+    def observe_engine_step(self, model_kind: str, batch_size: int, seconds: float) -> None:
+        tags = {"model_kind": model_kind}
+        self.engine_batch_size.observe(batch_size, tags=tags)
+        self.engine_step_seconds.observe(seconds, tags=tags)
+
+    def observe_engine_queue_wait(self, model_kind: str, seconds: float) -> None:
+        self.engine_queue_wait.observe(seconds, tags={"model_kind": model_kind})
+
+    def set_engine_active_slots(self, model_kind: str, value: int) -> None:
+        self.engine_active_slots.set(value, tags={"model_kind": model_kind})
+
 
 _lock = threading.Lock()
 _metrics: TTSMetrics | None = None
@@ -149,5 +185,9 @@ EXPORTED_NAMES: dict[str, tuple[str, ...]] = {
         REQUESTS: ("_total",),
         QUEUE_LENGTH: ("",),
         ERRORS: ("_total",),
+        ENGINE_ACTIVE_SLOTS: ("",),
+        ENGINE_BATCH_SIZE: ("_bucket", "_sum", "_count"),
+        ENGINE_STEP_SECONDS: ("_bucket", "_sum", "_count"),
+        ENGINE_QUEUE_WAIT: ("_bucket", "_sum", "_count"),
     }.items()
 }
