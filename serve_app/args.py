@@ -68,7 +68,11 @@ class AudioArgs(_Strict):
 class IngressArgs(_Strict):
     """HTTP and handle API behaviour of the ingress."""
 
-    max_text_chars: int = Field(5000, ge=1)
+    max_text_chars: int = Field(5000, ge=1, description="Text to speak per request (and a "
+                                "clone's ref_text)")
+    max_instruction_chars: int = Field(
+        1000, ge=1, description="`instruct` / `instructions` and a voice "
+        "design's `description` (the model reads them in full at every request)")
     max_concurrent: int = Field(
         64, ge=1, description="MAX_CONCURRENT: synthesis requests in flight per ingress replica; "
         "beyond it requests get 503 with Retry-After"

@@ -12,7 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ray.serve.exceptions import BackPressureError
+from pydantic import ValidationError
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
 
 from deployments.audio.errors import AudioInputError
 from deployments.engine.types import EngineError, UnsupportedValueError
@@ -41,15 +47,21 @@ class ApiError(Exception):
     def __reduce__(self):  # cross Ray handles intact
         return (type(self), (self.status, self.code, self.message, self.param, self.headers))
 
-    def body(self, request_id: str | None) -> dict:
-        return {
+    def body(self, request_id: str | None, path: str = "") -> dict:
+        """The JSON answer: the error envelope (with OpenAI's `type`), plus the seed's
+        `success: false` / `message` on the seed routes (/api/...), which the Go worker reads."""
+        body: dict = {
             "error": {
                 "code": self.code,
                 "message": self.message,
                 "param": self.param,
+                "type": "invalid_request_error" if self.status < 500 else "server_error",
                 "request_id": request_id,
             }
         }
+        if path.startswith("/api/"):
+            body.update(success=False, message=self.message)
+        return body
 
 
 def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
@@ -60,16 +72,42 @@ def overloaded(message: str, retry_after_s: int) -> ApiError:
     return ApiError(503, "overloaded", message, None, {"Retry-After": str(retry_after_s)})
 
 
-def _find(exc: BaseException, kind: type) -> BaseException | None:
+def unavailable(message: str, retry_after_s: int, param: str | None = None) -> ApiError:
+    """A model deployment has no replica able to serve now (down, restarting, starting)."""
+    return ApiError(503, "model_unavailable", message, param, {"Retry-After": str(retry_after_s)})
+
+
+#: Ray's errors for a replica that died or cannot be reached: the request may succeed on a
+#: replacement, so they are 503 + Retry-After, never a 500.
+REPLICA_GONE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+
+
+def replica_gone(exc: BaseException) -> bool:
+    return _find(exc, REPLICA_GONE) is not None
+
+
+def _find(exc: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """Ray wraps replica exceptions (RayTaskError subclasses the original type), and
-    callers may chain them: find the first exception of `kind` in the chain."""
+    callers may chain them: find the first exception of `kind` in the chain, unwrapped.
+
+    The wrapper's own str() is the remote traceback (process id, node address, file paths),
+    so a wrapper is never returned when the original it wraps is there: messages taken from
+    the result are safe to show a client."""
     seen = 0
     while exc is not None and seen < 8:
-        if isinstance(exc, kind):
+        cause = exc.__cause__ or getattr(exc, "cause", None)
+        if isinstance(exc, kind) and not (isinstance(exc, RayTaskError) and isinstance(cause, kind)):
             return exc
-        exc = exc.__cause__ or getattr(exc, "cause", None)
+        exc = cause
         seen += 1
     return None
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """A pydantic error raised while building a request: 422 naming the first bad field."""
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query")) or "body"
+    return ApiError(422, "invalid_value", f"{param}: {first.get('msg', 'invalid value')}", param)
 
 
 def to_api_error(exc: BaseException, *, retry_after_s: int, request_id: str) -> ApiError:
@@ -77,12 +115,19 @@ def to_api_error(exc: BaseException, *, retry_after_s: int, request_id: str) -> 
     if found := _find(exc, ApiError):
         return found  # type: ignore[return-value]
     if found := _find(exc, UnsupportedValueError):
-        return ApiError(422, "unsupported_value", str(found), found.param)  # type: ignore[attr-defined]
+        return ApiError(422, "unsupported_value", found.message, found.param)  # type: ignore[attr-defined]
     if found := _find(exc, AudioInputError):
         status = _AUDIO_STATUS.get(found.code, 422)  # type: ignore[attr-defined]
-        return ApiError(status, f"audio_{found.code}", str(found), found.param)  # type: ignore[attr-defined]
+        return ApiError(status, f"audio_{found.code}", str(found.args[0]), found.param)  # type: ignore[attr-defined]
+    if found := _find(exc, ValidationError):
+        return validation_error(found)  # type: ignore[arg-type]
     if _find(exc, BackPressureError):
         return overloaded("The model queue is full; retry later.", retry_after_s)
+    if _find(exc, REPLICA_GONE):
+        logger.warning("request %s: a replica became unavailable: %s", request_id,
+                       type(exc).__name__)
+        return unavailable("A model replica became unavailable while serving this request; "
+                           "retry shortly.", retry_after_s)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         logger.error("request %s timed out", request_id)
         return ApiError(504, "timeout", f"Synthesis did not finish in time (request {request_id}).")

@@ -18,10 +18,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app import __version__
 from serve_app.args import AppArgs
 from serve_app.errors import ApiError, to_api_error
+from serve_app.http_edge import EdgeMiddleware, error_response, route_path
 from serve_app.logging_setup import configure_replica_logging, current_request_id
 from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
@@ -33,20 +35,20 @@ from serve_app.protocol.native import (
 )
 from serve_app.routes import jobs, native, openai, ops, seed, voices
 from serve_app.routes.admin import create_admin_router
-from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, request_id_from, service
+from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, service
 from serve_app.tenancy import TenancyMiddleware, TenantService, platform
 
 logger = logging.getLogger("qtts.ingress")
 
 
 def _error_response(request: Request, error: ApiError) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None)
-    tts_metrics().count_error(error.code, error.status)
-    body = error.body(request_id)
-    body["error"]["type"] = "invalid_request_error" if error.status < 500 else "server_error"
-    if request.url.path.startswith("/api/"):  # the seed's failure shape, for the Go worker
-        body.update(success=False, message=error.message)
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    return error_response(error, getattr(request.state, "request_id", None),
+                          route_path(request.scope))
+
+
+#: Starlette's own answers (no such route, method not allowed, ...) as envelope codes.
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "request_too_large", 415: "unsupported_media_type"}
 
 
 def create_http_app() -> FastAPI:
@@ -55,20 +57,6 @@ def create_http_app() -> FastAPI:
         version=__version__,
         description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
     )
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        request.state.request_id = request_id_from(request)
-        svc = service()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # noqa: BLE001 - every failure leaves as an ApiError
-            error = to_api_error(
-                exc, retry_after_s=svc.args.ingress.retry_after_s,
-                request_id=request.state.request_id,
-            )
-            response = _error_response(request, error)
-        return response  # Serve's proxy echoes X-Request-ID on every response
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -83,6 +71,19 @@ def create_http_app() -> FastAPI:
         if "ctx" in first and first["ctx"]:
             message += f" ({', '.join(f'{k}={v}' for k, v in first['ctx'].items())})"
         return _error_response(request, ApiError(422, "invalid_value", message, param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing and framework errors (404 no such route, 405, a malformed body) in the
+        same envelope as every other error, never FastAPI's `{"detail": ...}`."""
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No route {request.method} {request.url.path}; see /docs."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs."
+        return _error_response(request, ApiError(exc.status_code, code, message, None,
+                                                 dict(exc.headers or {})))
 
     @app.get("/", tags=["service"])
     async def root(request: Request) -> dict:
@@ -107,7 +108,10 @@ def create_http_app() -> FastAPI:
     app.include_router(voices.router)  # the multi-tenant platform (serve_app.tenancy)
     app.include_router(jobs.router)
     app.include_router(create_admin_router(platform))
-    app.add_middleware(TenancyMiddleware)  # API keys; inside CORS, so 401s carry CORS
+    app.add_middleware(TenancyMiddleware)  # API keys; inside the edge, so 401s are enveloped
+    # request ids and the error envelope for everything inside (Serve's proxy echoes
+    # X-Request-ID on every response); inside CORS, so errors carry CORS headers
+    app.add_middleware(EdgeMiddleware, retry_after_s=lambda: service().args.ingress.retry_after_s)
     app.add_middleware(_ConfiguredCORS)
     return app
 

@@ -19,8 +19,9 @@ from deployments.audio import RenderedAudio, RenderOptions, needs_processing, re
 from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.availability import ModelAvailability
 from serve_app.cache import LRUCache, cache_key
-from serve_app.errors import ApiError, invalid, overloaded
+from serve_app.errors import ApiError, invalid, overloaded, replica_gone, unavailable
 from serve_app.health import graph_health
 from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
@@ -40,11 +41,12 @@ class TTSService:
         self._models = models
         self._audio = audio
         self._info: dict[str, ModelInfo] = {}
-        self._cache: LRUCache[AudioOutput] = LRUCache(
+        self._cache: LRUCache[tuple[str, AudioOutput]] = LRUCache(
             args.ingress.cache_size if args.ingress.cache_enabled else 0
         )
         self.in_flight = 0
         self.started_at = time.monotonic()
+        self.availability = ModelAvailability(models)
 
     # ----------------------------------------------------------------------------- models
     @property
@@ -60,7 +62,20 @@ class TTSService:
                 f"{name} is not deployed in this graph. Deployed: {', '.join(self._models) or 'none'}.",
                 "model",
             )
+        if reason := self.availability.reason_down(name):
+            raise unavailable(f"{name} cannot serve right now: {reason}. Retry shortly.",
+                              self.args.ingress.retry_after_s, "model")
         return handle
+
+    @contextlib.contextmanager
+    def _watching(self, deployment: str):
+        """Tell availability at once when a call sees a replica of `deployment` die."""
+        try:
+            yield
+        except Exception as exc:
+            if replica_gone(exc):
+                self.availability.note_replica_lost(deployment)
+            raise
 
     async def model_info(self, name: str) -> ModelInfo:
         info = self._info.get(name)
@@ -134,11 +149,13 @@ class TTSService:
         release = contextlib.ExitStack()
         release.enter_context(self.admitted())
         try:
-            source = await asyncio.wait_for(start(), timeout)
+            with self._watching(deployment):
+                source = await asyncio.wait_for(start(), timeout)
         except BaseException:
             release.close()
             raise
-        stream = await open_stream(source, output, request_id, started, timeout, release)
+        with self._watching(deployment):
+            stream = await open_stream(source, output, request_id, started, timeout, release)
         kind = (await self.model_info(deployment)).kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         release.callback(_observe_stream, kind, stream, len(request.text), started)
@@ -151,9 +168,10 @@ class TTSService:
             text=self._text(inp.text),
             language=catalog.resolve_language(inp.language, info),
             speaker=catalog.resolve_speaker(inp.speaker, info),
-            instruct=inp.instruct or None,
+            instruct=self.instruction("instruct", inp.instruct) or None,
             seed=inp.seed,
             max_new_tokens=inp.max_new_tokens,
+            min_frames=inp.min_frames,
         )
 
     async def _voice_design_request(self, inp: VoiceDesignInput) -> tuple[ModelInfo, SynthesisRequest]:
@@ -163,9 +181,10 @@ class TTSService:
         return info, SynthesisRequest(
             text=self._text(inp.text),
             language=catalog.resolve_language(inp.language, info),
-            instruct=inp.description,
+            instruct=self.instruction("description", inp.description),
             seed=inp.seed,
             max_new_tokens=inp.max_new_tokens,
+            min_frames=inp.min_frames,
         )
 
     async def _voice_clone_request(
@@ -173,6 +192,8 @@ class TTSService:
     ) -> tuple[ModelInfo, SynthesisRequest, str | None]:
         info = await self.model_info(VOICE_CLONE)
         ref_text = (inp.ref_text or "").strip() or None
+        if ref_text is not None:
+            self._text(ref_text, "ref_text")
         if not inp.x_vector_only and ref_text is None:
             raise invalid(
                 "ref_text",
@@ -186,18 +207,36 @@ class TTSService:
             language=catalog.resolve_language(inp.language, info),
             seed=inp.seed,
             max_new_tokens=inp.max_new_tokens,
+            min_frames=inp.min_frames,
         )
         return info, request, ref_text
 
     # ---------------------------------------------------------------------------- helpers
-    def cached(self, key: str) -> AudioOutput | None:
-        return self._cache.get(key)
+    def cached(self, key: str, scope: str) -> AudioOutput | None:
+        """A cached result by its key (the seed's `audio_url`), only for the scope (tenant)
+        that made it: another tenant's key is a miss, exactly as an unknown one."""
+        entry = self._cache.get(key)
+        return entry[1] if entry is not None and entry[0] == scope else None
 
-    def _text(self, text: str) -> str:
+    async def cache_scope(self) -> str:
+        """Whose results these are: the cache never serves one caller another's audio (and a
+        hit would tell them what the other synthesized). One scope without tenants."""
+        return ""
+
+    def _text(self, text: str, param: str = "text") -> str:
         limit = self.args.ingress.max_text_chars
         if len(text) > limit:
-            raise invalid("text", f"text is {len(text)} characters long; at most {limit} are allowed")
+            raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} are allowed")
         return text
+
+    def instruction(self, param: str, value: str | None) -> str | None:
+        """An instruction or voice description within `ingress.max_instruction_chars` (the
+        model reads it in full, in front of every request's text)."""
+        limit = self.args.ingress.max_instruction_chars
+        if value is not None and len(value) > limit:
+            raise invalid(param, f"{param} is {len(value)} characters long; at most {limit} "
+                          "are allowed")
+        return value
 
     def _check_upload(self, size: int) -> None:
         limit = self.args.audio.max_upload_bytes
@@ -236,7 +275,9 @@ class TTSService:
         extra: dict | None = None,
     ) -> AudioOutput:
         started = time.perf_counter()
+        scope = await self.cache_scope()
         key = cache_key(
+            scope=scope,
             deployment=deployment,
             model=info.model,
             text=request.text,
@@ -245,16 +286,18 @@ class TTSService:
             instruct=request.instruct,
             seed=request.seed,
             max_new_tokens=request.max_new_tokens,
+            min_frames=request.min_frames,
             output=output.model_dump(mode="json"),
             extra=extra or {},
         )
-        if hit := self._cache.get(key):
+        if hit := self.cached(key, scope):
             tts_metrics().count_cached(info.kind.value)
             return hit.model_copy(update={"request_id": request_id, "cached": True})
         with self.admitted():
             call = synthesize or (lambda: self.handle(deployment).synthesize.remote(request))
             timeout = self.args.ingress.request_timeout_s
-            result: SynthesisResult = await asyncio.wait_for(call(), timeout)
+            with self._watching(deployment):
+                result: SynthesisResult = await asyncio.wait_for(call(), timeout)
             rendered = await self._render(result, output, timeout)
         _observe(info, request, result, time.perf_counter() - started)
         out = AudioOutput(
@@ -267,7 +310,7 @@ class TTSService:
             request_id=request_id,
             cache_key=key if self._cache.max_entries > 0 else None,
         )
-        self._cache.put(key, out)
+        self._cache.put(key, (scope, out))
         return out
 
     async def _render(self, result: SynthesisResult, options: RenderOptions, timeout: float) -> RenderedAudio:

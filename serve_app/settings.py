@@ -60,6 +60,8 @@ ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "VOICE_ENCRYPTION_KEY": (("platform.voice_encryption_keys",), str),
     "API_KEY_PEPPER": (("platform.api_key_pepper",), str),
     "ADMIN_TOKEN": (("platform.admin_token",), str),
+    "TRUSTED_NETWORKS": (("platform.trusted_networks",), _csv),
+    "TRUSTED_NETWORK_TENANT": (("platform.trusted_network_tenant",), str),
 }
 
 

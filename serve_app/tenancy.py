@@ -23,7 +23,6 @@ import contextlib
 import contextvars
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from deployments.engine.types import SynthesisRequest, SynthesisResult
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.errors import ApiError, invalid
+from serve_app.http_edge import route_path
 from serve_app.platform.config import TenantLimits
 from serve_app.platform.errors import NotFound, PlatformError
 from serve_app.platform.jobs.runner import JobRunner, SegmentAudio
@@ -155,6 +155,16 @@ async def saved_voice(name: str) -> str | None:
     return await svc.resolve_saved_voice(name)
 
 
+#: The seed service's routes: the only ones a trusted network may call without a key.
+SEED_PREFIX = "/api/"
+
+
+def _keyless_seed_call(path: str, headers: dict[str, str]) -> bool:
+    """A call to a seed route with no credentials at all (a wrong key is still a 401)."""
+    sent = {k.lower() for k in headers}
+    return path.startswith(SEED_PREFIX) and not ({"authorization", "x-api-key"} & sent)
+
+
 class TenancyMiddleware:
     """Pure ASGI: authenticate, expose the principal, add X-RateLimit-* to the response."""
 
@@ -170,14 +180,18 @@ class TenancyMiddleware:
         if not isinstance(svc, TenantService):  # a bare TTSService (Ray-free route tests):
             return await self.app(scope, receive, send)  # the ingress always binds a tenant one
         svc.ensure_runner()
-        path = scope.get("path", "")
+        path = route_path(scope)
         if is_public(path) or scope.get("method") == "OPTIONS":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            principal = await svc.platform.authenticate(headers)
+            if _keyless_seed_call(path, headers) and svc.platform.is_trusted_network(
+                    (scope.get("client") or (None,))[0]):
+                principal = await svc.platform.network_principal()
+            else:
+                principal = await svc.platform.authenticate(headers)
         except PlatformError as exc:
-            return await _send_error(scope, send, path, headers, api_error(exc))
+            raise api_error(exc) from None  # rendered by the HTTP edge (serve_app.http_edge)
         ctx = RequestTenancy(principal, endpoint_of(path) or "synthesize")
         token = _current.set(ctx)
 
@@ -193,24 +207,6 @@ class TenancyMiddleware:
             await self.app(scope, receive, send_with_limits)
         finally:
             _current.reset(token)
-
-
-async def _send_error(scope, send, path: str, headers: dict[str, str], error: ApiError) -> None:
-    import json
-
-    from serve_app.routes.common import _SAFE_ID, REQUEST_ID_HEADER
-
-    supplied = {k.lower(): v for k, v in headers.items()}.get(REQUEST_ID_HEADER.lower(), "")
-    request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
-    body = error.body(request_id)
-    body["error"]["type"] = "invalid_request_error"
-    if path.startswith("/api/"):  # the seed's failure shape
-        body.update(success=False, message=error.message)
-    data = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": raw})
-    await send({"type": "http.response.body", "body": data})
 
 
 # ---------------------------------------------------------------------------- the service
@@ -254,6 +250,10 @@ class TenantService(TTSService):
 
             self._trusted = await asyncio.to_thread(get_or_create)
         return self._trusted
+
+    async def cache_scope(self) -> str:
+        """Results are cached per tenant (serve_app.service.TTSService.cache_scope)."""
+        return (await self.caller()).principal.tenant_id
 
     # ------------------------------------------------------------------------ metering
     async def admit(self, ctx: RequestTenancy, model: str, characters: int,
@@ -349,7 +349,8 @@ class TenantService(TTSService):
         info = await self.model_info(VOICE_CLONE)
         return info, SynthesisRequest(
             text=self._text(inp.text), language=catalog.resolve_language(inp.language, info),
-            voice_prompt=prompt, seed=inp.seed, max_new_tokens=inp.max_new_tokens)
+            voice_prompt=prompt, seed=inp.seed, max_new_tokens=inp.max_new_tokens,
+            min_frames=inp.min_frames)
 
     async def resolve_saved_voice(self, name: str) -> str | None:
         """The id of the caller's saved voice `name` (an id or a voice name), or None."""
@@ -383,7 +384,8 @@ class TenantService(TTSService):
                 async def start():
                     return self.handle(VOICE_CLONE).options(stream=True).stream.remote(request)
 
-                opened = await self._open_stream(start, inp.output, request_id)
+                opened = await self._open_stream(start, inp.output, request_id, VOICE_CLONE,
+                                                 request)
             else:
                 opened = await super().stream(inp, request_id)
         except BaseException:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PlainSerializer, SecretStr
 
 #: A secret setting: masked in repr/str, revealed only in a JSON dump (see the module doc).
 Secret = Annotated[
@@ -98,6 +98,13 @@ class PlatformArgs(_Strict):
         "internal", min_length=1, description="The tenant that Python callers of the ingress "
         "handle act as (trusted in-cluster code; created on first use)"
     )
+    trusted_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="TRUSTED_NETWORKS: networks (CIDR) whose calls to the "
+        "seed endpoints (/api/...) without an API key act as `trusted_network_tenant`, so an "
+        "old client that sends no key keeps working with auth on; empty (the default): off")
+    trusted_network_tenant: str = Field(
+        "seed-worker", min_length=1, description="TRUSTED_NETWORK_TENANT: the tenant those calls "
+        "act as (created on first use): limited and metered like any tenant")
     jobs: JobArgs = Field(default_factory=JobArgs)
 
     # ------------------------------------------------------------------ resolved values

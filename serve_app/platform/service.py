@@ -13,7 +13,9 @@ method runs them in a worker thread so the event loop never blocks on I/O.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import time
 from collections.abc import Mapping
 
 from deployments.engine.types import VoicePrompt
@@ -21,7 +23,7 @@ from serve_app.platform.blobs import BlobStore, open_blob_store
 from serve_app.platform.config import PlatformArgs, TenantLimits
 from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
-from serve_app.platform.errors import ConfigurationError
+from serve_app.platform.errors import ConfigurationError, NotFound, PermissionDenied, PlatformError
 from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.keys import ApiKeys, Principal
@@ -69,6 +71,7 @@ class Platform:
             webhook_lease_s=jobs.webhook_max_attempts * (jobs.webhook_timeout_s + jobs.webhook_backoff_max_s),
         )
         self._open_principal: Principal | None = None
+        self._network_principal: tuple[float, Principal] | None = None
 
     def __repr__(self) -> str:
         return (f"Platform(db={safe_url(self.db.url)!r}, blobs={self.blobs!r}, "
@@ -114,6 +117,44 @@ class Platform:
                     tenant = self.tenants.get(OPEN_TENANT)
             self._open_principal = Principal(tenant.id, tenant.name, None, (), tenant.limits)
         return self._open_principal
+
+    def is_trusted_network(self, host: str | None) -> bool:
+        """Whether `host` (the TCP peer's address, never a forwarded header) lies in one of
+        `trusted_networks`."""
+        if not self.args.trusted_networks or not host:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.args.trusted_networks)
+
+    async def network_principal(self) -> Principal:
+        """The principal of keyless seed calls from a trusted network: the tenant
+        `trusted_network_tenant` (created on first use), limited to the seed's endpoints; its
+        limits are re-read every `auth_cache_s`, as a key's are."""
+        cached = self._network_principal
+        if cached is not None and time.monotonic() - cached[0] < self.args.auth_cache_s:
+            return cached[1]
+
+        def load() -> Principal:
+            name = self.args.trusted_network_tenant
+            try:
+                tenant = self.tenants.get(name)
+            except NotFound:
+                try:
+                    tenant = self.tenants.create(name)
+                except PlatformError:  # another replica created it first
+                    tenant = self.tenants.get(name)
+            if tenant.disabled:
+                raise PermissionDenied(f"tenant {name!r} (TRUSTED_NETWORK_TENANT) is disabled",
+                                       code="tenant_disabled")
+            return Principal(tenant.id, tenant.name, None, ("endpoint:synthesize",),
+                             tenant.limits)
+
+        principal = await asyncio.to_thread(load)
+        self._network_principal = (time.monotonic(), principal)
+        return principal
 
     async def admit(self, principal: Principal, *, model: str | None, endpoint: str,
                     characters: int = 0) -> Admission:

@@ -79,7 +79,7 @@ def period_bounds(period: str, now: datetime | None = None) -> tuple[datetime, d
             return start, end
         start = datetime.strptime(period, "%Y-%m-%d").replace(tzinfo=UTC)
         return start, start + timedelta(days=1)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # 9999-12-31 parses, its end overflows
         raise InvalidRequest(
             f"period must be day, month, YYYY-MM or YYYY-MM-DD, got {period!r}", param="period"
         ) from exc

@@ -7,33 +7,22 @@ defined once.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
-
-SEED_MAX = 2**32 - 1
+from serve_app.protocol.fields import MaxNewTokens, MinFrames, Seed, SpeechText
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, description="Text to speak (at most max_text_chars)")
+    text: SpeechText = Field(description="Text to speak (at most max_text_chars)")
     language: str = Field("auto", description="auto, a code (zh, en, ...) or a model language name")
-    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Same seed + inputs -> same audio")
+    seed: Seed | None = None
     output: RenderOptions = Field(default_factory=RenderOptions)
-    max_new_tokens: int | None = Field(
-        None, ge=2, le=8192,
-        description="Upper bound of codec frames (12.5 per second) for this request; the "
-        "deployment's max_new_tokens still caps it",
-    )
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must contain something to speak")
-        return value
+    max_new_tokens: MaxNewTokens | None = None
+    min_frames: MinFrames | None = None
 
 
 class CustomVoiceInput(_Input):

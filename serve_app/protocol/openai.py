@@ -7,7 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio.formats import AudioFormat
-from serve_app.protocol.native import SEED_MAX
+from serve_app.protocol.fields import (
+    MaxNewTokens,
+    MinFrames,
+    OpenAISpeed,
+    OutputSampleRate,
+    Seed,
+    SpeechText,
+)
 
 #: OpenAI model names served by CustomVoice.
 OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -17,20 +24,21 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # the SDK may add fields we do not use
 
     model: str = Field(description="CustomVoice, VoiceDesign, or tts-1 / tts-1-hd / gpt-4o-mini-tts")
-    input: str = Field(min_length=1)
+    input: SpeechText
     voice: str | dict = Field(description="Preset speaker or OpenAI voice name")
     instructions: str | None = None
     response_format: AudioFormat = AudioFormat.MP3
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    speed: OpenAISpeed = 1.0
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events); "
         "omitted: the whole file at once"
     )
     # extensions
     language: str = "auto"
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    sample_rate: int | None = Field(None, ge=8000, le=48000)
-    max_new_tokens: int | None = Field(None, ge=2, le=8192, description="Cap on codec frames")
+    seed: Seed | None = None
+    sample_rate: OutputSampleRate | None = None
+    max_new_tokens: MaxNewTokens | None = None
+    min_frames: MinFrames | None = None
 
 
 class ModelCard(BaseModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.native import SEED_MAX
+from serve_app.protocol.fields import Seed, SpeechText
 
 
 class SeedSynthesizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # the seed ignored unknown fields too
 
-    text: str = Field(min_length=1, description="1 to max_text_chars (5000) characters")
+    text: SpeechText = Field(description="1 to max_text_chars (5000) characters")
     language: str = Field("auto", description="zh, en, ja, ko, de, fr, ru, pt, es, it, auto")
     speaker: str = Field("Vivian", description="A preset speaker, see GET /api/voices")
     instruct: str | None = Field(None, description="Style instruction (1.7B CustomVoice)")
@@ -20,7 +20,7 @@ class SeedSynthesizeRequest(BaseModel):
         False, description="true: the response is a chunked audio stream (OUTPUT_FORMAT, "
         "SAMPLE_RATE) sent while generating, instead of JSON"
     )
-    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Extension: reproducible output")
+    seed: Seed | None = Field(None, description="Extension: reproducible output")
 
 
 class SeedSynthesizeResponse(BaseModel):

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from fastapi import Request
 from fastapi.responses import Response
 
+from serve_app.http_edge import REQUEST_ID_HEADER
 from serve_app.protocol.native import AudioOutput
 from serve_app.service import TTSService
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-
-
-def request_id_from(request: Request) -> str:
-    """The request's id: Serve's proxy puts the caller's X-Request-ID (or a new one) in the
-    headers and echoes it on the response; an id unsafe to log is replaced here."""
-    supplied = request.headers.get(REQUEST_ID_HEADER, "")
-    return supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
+__all__ = ["REQUEST_ID_HEADER", "audio_response", "bind_service", "rid", "service"]
 
 
 class _ReplicaService:

@@ -22,7 +22,7 @@ from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
 from serve_app.platform.jobs.store import JobRequest
-from serve_app.protocol.native import SEED_MAX
+from serve_app.protocol.fields import MaxNewTokens, OpenAISpeed, OutputSampleRate, Seed, SpeechText
 from serve_app.routes.openai import resolve_model
 from serve_app.tenancy import call_platform, principal_of, tenant_service
 
@@ -33,16 +33,16 @@ class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("tts-1", description="CustomVoice, VoiceDesign, VoiceClone or an alias")
-    input: str = Field(min_length=1, description="The text; long text is split and joined")
+    input: SpeechText = Field(description="The text; long text is split and joined")
     voice: str | None = Field(None, description="Preset speaker, OpenAI voice or saved voice id")
     instructions: str | None = None
     description: str | None = Field(None, description="VoiceDesign: the voice to create")
     language: str = "auto"
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    max_new_tokens: int | None = Field(None, ge=2, le=8192, description="Cap per segment")
+    seed: Seed | None = None
+    max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per segment")
     response_format: AudioFormat = AudioFormat.MP3
-    speed: float = Field(1.0, ge=0.25, le=4.0)
-    sample_rate: int | None = Field(None, ge=8000, le=48000)
+    speed: OpenAISpeed = 1.0
+    sample_rate: OutputSampleRate | None = None
     webhook_url: str | None = Field(None, max_length=2000)
     webhook_secret: str | None = Field(None, max_length=200)
 
@@ -59,6 +59,7 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
         params["voice"] = saved
     elif model == VOICE_DESIGN:
         description = (body.description or body.instructions or "").strip()
+        svc.instruction("description", description)
         if not description:
             raise invalid("description", "VoiceDesign needs description: the voice to create")
         params["description"] = description
@@ -69,7 +70,7 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
         info = await svc.model_info(CUSTOM_VOICE)
         params["speaker"] = catalog.resolve_speaker(body.voice or "", info, param="voice",
                                                     openai_names=True)
-        params["instruct"] = body.instructions
+        params["instruct"] = svc.instruction("instructions", body.instructions)
     catalog.resolve_language(body.language, await svc.model_info(model))  # 422 now, not later
     output = RenderOptions(format=body.response_format, speed=body.speed,
                            sample_rate=body.sample_rate)

@@ -47,13 +47,15 @@ def _voice_name(voice: str | dict) -> str:
 async def speech(body: SpeechRequest, request: Request) -> Response:
     svc = service(request)
     model = resolve_model(body.model, svc.deployed_models)
+    svc.instruction("instructions", body.instructions)  # named as this API names it
     output = RenderOptions(
         format=body.response_format, speed=body.speed, sample_rate=body.sample_rate
     )
     saved = None if model == VOICE_DESIGN else await saved_voice(_voice_name(body.voice))
     if saved is not None:  # a tenant's saved voice (serve_app.tenancy): VoiceClone, its prompt
         inp = CustomVoiceInput(text=body.input, speaker=saved, language=body.language,
-                               seed=body.seed, output=output, max_new_tokens=body.max_new_tokens)
+                               seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
+                               min_frames=body.min_frames)
         if body.stream_format:
             return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
         return audio_response(await svc.custom_voice(inp, rid(request)))
@@ -69,6 +71,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         inp = VoiceDesignInput(
             text=body.input, description=body.instructions, language=body.language,
             seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
+            min_frames=body.min_frames,
         )
         if body.stream_format:
             return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
@@ -78,6 +81,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     inp = CustomVoiceInput(
         text=body.input, speaker=speaker, instruct=body.instructions, language=body.language,
         seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
+        min_frames=body.min_frames,
     )
     if body.stream_format:
         return stream_response(await svc.stream(inp, rid(request)), body.stream_format)

@@ -67,7 +67,8 @@ async def synthesize(
 
 @router.get("/tts/audio/{key}")
 async def cached_audio(key: str, request: Request) -> Response:
-    out = service(request).cached(key)
+    svc = service(request)
+    out = svc.cached(key, await svc.cache_scope())
     if out is None:
         raise ApiError(404, "not_found", "This audio is no longer cached; synthesize it again.", "key")
     return Response(content=out.audio, media_type=out.content_type)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.args import VOICE_CLONE, VOICE_DESIGN
-from serve_app.errors import ApiError, invalid
-from serve_app.routes.native import read_json_object, read_multipart, reference_from_data_url
+from serve_app.errors import invalid
+from serve_app.protocol.fields import Seed, SpeechText
+from serve_app.routes.native import read_upload
 from serve_app.tenancy import call_platform, principal_of, tenant_service
 
 router = APIRouter(prefix="/v1/voices", tags=["saved voices"])
@@ -46,17 +47,9 @@ class DesignVoice(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     description: str = Field(min_length=1, max_length=1000)
-    sample_text: str = Field(DEFAULT_SAMPLE_TEXT, min_length=1, max_length=1000)
+    sample_text: SpeechText = Field(DEFAULT_SAMPLE_TEXT, max_length=1000)
     language: str = "auto"
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-
-
-def _validated(model: type[BaseModel], fields: dict):
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise invalid(".".join(str(p) for p in err["loc"]) or "body", err["msg"]) from None
+    seed: Seed | None = None
 
 
 def _voice(info) -> dict:
@@ -67,20 +60,15 @@ def _voice(info) -> dict:
 async def create_voice(request: Request) -> dict:
     svc = tenant_service()
     principal = principal_of(request)
-    limit = svc.args.audio.max_upload_bytes
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        fields, audio = await read_multipart(request, limit)
-    elif content_type.startswith("application/json"):
-        data = await read_json_object(request)
-        if "reference_audio" in data:
-            fields, audio = reference_from_data_url(data)
-        else:
-            return await _design(svc, principal, _validated(DesignVoice, data), request)
-    else:
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data or "
-                       "application/json", "content-type")
-    body = _validated(CloneVoice, fields)
+    upload = await read_upload(request, svc.args.audio.max_upload_bytes)
+    if upload.audio is None:
+        if upload.form:
+            raise invalid("reference_audio", "a cloned voice needs reference_audio as a file "
+                          "part; or send JSON with a description to design a voice",
+                          "missing_value")
+        return await _design(svc, principal, upload.validated(DesignVoice), request)
+    audio = upload.audio
+    body = upload.validated(CloneVoice)
     if not body.consent:
         raise invalid("consent", "consent=true is required: the speaker of reference_audio must "
                       "have agreed to have their voice cloned", "consent_required")
@@ -107,6 +95,7 @@ async def create_voice(request: Request) -> dict:
 
 
 async def _design(svc, principal, body: DesignVoice, request: Request) -> dict:
+    svc.instruction("description", body.description)
     started = time.perf_counter()
     ctx = await svc.caller()
     admission = await svc.admit(ctx, VOICE_DESIGN, len(body.sample_text))

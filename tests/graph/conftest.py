@@ -107,3 +107,36 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 def http(graph: Graph) -> Iterator[httpx.Client]:
     with graph.client() as client:
         yield client
+
+
+#: A second, small application on the shared Ray (CustomVoice, AudioProcessor, ingress), for
+#: tests that must change settings or kill a replica without disturbing the main graph.
+EDGE_APP, EDGE_PREFIX = "edge", "/edge"
+#: The networks the edge app trusts for keyless seed calls (the tests call from loopback).
+EDGE_TRUSTED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
+@pytest.fixture(scope="session")
+def edge_app(graph: Graph) -> Iterator[str]:
+    from ray import serve
+
+    from serve_app.builder import build_graph
+    from serve_app.profiles import load_profile
+
+    profile = load_profile(CPU_PROFILE)
+    args = profile.args.model_copy(update={
+        "voice_design": None, "voice_clone": None,
+        "platform": profile.args.platform.model_copy(
+            update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
+        "ingress": profile.args.ingress.model_copy(update={"cache_enabled": False}),
+    })
+    small = {"ray_actor_options": {"num_cpus": 0.1}}
+    overrides = {"CustomVoice": {**profile.overrides["CustomVoice"],
+                                 "ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}},
+                 "AudioProcessor": {"num_replicas": 1, **small},
+                 "TTSIngress": {"num_replicas": 1, **small}}
+    serve.run(build_graph(args, overrides), name=EDGE_APP, route_prefix=EDGE_PREFIX)
+    try:
+        yield graph.base_url + EDGE_PREFIX
+    finally:
+        serve.delete(EDGE_APP)

@@ -1,0 +1,81 @@
+"""Which model deployments can take a request right now, as the ingress sees it.
+
+A model replica that dies (a crash, an OOM kill, a lost node) is replaced by Serve, and the
+replacement needs tens of seconds to start. Requests routed to the deployment meanwhile would
+wait in the handle until it is back (25-70 s were measured) while /api/health already says
+"unhealthy". Instead the ingress refuses them at once with 503 + Retry-After.
+
+`ModelAvailability` polls Serve's controller (the same `serve.status()` /api/health reads)
+every `poll_interval_s` on the ingress's event loop, and is told of a replica death directly
+by the request that saw it, so the next request is refused without waiting for a poll. A
+deployment is down when it has no RUNNING replica and Serve reports it UNHEALTHY or failed:
+a deployment scaled to zero (HEALTHY) or scaling up from zero keeps taking requests, which
+wait for the cold start as they should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+from ray import serve
+
+logger = logging.getLogger("qtts.availability")
+
+_DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
+
+
+class ModelAvailability:
+    def __init__(self, deployments: Iterable[str], poll_interval_s: float = 1.0):
+        self._deployments = tuple(deployments)
+        self._interval = poll_interval_s
+        self._down: dict[str, str] = {}  # deployment -> why it is down
+        self._task: asyncio.Task | None = None
+        self.polled_at = 0.0
+
+    def reason_down(self, deployment: str) -> str | None:
+        """Why `deployment` cannot serve now, or None when it can (or we do not know)."""
+        self.ensure_polling()
+        return self._down.get(deployment)
+
+    def note_replica_lost(self, deployment: str) -> None:
+        """A request saw a replica of `deployment` die: down until a poll finds one running."""
+        self._down.setdefault(deployment, "a replica was lost and is being replaced")
+
+    def ensure_polling(self) -> None:
+        if self._task is None or self._task.done():
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to poll from
+                self._task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # never fatal: a failed poll keeps the last view
+                await self.poll()
+            await asyncio.sleep(self._interval)
+
+    async def poll(self) -> None:
+        app_name = serve.get_replica_context().app_name
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(app_name)
+        if app is None:
+            return
+        down: dict[str, str] = {}
+        for name in self._deployments:
+            dep = app.deployments.get(name)
+            if dep is None:
+                continue
+            running = int(dep.replica_states.get("RUNNING", 0))
+            serve_status = str(getattr(dep.status, "value", dep.status))
+            if running == 0 and serve_status in _DOWN_STATUSES:
+                starting = int(dep.replica_states.get("STARTING", 0))
+                down[name] = (f"no replica is running ({starting} starting)" if starting
+                              else "no replica is running")
+        for name in set(down) - set(self._down):
+            logger.warning("model deployment %s is down: %s", name, down[name])
+        for name in set(self._down) - set(down):
+            logger.info("model deployment %s serves again", name)
+        self._down = down
+        self.polled_at = time.monotonic()

@@ -1,0 +1,53 @@
+"""The seed's Go worker sends no API key (issue 8, item 11). With `platform.trusted_networks`
+set (off by default), keyless calls to the seed routes from those networks act as the tenant
+`trusted_network_tenant`: limited and metered like any tenant; everything else still needs a
+key, and a wrong key is still refused. The edge app trusts loopback (tests/graph/conftest.py)."""
+
+from __future__ import annotations
+
+import httpx
+
+from serve_app.platform.config import PlatformArgs
+
+
+def test_trusted_networks_are_off_by_default():
+    assert PlatformArgs().trusted_networks == []
+
+
+def test_the_main_graph_refuses_a_keyless_seed_call(graph):
+    with graph.client(headers={}) as anon:
+        r = anon.post("/api/tts/synthesize", json={"text": "No key.", "speaker": "Vivian"})
+    assert r.status_code == 401 and r.json()["success"] is False
+
+
+def test_a_keyless_seed_call_from_a_trusted_network_acts_as_the_worker_tenant(graph, edge_app):
+    admin = {"Authorization": f"Bearer {graph.admin_token}"}
+    with httpx.Client(base_url=graph.base_url, timeout=60, headers=admin) as http:
+        r = http.post("/admin/tenants", json={"name": "seed-worker",
+                                              "limits": {"requests_per_minute": 2}})
+        assert r.status_code == 201, r.text
+    body = {"text": "From the worker.", "speaker": "Vivian", "seed": 2}
+    with httpx.Client(base_url=edge_app, timeout=120) as worker:  # no key, as the Go worker
+        first = worker.post("/api/tts/synthesize", json=body)
+        assert first.status_code == 200, first.text
+        assert first.json()["success"] is True and first.json()["duration"] > 0
+        assert first.headers["X-RateLimit-Limit-Requests"] == "2"
+        assert worker.post("/api/tts/synthesize", json=body).status_code == 200
+        limited = worker.post("/api/tts/synthesize", json=body)
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    with httpx.Client(base_url=graph.base_url, timeout=60, headers=admin) as http:
+        for _ in range(100):  # usage is written right after the answer
+            usage = http.get("/admin/tenants/seed-worker/usage").json()
+            if usage.get("requests", 0) >= 2:
+                break
+        assert usage["requests"] >= 2 and usage["characters"] >= 2 * len(body["text"])
+
+
+def test_only_the_seed_routes_are_open_to_a_trusted_network(edge_app):
+    with httpx.Client(base_url=edge_app, timeout=60) as anon:
+        r = anon.post("/v1/audio/speech", json={"model": "tts-1", "input": "x", "voice": "alloy"})
+        assert r.status_code == 401
+        assert anon.get("/v1/voices").status_code == 401
+        wrong = anon.post("/api/tts/synthesize", json={"text": "x"},
+                          headers={"Authorization": "Bearer qtts_not_a_key"})
+        assert wrong.status_code == 401 and wrong.json()["success"] is False
