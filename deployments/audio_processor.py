@@ -7,6 +7,9 @@ model replica or the ingress. Wraps the Ray-free library in `deployments.audio`.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
 
 import numpy as np
 from ray import serve
@@ -15,6 +18,8 @@ from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, r
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
 from serve_app.args import AudioArgs
 from serve_app.logging_setup import configure_replica_logging
+
+logger = logging.getLogger("qtts.audio_processor")
 
 
 @serve.deployment(
@@ -31,7 +36,12 @@ class AudioProcessor:
             min_seconds=args.min_reference_seconds,
             max_seconds=args.max_reference_seconds,
         )
-        warm_up()  # librosa's lazy imports and compilation: seconds, paid here not per request
+        # librosa's lazy imports and numba compilation (seconds of CPU) are paid once, in the
+        # background at the lowest CPU priority: the replica is ready at once, and on a small
+        # machine the warm-up does not slow the model replicas starting beside it. A request
+        # that needs speed/pitch before it is done waits for it (the import lock).
+        self._warm = threading.Thread(target=_warm_up_quietly, name="audio-warm-up", daemon=True)
+        self._warm.start()
 
     async def prepare_reference(self, data: bytes, param: str = "reference_audio") -> ReferenceAudio:
         return await asyncio.to_thread(
@@ -44,3 +54,14 @@ class AudioProcessor:
 
     async def render(self, samples: np.ndarray, sample_rate: int, options: RenderOptions) -> RenderedAudio:
         return await asyncio.to_thread(render, samples, sample_rate, options)
+
+
+def _warm_up_quietly() -> None:
+    try:  # Linux: the priority of this thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - the first request then pays the cost, or reports it
+        logger.exception("audio warm-up failed")

@@ -1,6 +1,6 @@
 """`qtts`: run the CPU demo, build tiny checkpoints, check configs.
 
-    qtts demo [--port 8000] [--host 127.0.0.1] [--profile configs/cpu-tiny.yaml]
+    qtts demo [--port 8000] [--host 127.0.0.1] [--profile configs/cpu-tiny.yaml] [--open]
     qtts make-tiny-models DIR
     qtts check-config FILE...
     qtts cluster-manifest VALUES [-o FILE] [--image IMAGE] [--check]
@@ -65,7 +65,7 @@ def _demo_auth(app_args) -> _DemoAuth:
 
     settings = apply_environment(app_args).platform
     if not settings.auth_enabled:
-        return _DemoAuth("\n  AUTHENTICATION IS OFF (AUTH_ENABLED=false): the demo runs OPEN, every "
+        return _DemoAuth("\n  AUTHENTICATION IS OFF (--open / AUTH_ENABLED=false): the demo runs OPEN, every "
                          "request acts as tenant 'public'.\n")
     platform = Platform.open(settings)
     try:
@@ -78,7 +78,7 @@ def _demo_auth(app_args) -> _DemoAuth:
         platform.close()
     return _DemoAuth(
         f"\n  Authentication is ON. An API key of tenant 'demo' (shown once): {key}\n"
-        "  (AUTH_ENABLED=false runs the demo open; `qtts admin` manages tenants and keys.)\n",
+        "  (`qtts demo --open` runs it without keys; `qtts admin` manages tenants and keys.)\n",
         f"-H 'Authorization: Bearer {key}' ")
 
 
@@ -88,8 +88,9 @@ def _interrupt(*_: object) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     _quiet_environment()
+    if args.open:
+        os.environ["AUTH_ENABLED"] = "false"  # read by the settings, here and in the replicas
     import ray
-    from ray import serve
 
     from deployments.checkpoints import ensure_tiny_checkpoints
 
@@ -100,6 +101,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("qtts demo: starting Ray and the serve graph ...", flush=True)
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own
+    logs = _serve_log_dir()
+    ray_address = ray.get_runtime_context().gcs_address
     try:
         profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
@@ -114,7 +117,8 @@ qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
   curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
        -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
   API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
-  Replica logs: /tmp/ray/session_latest/logs/serve/
+  Replica logs: {logs}
+  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} python ...
 
 Press Ctrl+C to stop.""",
             flush=True,
@@ -122,11 +126,26 @@ Press Ctrl+C to stop.""",
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("qtts demo: shutting down ...", flush=True)
+        print("\nqtts demo: shutting down ...", flush=True)
     finally:
-        serve.shutdown()
+        stopping = time.perf_counter()
+        # ray.shutdown() stops the local cluster this process started, replicas included
+        # (~1-2 s); serve.shutdown() first would drain each replica gracefully, ~5-10 s more
+        # on 2 cores, and wait on replicas that a Ctrl+C in the terminal has already killed.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut it short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         ray.shutdown()
+        print(f"qtts demo: stopped in {time.perf_counter() - stopping:.1f} s", flush=True)
     return 0
+
+
+def _serve_log_dir() -> str:
+    try:
+        from ray._private.worker import global_worker
+
+        return str(Path(global_worker.node.get_session_dir_path()) / "logs" / "serve")
+    except Exception:  # noqa: BLE001 - only a hint in the banner
+        return "/tmp/ray/session_latest/logs/serve/"
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -185,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--profile", default=str(DEFAULT_PROFILE), help="a serve config to run")
+    demo.add_argument("--open", action="store_true",
+                      help="no API keys: every request acts as tenant 'public' (as AUTH_ENABLED=false)")
     demo.set_defaults(func=_demo)
     tiny = sub.add_parser("make-tiny-models", help="build tiny random-weight checkpoints in DIR")
     tiny.add_argument("dir")

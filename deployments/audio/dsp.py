@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyloudnorm
 import soxr
 
 __all__ = [
@@ -100,6 +99,8 @@ def trim_silence(
 def _loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness (BS.1770); RMS in dBFS for clips shorter than one gating block."""
     if x.size >= int(math.ceil(_GATING_BLOCK_SECONDS * sample_rate)) + 1:
+        import pyloudnorm  # deferred: pulls scipy.signal (~1-3 s), which the ingress never needs
+
         meter = pyloudnorm.Meter(sample_rate, block_size=_GATING_BLOCK_SECONDS)
         return float(meter.integrated_loudness(x.astype(np.float64)))
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
