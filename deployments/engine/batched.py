@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import queue
 import random
 import threading
 import time
@@ -326,8 +327,9 @@ class _Slot:
     prompt_len: int
     codes: list[torch.Tensor] = field(default_factory=list)  # (16,) frames, on the host
     prefix: torch.Tensor | None = None  # ICL reference codes (T, 16)
-    emitted: int = 0  # frames already streamed (of codes)
-    chunks: int = 0
+    emitted: int = 0  # frames already handed to the codec thread (of codes)
+    chunks_due: int = 0  # chunks handed to the codec thread
+    chunks: int = 0  # chunks emitted
     tail: np.ndarray | None = None  # audio of the last chunk, sent with final=True
     peak_batch: int = 0  # most slots that stepped together with this one
     text_tokens: int = 0
@@ -445,8 +447,26 @@ class StepLoop:
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        # codec decoding and sinks run on their own thread, in submission order, so the next
+        # step's generation overlaps this step's decoding (torch releases the GIL)
+        self._audio: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._audio_thread = threading.Thread(target=self._audio_worker, name="qtts-codec",
+                                              daemon=True)
+        self._audio_thread.start()
         self._thread = threading.Thread(target=self._run, name="qtts-step-loop", daemon=True)
         self._thread.start()
+
+    def _audio_worker(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            task = self._audio.get()
+            if task is None:
+                return
+            try:
+                with torch.inference_mode():
+                    task()
+            except Exception:  # noqa: BLE001 - tasks fail their own jobs
+                log.exception("codec task failed")
 
     def _alloc_rows(self) -> None:
         s, dev, d = self._slots, self._device, self._talker.config.hidden_size
@@ -500,6 +520,8 @@ class StepLoop:
             self._closed = True
             self._cond.notify()
         self._thread.join(5)
+        self._audio.put(None)
+        self._audio_thread.join(5)
 
     # ------------------------------------------------------------------ the loop thread
     def _run(self) -> None:
@@ -819,9 +841,11 @@ class StepLoop:
             elif s.job.frames >= s.cap:
                 finished.append((i, FinishReason.BUDGET if s.budget_bound else FinishReason.LENGTH))
         done = {i: r for i, r in finished}
-        self._stream_chunks(slots, done)
+        due = self._due_chunks(slots, done)
+        leaving = [(slots[i], done[i]) for i in sorted(done)]
+        if due or leaving:
+            self._audio.put(lambda: self._deliver(due, leaving))
         for i in sorted(done, reverse=True):
-            self._finish(slots[i], done[i])
             self._release(i)
         st = self.loop_stats
         st.steps += 1
@@ -840,15 +864,15 @@ class StepLoop:
         self._rows.pop()
 
     # ------------------------------------------------------------------ audio out
-    def _stream_chunks(self, slots: list[_Slot], done: dict[int, FinishReason]) -> None:
-        """Decode the chunks due this step, batched by window length, and emit them."""
+    def _due_chunks(self, slots: list[_Slot], done: dict[int, FinishReason]) -> list:
+        """The chunk windows due this step (loop thread: reads the codes, marks them taken)."""
         due: list[tuple[_Slot, torch.Tensor, int, bool]] = []
         for i, s in enumerate(slots):
             ch = s.job.chunking
             if ch is None or done.get(i) is FinishReason.CANCELLED:
                 continue
             pending = len(s.codes) - s.emitted
-            want = ch.first_chunk_frames if s.chunks == 0 else ch.chunk_frames
+            want = ch.first_chunk_frames if s.chunks_due == 0 else ch.chunk_frames
             if pending >= want or (i in done and pending > 0):
                 history = s.codes if s.prefix is None else [*s.prefix, *s.codes]
                 offset = len(history) - len(s.codes)
@@ -856,6 +880,13 @@ class StepLoop:
                 ctx = min(ch.left_context_frames, start)
                 window = torch.stack(history[start - ctx:], dim=0)
                 due.append((s, window, ctx, i in done))
+                s.emitted = len(s.codes)
+                s.chunks_due += 1
+        return due
+
+    def _deliver(self, due: list, leaving: list[tuple[_Slot, FinishReason]]) -> None:
+        """Codec thread: decode the due chunks batched by window length, emit them, then
+        finish the jobs that left the loop this step."""
         groups: dict[int, list[tuple[_Slot, torch.Tensor, int, bool]]] = {}
         for d in due:
             groups.setdefault(d[1].shape[0], []).append(d)
@@ -870,11 +901,16 @@ class StepLoop:
                 continue
             for j, (s, window, ctx, final) in enumerate(items):
                 audio = wav[j, 0, ctx * self._spf:window.shape[0] * self._spf]
-                s.emitted = len(s.codes)
                 if final:  # the tail goes out with the final chunk
                     s.tail = audio
                 else:
-                    self._emit(s, audio, final=False)
+                    try:
+                        self._emit(s, audio, final=False)
+                    except Exception as exc:  # noqa: BLE001
+                        s.job.cancel()
+                        self._fail(s.job, exc)
+        for s, reason in leaving:
+            self._finish(s, reason)
 
     def _emit(self, s: _Slot, audio: np.ndarray, *, final: bool,
               reason: FinishReason | None = None) -> None:
