@@ -6,8 +6,9 @@ wait in the handle until it is back (25-70 s were measured) while /api/health al
 "unhealthy". Instead the ingress refuses them at once with 503 + Retry-After.
 
 `ModelAvailability` polls Serve's controller (the same `serve.status()` /api/health reads)
-every `poll_interval_s` on the ingress's event loop, and is told of a replica death directly
-by the request that saw it, so the next request is refused without waiting for a poll. A
+every `poll_interval_s` (0.5 s) on the ingress's event loop, and is told of a replica death
+directly by the request that saw it, so the next request is refused without waiting for a
+poll. A
 deployment is down when it has no RUNNING replica and Serve reports it UNHEALTHY or failed:
 a deployment scaled to zero (HEALTHY) or scaling up from zero keeps taking requests, which
 wait for the cold start as they should.
@@ -29,7 +30,7 @@ _DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
 
 
 class ModelAvailability:
-    def __init__(self, deployments: Iterable[str], poll_interval_s: float = 1.0):
+    def __init__(self, deployments: Iterable[str], poll_interval_s: float = 0.5):
         self._deployments = tuple(deployments)
         self._interval = poll_interval_s
         self._down: dict[str, str] = {}  # deployment -> why it is down

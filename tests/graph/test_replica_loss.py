@@ -90,22 +90,35 @@ def test_a_replica_lost_mid_stream_fails_visibly_then_sheds_load_then_serves_aga
     assert all(e["type"] != "speech.audio.done" for e in events)
     assert "Traceback" not in events[-1]["error"]["message"]
 
-    # while no replica runs: 503 + Retry-After at once, not a wait for the replacement
-    shed, seen_down, still_down = None, False, False
-    while shed is None and time.monotonic() - killed_at < 120:
-        if _running("CustomVoice") > 0:  # Serve has not noticed yet, or already replaced it
-            if seen_down:
-                break
-            time.sleep(0.1)
-            continue
-        seen_down = True
+    # while no replica runs: 503 + Retry-After at once, not a wait for the replacement.
+    # Probes go out every 0.5 s on their own threads (a probe that waits would hide the rest).
+    probes: list[tuple[httpx.Response, bool]] = []
+
+    def probe() -> None:
         r = worker.post("/api/tts/synthesize", json={"text": "Meanwhile.", "seed": 2})
-        if r.status_code == 503:
-            shed, still_down = r, _running("CustomVoice") == 0
-    assert shed is not None, "no request was refused while the replica was down"
+        probes.append((r, _running("CustomVoice") == 0))
+
+    threads, seen_down = [], False
+    while time.monotonic() - killed_at < 120:
+        running = _running("CustomVoice")
+        seen_down = seen_down or running == 0
+        if seen_down and running > 0:
+            break  # the replacement runs
+        if seen_down:
+            threads.append(threading.Thread(target=probe, daemon=True))
+            threads[-1].start()
+        time.sleep(0.5)
+    for thread in threads:
+        thread.join(120)
+    assert seen_down, "the killed replica was never reported down"
+    shed = [(r, down) for r, down in probes if r.status_code == 503]
+    assert shed, f"no request was refused while the replica was down: {probes}"
+    r, still_down = shed[0]
     assert still_down, "the 503 came only after the replacement was running"
-    assert int(shed.headers["Retry-After"]) >= 1
-    assert shed.json()["error"]["code"] == "model_unavailable" and shed.json()["success"] is False
+    assert int(r.headers["Retry-After"]) >= 1
+    error = r.json()["error"]
+    assert error["code"] == "model_unavailable" and r.json()["success"] is False
+    assert "cannot serve right now" in error["message"]  # refused up front, not after waiting
 
     # and the service serves again once Serve has replaced the replica
     while time.monotonic() - killed_at < 180:
