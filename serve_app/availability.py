@@ -30,21 +30,28 @@ _DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
 
 
 class ModelAvailability:
-    def __init__(self, deployments: Iterable[str], poll_interval_s: float = 0.5):
+    def __init__(self, deployments: Iterable[str], poll_interval_s: float = 0.5,
+                 loss_hold_s: float = 5.0):
         self._deployments = tuple(deployments)
         self._interval = poll_interval_s
-        self._down: dict[str, str] = {}  # deployment -> why it is down
+        self._loss_hold_s = loss_hold_s
+        self._down: dict[str, str] = {}  # deployment -> why it is down (from the last poll)
+        self._lost: dict[str, float] = {}  # deployment -> when a request saw a replica die
         self._task: asyncio.Task | None = None
         self.polled_at = 0.0
 
     def reason_down(self, deployment: str) -> str | None:
         """Why `deployment` cannot serve now, or None when it can (or we do not know)."""
         self.ensure_polling()
+        lost = self._lost.get(deployment)
+        if lost is not None and time.monotonic() - lost < self._loss_hold_s:
+            return "a replica was lost and is being replaced"
         return self._down.get(deployment)
 
     def note_replica_lost(self, deployment: str) -> None:
-        """A request saw a replica of `deployment` die: down until a poll finds one running."""
-        self._down.setdefault(deployment, "a replica was lost and is being replaced")
+        """A request saw a replica of `deployment` die: down for `loss_hold_s`, the time Serve
+        may take to notice (its health check), and after that as long as polls say so."""
+        self._lost[deployment] = time.monotonic()
 
     def ensure_polling(self) -> None:
         if self._task is None or self._task.done():

@@ -21,7 +21,7 @@ from ray.serve.exceptions import (
 )
 
 from deployments.audio.errors import AudioInputError
-from deployments.engine.types import EngineError, UnsupportedValueError
+from deployments.engine.types import EngineError, EngineOverloadedError, UnsupportedValueError
 
 logger = logging.getLogger("qtts.errors")
 
@@ -121,6 +121,9 @@ def to_api_error(exc: BaseException, *, retry_after_s: int, request_id: str) -> 
         return ApiError(status, f"audio_{found.code}", str(found.args[0]), found.param)  # type: ignore[attr-defined]
     if found := _find(exc, ValidationError):
         return validation_error(found)  # type: ignore[arg-type]
+    if found := _find(exc, EngineOverloadedError):
+        return overloaded(f"{found.message}; retry later.",  # type: ignore[attr-defined]
+                          max(retry_after_s, found.retry_after_s))  # type: ignore[attr-defined]
     if _find(exc, BackPressureError):
         return overloaded("The model queue is full; retry later.", retry_after_s)
     if _find(exc, REPLICA_GONE):

@@ -102,3 +102,51 @@ def test_success_path_renders_wav_locally():
 
     body = post(client_for(ok)).json()
     assert body["success"] is True and body["duration"] == pytest.approx(1.0)
+
+
+def test_a_full_step_loop_is_503_with_the_engines_retry_after():
+    from deployments.engine.types import EngineOverloadedError
+
+    async def full(request):
+        raise EngineOverloadedError("all 8 slots and 16 waiting places are taken", 5)
+
+    response = post(client_for(full))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "overloaded"
+
+
+def test_a_replica_that_dies_mid_request_is_503_and_the_next_request_is_refused_at_once():
+    from ray.exceptions import ActorDiedError
+
+    calls = []
+
+    async def dies(request):
+        calls.append(request)
+        raise ActorDiedError()
+
+    client = client_for(dies)
+    first = post(client)
+    assert first.status_code == 503 and first.headers["Retry-After"] == "3"
+    assert first.json()["error"]["code"] == "model_unavailable"
+    second = post(client)
+    assert second.status_code == 503 and "cannot serve right now" in second.json()["message"]
+    assert len(calls) == 1  # refused without reaching the model
+
+
+def test_a_remote_traceback_never_reaches_the_message():
+    from ray.exceptions import RayTaskError
+
+    from deployments.audio.errors import AudioInputError
+    from deployments.engine.types import UnsupportedValueError
+    from serve_app.errors import to_api_error
+
+    for cause in (AudioInputError("unreadable", "reference_audio could not be decoded",
+                                  "reference_audio"),
+                  UnsupportedValueError("speaker", "nobody", ["vivian"])):
+        wrapped = RayTaskError("ServeReplica.handle_request", "Traceback (most recent call "
+                               "last):\n  File \"/work/x.py\", line 1\n", cause,
+                               pid=4242, ip="10.1.2.3").as_instanceof_cause()
+        error = to_api_error(wrapped, retry_after_s=1, request_id="r1")
+        assert error.status in (415, 422) and error.param in ("reference_audio", "speaker")
+        assert "Traceback" not in error.message and "4242" not in error.message
+        assert error.message == (cause.message if hasattr(cause, "message") else cause.args[0])
