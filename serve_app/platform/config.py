@@ -43,14 +43,19 @@ class JobArgs(_Strict):
     heartbeat_s: float = Field(15.0, gt=0, description="How often a runner renews its lease")
     poll_interval_s: float = Field(1.0, gt=0, description="Idle runner's wait between claims")
     concurrency: int = Field(2, ge=1, description="Jobs one runner works on at once")
+    max_running_per_tenant: int | None = Field(
+        2, ge=1, description="Jobs of one tenant running at once, over all runners (the fair "
+        "queue: claims go round-robin across tenants, least recently served first); null: "
+        "no cap")
     max_attempts: int = Field(3, ge=1, description="Claims of one job before it fails")
     max_text_chars: int = Field(200_000, ge=1, description="Longest text a job accepts")
-    segment_chars: int = Field(300, ge=20, description="Longest text segment per synthesis")
+    segment_chars: int = Field(300, ge=20, description="Longest text segment per synthesis "
+                               "(a resumed job keeps the length it was started with)")
     crossfade_ms: float = Field(15.0, ge=0, le=200, description="Crossfade between segments")
-    webhook_timeout_s: float = Field(10.0, gt=0)
-    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_timeout_s: float = Field(10.0, gt=0, description="One webhook POST's timeout")
+    webhook_max_attempts: int = Field(6, ge=1, description="POSTs of one webhook before it fails")
     webhook_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each try")
-    webhook_backoff_max_s: float = Field(300.0, gt=0)
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="Longest retry delay")
     webhook_allow_private_hosts: bool = Field(
         False, description="Allow webhooks to loopback/private addresses (tests, one-box setups)"
     )

@@ -138,7 +138,8 @@ class VoiceRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),
+                      Index("ix_jobs_tenant_claimed", "tenant_id", "claimed_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(
@@ -153,7 +154,12 @@ class JobRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()  # last claim: the fair queue's clock
+    # resume: segments whose audio is checkpointed (sealed blobs), cut at `segment_chars`
+    segments_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    segment_chars: Mapped[int | None] = mapped_column(Integer)
     result_blob: Mapped[str | None] = mapped_column(String(255))
+    result_key_id: Mapped[str | None] = mapped_column(String(64))  # NULL: stored in the clear
     result_content_type: Mapped[str | None] = mapped_column(String(64))
     result_audio_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[dict[str, Any] | None] = mapped_column()

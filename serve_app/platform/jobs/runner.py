@@ -6,8 +6,12 @@ that calls the model deployments' handles), so this module knows nothing about R
 
     async def synthesize(job: ClaimedJob, segment: str, index: int) -> SegmentAudio
 
-Any number of runners (one per ingress replica) share the queue through the database. A
-runner that dies leaves its lease to expire; another one takes the job up again.
+Any number of runners (one per ingress replica) share the queue through the database; a
+claim picks fairly across tenants (`JobStore.claim`, capped by `max_running_per_tenant`). A
+runner that dies leaves its lease to expire; another one takes the job up again and
+continues at the first segment without a checkpoint, so `synthesize` is called once per
+segment index over the job's whole life (barring a lost checkpoint blob), which is what
+keeps per-segment metering (`<job id>:<index>`) billed once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from serve_app.platform.config import JobArgs
-from serve_app.platform.errors import PlatformError
+from serve_app.platform.crypto import DecryptionError
+from serve_app.platform.errors import NotFound, PlatformError
 from serve_app.platform.jobs.audio import crossfade_join
 from serve_app.platform.jobs.store import ClaimedJob, JobStore, PendingWebhook
 from serve_app.platform.jobs.text import segment_text
@@ -117,7 +122,8 @@ class JobRunner:
         self._running = {t for t in self._running if not t.done()}
         started = False
         while len(self._running) < self.args.concurrency:
-            job = await asyncio.to_thread(self.store.claim, self.owner)
+            job = await asyncio.to_thread(self.store.claim, self.owner,
+                                          max_running_per_tenant=self.args.max_running_per_tenant)
             if job is None:
                 break
             self._spawn(self.execute(job))
@@ -154,26 +160,30 @@ class JobRunner:
 
         beat = asyncio.create_task(heartbeat())
         try:
-            segments = segment_text(job.request.text, self.args.segment_chars)
-            pieces: list[np.ndarray] = []
-            rate = 0
-            for index, segment in enumerate(segments):
+            segment_chars = job.segment_chars or self.args.segment_chars
+            segments = segment_text(job.request.text, segment_chars)
+            pieces = await self._resumed_segments(job, min(job.segments_done, len(segments)))
+            progress = len(pieces) / max(len(segments), 1) * 0.95
+            for index in range(len(pieces), len(segments)):
                 if lost.is_set():
                     logger.warning("job %s: lease lost, stopping", job.id)
                     return False
-                out = await self._synthesize(job, segment, index)
-                if rate and out.sample_rate != rate:
+                out = await self._synthesize(job, segments[index], index)
+                if pieces and out.sample_rate != pieces[0].sample_rate:
                     raise ValueError("segments came back at different sample rates")
-                rate = out.sample_rate
-                pieces.append(out.audio)
+                pieces.append(out)
                 progress = (index + 1) / len(segments) * 0.95
-                if not await asyncio.to_thread(self.store.heartbeat, job, progress):
+                if not await asyncio.to_thread(
+                    self.store.checkpoint, job, index, out.audio, out.sample_rate,
+                    segment_chars=segment_chars, progress=progress,
+                ):
                     return False
-            joined = crossfade_join(pieces, rate, self.args.crossfade_ms)
+            rate = pieces[0].sample_rate if pieces else 0
+            joined = crossfade_join([p.audio for p in pieces], rate, self.args.crossfade_ms)
             encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
             won = await asyncio.to_thread(self.store.complete, job, encoded.data,
                                           encoded.content_type, encoded.extension,
-                                          encoded.audio_seconds)
+                                          encoded.audio_seconds, segments=len(segments))
         except asyncio.CancelledError:
             raise  # stopped or dying: the lease runs out and the job is taken up again
         except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost
@@ -189,6 +199,24 @@ class JobRunner:
         if won:
             await self._deliver_if_due(job)
         return won
+
+    async def _resumed_segments(self, job: ClaimedJob, done: int) -> list[SegmentAudio]:
+        """The checkpointed audio of the first `done` segments (an earlier attempt's work);
+        it stops at the first checkpoint that is missing or does not open, and the job
+        continues from there."""
+        pieces: list[SegmentAudio] = []
+        for index in range(done):
+            try:
+                audio, rate = await asyncio.to_thread(self.store.load_segment, job, index)
+            except (NotFound, DecryptionError) as exc:
+                logger.warning("job %s: segment %d checkpoint unusable (%s); synthesizing "
+                               "from there", job.id, index, type(exc).__name__)
+                break
+            pieces.append(SegmentAudio(audio, rate))
+        if done:
+            logger.info("job %s attempt %d resumes at segment %d", job.id, job.attempt,
+                        len(pieces))
+        return pieces
 
     async def _deliver_if_due(self, job: ClaimedJob) -> None:
         pending = await asyncio.to_thread(self.store.pending_webhook, job.tenant_id, job.id)

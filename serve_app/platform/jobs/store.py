@@ -1,47 +1,95 @@
-"""Durable async jobs in the database: submit, claim with a lease, heartbeat, finish once.
+"""Durable async jobs in the database: submit, claim fairly with a lease, checkpoint each
+segment, finish once.
 
 A job accepted is a row; a runner claims it by setting a lease (owner + expiry) in the same
-transaction that finds it (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's BEGIN IMMEDIATE
-serializes the whole claim). A runner renews its lease while it works; a job whose lease
-expired (its runner died) is claimed again, up to `max_attempts` claims. The result is
-written under a per-attempt blob key and recorded only if this runner still holds the lease
-and no result exists, so a job's result is written once even if two runners finish it.
+transaction that finds it. Claims are serialized (a transaction-scoped advisory lock on
+PostgreSQL, BEGIN IMMEDIATE on SQLite), which is what makes the fair queue exact with any
+number of runners: the claim picks the tenant with the fewest jobs running, then the one
+served least recently, then the oldest job, and skips tenants already at
+`max_running_per_tenant`. A runner renews its lease while it works; a job whose lease expired
+(its runner died) is claimed again, up to `max_attempts` claims.
+
+Each finished segment's audio is checkpointed (sealed with the keyring, in the blob store,
+under `jobs/<tenant>/<job>/segment-<index>`) and counted in `segments_done`, so a job taken
+up again continues at the next segment: a finished segment is never synthesized (or billed)
+twice. The result is sealed too (AAD bound to the tenant and job), written under a
+per-attempt blob key and recorded only if this runner still holds the lease and no result
+exists, so a job's result is written once even if two runners finish it.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 
 from serve_app.platform.blobs import BlobStore
-from serve_app.platform.crypto import Keyring
+from serve_app.platform.crypto import DecryptionError, Keyring
 from serve_app.platform.db import Database
 from serve_app.platform.errors import InvalidRequest, JobNotReady, NotFound
 from serve_app.platform.jobs.webhooks import check_webhook_url
 from serve_app.platform.models import JobRow, new_id, utcnow
+from serve_app.protocol.fields import MaxNewTokens, Seed
+
+logger = logging.getLogger("qtts.platform.jobs")
 
 TERMINAL = ("succeeded", "failed")
+#: The PostgreSQL advisory lock that serializes claims (any constant; per database).
+CLAIM_LOCK = 0x71747473_6A6F6273 & 0x7FFF_FFFF_FFFF_FFFF  # "qttsjobs"
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_SEGMENT_MAGIC = b"QSG1"
+
+
+class JobParams(BaseModel):
+    """The synthesis parameters of a job, as the synchronous endpoints take them. Which ones
+    apply depends on the model kind: `speaker` and `instruct` (CustomVoice), `description`
+    (VoiceDesign), `voice`, a saved voice's id (VoiceClone); `language`, `seed` and
+    `max_new_tokens` (a cap per segment) apply to all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(None, max_length=32)
+    seed: Seed | None = None
+    max_new_tokens: MaxNewTokens | None = None
+    speaker: str | None = Field(None, max_length=100)
+    instruct: str | None = None
+    description: str | None = None
+    voice: str | None = Field(None, max_length=100, description="A saved voice's id")
+
+    # Read like the dict `params` used to be, so callers written against it keep working
+    # (`params.get("seed")`, `params["voice"]`); new code reads the attributes.
+    def get(self, name: str, default: Any = None) -> Any:
+        value = getattr(self, name, None) if name in type(self).model_fields else None
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
 
 
 class JobRequest(BaseModel):
     """What to synthesize: the model, the (long) text, the mode's parameters and the output.
 
-    `params` holds what the model kind needs (speaker, language, instruct, description,
-    voice, seed, ...) exactly as the synchronous endpoint takes it; `output` is a
-    RenderOptions dump (format, sample_rate, speed, ...)."""
+    `params` is a `JobParams` (a dict of its fields is accepted and converted, so rows
+    stored before it was typed still load); `output` is a RenderOptions dump (format,
+    sample_rate, speed, ...)."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=32)
     text: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JobParams = Field(default_factory=JobParams)
     output: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -94,12 +142,18 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class ClaimedJob:
+    """A job in one runner's hands. `segments_done` segments have their audio checkpointed
+    (from an earlier attempt); `segment_chars` is the length the text was cut at then (None:
+    not started, cut at the runner's setting)."""
+
     id: str
     tenant_id: str
     api_key_id: str | None
     request: JobRequest
     attempt: int
     owner: str
+    segments_done: int = 0
+    segment_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +176,31 @@ def _status(row: JobRow) -> JobStatus:
 
 def _secret_aad(job_id: str) -> bytes:
     return f"job:{job_id}:webhook".encode()
+
+
+def _result_aad(tenant_id: str, job_id: str) -> bytes:
+    return f"job:{tenant_id}:{job_id}:result".encode()
+
+
+def _segment_aad(tenant_id: str, job_id: str, index: int) -> bytes:
+    return f"job:{tenant_id}:{job_id}:segment:{index}".encode()
+
+
+def _segment_key(tenant_id: str, job_id: str, index: int) -> str:
+    return f"jobs/{tenant_id}/{job_id}/segment-{index}"
+
+
+def pack_segment(audio: np.ndarray, sample_rate: int) -> bytes:
+    """A segment's audio as bytes: magic, sample rate (uint32), float32 samples (LE)."""
+    samples = np.asarray(audio, dtype="<f4").reshape(-1)
+    return _SEGMENT_MAGIC + struct.pack("<I", sample_rate) + samples.tobytes()
+
+
+def unpack_segment(data: bytes) -> tuple[np.ndarray, int]:
+    if not data.startswith(_SEGMENT_MAGIC) or len(data) < 8 or (len(data) - 8) % 4:
+        raise DecryptionError("not a segment checkpoint")
+    (rate,) = struct.unpack("<I", data[4:8])
+    return np.frombuffer(data[8:], dtype="<f4").astype(np.float32), rate
 
 
 class JobStore:
@@ -182,41 +261,93 @@ class JobStore:
         with self._db.transaction() as session:
             row = self._row(session, tenant_id, job_id)
             status, blob, content_type = row.status, row.result_blob, row.result_content_type
+            sealed = row.result_key_id is not None
         if status != "succeeded" or blob is None:
             raise JobNotReady(f"job {job_id} is {status}; its audio is available once it "
                               "has succeeded", param="job_id")
-        return self._blobs.get(blob), content_type or "application/octet-stream"
+        data = self._blobs.get(blob)
+        if sealed:  # results written before revision 0002 are in the clear
+            data = self._keyring.decrypt(data, _result_aad(tenant_id, job_id))
+        return data, content_type or "application/octet-stream"
 
     # ------------------------------------------------------------------------ runners
-    def claim(self, owner: str) -> ClaimedJob | None:
-        """Take the oldest queued job, or one whose lease expired; None when there is none."""
+    def claim(self, owner: str, *, max_running_per_tenant: int | None = None
+              ) -> ClaimedJob | None:
+        """Take a queued job, or one whose lease expired, from the tenant with the fewest
+        jobs running (then the one served least recently, then the oldest job), skipping
+        tenants with `max_running_per_tenant` jobs running already; None when there is none."""
         now = self.clock()
         expired = and_(JobRow.status == "running", JobRow.lease_expires_at < now)
+        claimable = or_(JobRow.status == "queued",
+                        and_(expired, JobRow.attempts < JobRow.max_attempts))
         with self._db.transaction() as session:
-            session.execute(
-                update(JobRow).where(expired, JobRow.attempts >= JobRow.max_attempts)
-                .values(status="failed", finished_at=now, lease_owner=None,
-                        error={"code": "job_abandoned", "message": "the job's runner stopped "
-                               "responding on every attempt"},
-                        webhook_status=_pending_webhook(), webhook_lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            self._serialize_claims(session)
+            abandoned = session.execute(
+                select(JobRow.tenant_id, JobRow.id, JobRow.segments_done)
+                .where(expired, JobRow.attempts >= JobRow.max_attempts)
+            ).all()
+            if abandoned:
+                session.execute(
+                    update(JobRow).where(JobRow.id.in_([job_id for _, job_id, _ in abandoned]))
+                    .values(status="failed", finished_at=now, lease_owner=None,
+                            error={"code": "job_abandoned", "message": "the job's runner "
+                                   "stopped responding on every attempt"},
+                            webhook_status=_pending_webhook(), webhook_lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+            row = self._fair_pick(session, claimable, now, max_running_per_tenant)
+            claimed = None
+            if row is not None:
+                row.status = "running"
+                row.attempts += 1
+                row.lease_owner = owner
+                row.lease_expires_at = now + timedelta(seconds=self.lease_s)
+                row.heartbeat_at = row.claimed_at = now
+                row.started_at = row.started_at or now
+                claimed = ClaimedJob(row.id, row.tenant_id, row.api_key_id,
+                                     JobRequest.model_validate(row.request), row.attempts, owner,
+                                     row.segments_done or 0, row.segment_chars)
+        for tenant_id, job_id, done in abandoned:
+            self._drop_segments(tenant_id, job_id, (done or 0) + 1)
+        return claimed
+
+    def _serialize_claims(self, session) -> None:
+        """One claim at a time across all runners, so the per-tenant counts a claim reads
+        cannot change under it (SQLite: the transaction's BEGIN IMMEDIATE does it already)."""
+        if self._db.is_postgresql:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+
+    def _fair_pick(self, session, claimable, now: datetime, cap: int | None) -> JobRow | None:
+        waiting = session.execute(
+            select(JobRow.tenant_id, func.min(JobRow.created_at)).where(claimable)
+            .group_by(JobRow.tenant_id)
+        ).all()
+        if not waiting:
+            return None
+        tenants = [tenant_id for tenant_id, _ in waiting]
+        running = dict(session.execute(
+            select(JobRow.tenant_id, func.count()).where(
+                JobRow.tenant_id.in_(tenants), JobRow.status == "running",
+                JobRow.lease_expires_at >= now)
+            .group_by(JobRow.tenant_id)
+        ).all())
+        served = dict(session.execute(
+            select(JobRow.tenant_id, func.max(JobRow.claimed_at))
+            .where(JobRow.tenant_id.in_(tenants)).group_by(JobRow.tenant_id)
+        ).all())
+        order = sorted(waiting, key=lambda w: (running.get(w[0], 0), served.get(w[0]) or _NEVER,
+                                               w[1], w[0]))
+        for tenant_id, _ in order:
+            if cap is not None and running.get(tenant_id, 0) >= cap:
+                continue
             row = session.scalar(
-                select(JobRow).where(or_(JobRow.status == "queued",
-                                         and_(expired, JobRow.attempts < JobRow.max_attempts)))
+                select(JobRow).where(claimable, JobRow.tenant_id == tenant_id)
                 .order_by(JobRow.created_at, JobRow.id).limit(1)
                 .with_for_update(skip_locked=True)
             )
-            if row is None:
-                return None
-            row.status = "running"
-            row.attempts += 1
-            row.lease_owner = owner
-            row.lease_expires_at = now + timedelta(seconds=self.lease_s)
-            row.heartbeat_at = now
-            row.started_at = row.started_at or now
-            return ClaimedJob(row.id, row.tenant_id, row.api_key_id,
-                              JobRequest.model_validate(row.request), row.attempts, owner)
+            if row is not None:
+                return row
+        return None
 
     def _owned(self, job: ClaimedJob):
         return (JobRow.id == job.id, JobRow.lease_owner == job.owner,
@@ -234,16 +365,51 @@ class JobStore:
                                      .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
+    def checkpoint(self, job: ClaimedJob, index: int, audio: np.ndarray, sample_rate: int, *,
+                   segment_chars: int, progress: float) -> bool:
+        """Keep segment `index`'s audio (sealed) and count it done, renewing the lease; False
+        (and nothing counted) if this runner lost the job. Segments are checkpointed in
+        order: a later attempt continues at `segments_done`."""
+        key = _segment_key(job.tenant_id, job.id, index)
+        self._blobs.put(key, self._keyring.encrypt(pack_segment(audio, sample_rate),
+                                                   _segment_aad(job.tenant_id, job.id, index)))
+        now = self.clock()
+        with self._db.transaction() as session:
+            result = session.execute(
+                update(JobRow).where(*self._owned(job), JobRow.segments_done == index)
+                .values(segments_done=index + 1, segment_chars=segment_chars,
+                        progress=max(0.0, min(1.0, progress)), heartbeat_at=now,
+                        lease_expires_at=now + timedelta(seconds=self.lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    def load_segment(self, job: ClaimedJob, index: int) -> tuple[np.ndarray, int]:
+        """(float32 audio, sample rate) of a checkpointed segment; NotFound if its blob is
+        gone, DecryptionError if it does not open."""
+        key = _segment_key(job.tenant_id, job.id, index)
+        return unpack_segment(self._keyring.decrypt(
+            self._blobs.get(key), _segment_aad(job.tenant_id, job.id, index)))
+
+    def _drop_segments(self, tenant_id: str, job_id: str, count: int) -> None:
+        for index in range(count):
+            try:
+                self._blobs.delete(_segment_key(tenant_id, job_id, index))
+            except Exception:  # noqa: BLE001 - a leftover checkpoint is only wasted space
+                logger.warning("job %s: could not delete segment checkpoint %d", job_id, index)
+
     def complete(self, job: ClaimedJob, audio: bytes, content_type: str, extension: str,
-                 audio_seconds: float) -> bool:
-        """Record the result once. False (and nothing recorded) if the lease was lost."""
+                 audio_seconds: float, *, segments: int = 0) -> bool:
+        """Record the result (sealed) once; then drop the `segments` checkpoints. False (and
+        nothing recorded) if the lease was lost."""
         key = f"jobs/{job.tenant_id}/{job.id}/result-{job.attempt}.{extension}"
-        self._blobs.put(key, audio)
+        self._blobs.put(key, self._keyring.encrypt(audio, _result_aad(job.tenant_id, job.id)))
         now = self.clock()
         with self._db.transaction() as session:
             result = session.execute(
                 update(JobRow).where(*self._owned(job), JobRow.result_blob.is_(None))
                 .values(status="succeeded", progress=1.0, result_blob=key,
+                        result_key_id=self._keyring.primary_id,
                         result_content_type=content_type, result_audio_seconds=audio_seconds,
                         finished_at=now, lease_owner=None, lease_expires_at=None,
                         webhook_status=_pending_webhook(),
@@ -253,10 +419,13 @@ class JobStore:
             won = result.rowcount == 1
         if not won:
             self._blobs.delete(key)
+        else:
+            self._drop_segments(job.tenant_id, job.id, segments)
         return won
 
     def fail(self, job: ClaimedJob, code: str, message: str, *, retry: bool) -> bool:
-        """Give the job back to the queue (retry, while attempts remain) or fail it."""
+        """Give the job back to the queue (retry, while attempts remain: its checkpoints stay
+        for the next attempt) or fail it (and drop them)."""
         now = self.clock()
         with self._db.transaction() as session:
             row = session.scalar(select(JobRow).where(*self._owned(job)).with_for_update())
@@ -266,12 +435,14 @@ class JobStore:
             row.error = {"code": code, "message": message}
             if retry and row.attempts < row.max_attempts:
                 row.status = "queued"
-            else:
-                row.status, row.finished_at = "failed", now
-                if row.webhook_url:
-                    row.webhook_status = "pending"
-                    row.webhook_lease_until = now + timedelta(seconds=self.webhook_lease_s)
-            return True
+                return True
+            row.status, row.finished_at = "failed", now
+            if row.webhook_url:
+                row.webhook_status = "pending"
+                row.webhook_lease_until = now + timedelta(seconds=self.webhook_lease_s)
+            done = row.segments_done or 0
+        self._drop_segments(job.tenant_id, job.id, done + 1)
+        return True
 
     # ----------------------------------------------------------------------- webhooks
     def claim_webhook(self, owner_lease_s: float | None = None) -> PendingWebhook | None:
@@ -314,8 +485,20 @@ class JobStore:
                 .execution_options(synchronize_session=False))
 
     # ----------------------------------------------------------------------- rotation
+    def reencrypt(self) -> dict[str, int]:
+        """Re-seal everything the job store keeps sealed with an older key (webhook secrets,
+        results, segment checkpoints of unfinished jobs) under the newest one, and seal
+        results stored in the clear before revision 0002; how many of each were."""
+        return {"webhook_secrets": self._reencrypt_webhook_secrets(),
+                "job_results": self._reencrypt_results(),
+                "job_segments": self._reencrypt_segments()}
+
     def reencrypt_secrets(self) -> int:
-        """Re-seal webhook secrets not sealed with the newest key; returns how many were."""
+        """`reencrypt()`'s total: what `Platform.rotate_voice_key` reports under
+        `webhook_secrets` until it reports `reencrypt()` itself."""
+        return sum(self.reencrypt().values())
+
+    def _reencrypt_webhook_secrets(self) -> int:
         n = 0
         with self._db.transaction() as session:
             rows = session.scalars(select(JobRow).where(JobRow.webhook_secret.is_not(None))).all()
@@ -325,6 +508,52 @@ class JobStore:
                     continue
                 plain = self._keyring.decrypt_text(sealed, _secret_aad(row.id))
                 row.webhook_secret = self._keyring.encrypt_text(plain, _secret_aad(row.id))
+                n += 1
+        return n
+
+    def _reencrypt_results(self) -> int:
+        with self._db.transaction() as session:
+            rows = session.execute(
+                select(JobRow.id, JobRow.tenant_id, JobRow.result_blob, JobRow.result_key_id)
+                .where(JobRow.result_blob.is_not(None),
+                       or_(JobRow.result_key_id.is_(None),
+                           JobRow.result_key_id != self._keyring.primary_id))
+            ).all()
+        for job_id, tenant_id, key, key_id in rows:
+            aad = _result_aad(tenant_id, job_id)
+            data = self._blobs.get(key)
+            plain = data if key_id is None else self._keyring.decrypt(data, aad)
+            # a result in the clear moves to a new key in the same update that marks it
+            # sealed, so a reader never takes the sealed bytes for audio
+            new_key = f"{key}.sealed" if key_id is None else key
+            self._blobs.put(new_key, self._keyring.encrypt(plain, aad))
+            with self._db.transaction() as session:
+                session.execute(update(JobRow).where(JobRow.id == job_id,
+                                                     JobRow.result_blob == key)
+                                .values(result_blob=new_key,
+                                        result_key_id=self._keyring.primary_id)
+                                .execution_options(synchronize_session=False))
+            if new_key != key:
+                self._blobs.delete(key)
+        return len(rows)
+
+    def _reencrypt_segments(self) -> int:
+        with self._db.transaction() as session:
+            rows = session.execute(
+                select(JobRow.id, JobRow.tenant_id, JobRow.segments_done)
+                .where(JobRow.status.not_in(TERMINAL), JobRow.segments_done > 0)
+            ).all()
+        n = 0
+        for job_id, tenant_id, done in rows:
+            for index in range(done):
+                key, aad = _segment_key(tenant_id, job_id, index), _segment_aad(tenant_id, job_id, index)
+                try:
+                    data = self._blobs.get(key)
+                except NotFound:
+                    continue
+                if Keyring.key_id_of(data) == self._keyring.primary_id:
+                    continue
+                self._blobs.put(key, self._keyring.encrypt(self._keyring.decrypt(data, aad), aad))
                 n += 1
         return n
 
