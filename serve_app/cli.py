@@ -103,6 +103,7 @@ def _demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own
     logs = _serve_log_dir()
     ray_address = ray.get_runtime_context().gcs_address
+    ray_auth = os.environ.get("RAY_AUTH_MODE", "disabled")  # ray.init sets it when it made a token
     try:
         profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
@@ -118,7 +119,7 @@ qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
        -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
   API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
   Replica logs: {logs}
-  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} python ...
+  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
 
 Press Ctrl+C to stop.""",
             flush=True,

@@ -88,8 +88,10 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     port, metrics_port = free_port(), free_port()
     # logical CPUs: the profile's fractional replicas fit whatever the machine has; logical
     # GPUs: the cluster tests pack GPU-asking replicas as on a GPU node
+    # log_to_driver=False: every replica's log lines stay in the session's log directory
+    # (logs/serve/ under ray's temp dir) instead of flooding the test run's output
     ray.init(num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="WARNING",
-             _metrics_export_port=metrics_port,
+             log_to_driver=False, _metrics_export_port=metrics_port,
              _system_config={"metrics_report_interval_ms": 1000})
     profile = start_graph(CPU_PROFILE, "127.0.0.1", port)
     try:

@@ -53,7 +53,13 @@ def _running() -> dict[str, int]:
     return {name: int(d.replica_states.get("RUNNING", 0)) for name, d in deployments.items()}
 
 
-def _wait(predicate, timeout_s: float) -> dict[str, int]:
+# Bounds, not windows: a replica start on a busy 2-core box (a process importing torch and
+# qwen-tts) took longer than the 45 s this test first allowed; the waits return as soon as
+# the condition holds, so a generous bound costs nothing when the machine is idle.
+SCALE_BOUND_S = 300
+
+
+def _wait(predicate, timeout_s: float = SCALE_BOUND_S) -> dict[str, int]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         counts = _running()
@@ -63,6 +69,7 @@ def _wait(predicate, timeout_s: float) -> dict[str, int]:
     return _running()
 
 
+@pytest.mark.timeout(2 * SCALE_BOUND_S + 300)
 def test_load_on_one_model_kind_scales_it_up_and_down_while_the_others_stay(autoscale_app, graph):
     stop = threading.Event()
     others: list[dict[str, int]] = []
@@ -79,20 +86,21 @@ def test_load_on_one_model_kind_scales_it_up_and_down_while_the_others_stay(auto
     for thread in threads:
         thread.start()
     try:
-        up = _wait(lambda c: others.append(c) or c["CustomVoice"] == 2, 45)
+        up = _wait(lambda c: others.append(c) or c["CustomVoice"] == 2)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=120)
     assert up["CustomVoice"] == 2, up
-    down = _wait(lambda c: others.append(c) or c["CustomVoice"] == 1, 45)
+    down = _wait(lambda c: others.append(c) or c["CustomVoice"] == 1)
     assert down["CustomVoice"] == 1, down
     assert {c["VoiceClone"] for c in others} == {1}, "VoiceClone moved without load"
     assert max(c["VoiceDesign"] for c in others) <= 1
 
 
+@pytest.mark.timeout(SCALE_BOUND_S + 300)
 def test_a_kind_scaled_to_zero_is_ready_and_cold_starts_on_its_next_request(autoscale_app, graph):
-    zero = _wait(lambda c: c["VoiceDesign"] == 0, 30)
+    zero = _wait(lambda c: c["VoiceDesign"] == 0)
     assert zero["VoiceDesign"] == 0, zero
     with httpx.Client(base_url=autoscale_app, timeout=180, headers=graph.auth) as client:
         ready = client.get("/readyz")
