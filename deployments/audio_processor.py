@@ -14,10 +14,10 @@ import threading
 import numpy as np
 from ray import serve
 
+from deployments.args import AudioArgs
 from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, render, warm_up
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
-from serve_app.args import AudioArgs
-from serve_app.logging_setup import configure_replica_logging
+from deployments.logging_setup import configure_replica_logging
 
 logger = logging.getLogger("qtts.audio_processor")
 

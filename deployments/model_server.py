@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 from ray import serve
 
+from deployments.args import ModelServerArgs
 from deployments.audio.reference import ReferenceAudio
 from deployments.checkpoints import resolve_checkpoint
 from deployments.engine import TTSEngine
@@ -36,9 +37,8 @@ from deployments.engine.types import (
     SynthesisResult,
     VoicePrompt,
 )
-from serve_app.args import ModelServerArgs
-from serve_app.logging_setup import configure_replica_logging
-from serve_app.metrics import tts_metrics
+from deployments.logging_setup import configure_replica_logging
+from deployments.metrics import tts_metrics
 
 logger = logging.getLogger("qtts.model_server")
 

@@ -1,6 +1,8 @@
 """Typed arguments of the application builder (the `args:` block of a serve config).
 
-Every knob of the graph that is not a Ray deployment option lives here, once. Ray deployment
+Every knob of the graph that is not a Ray deployment option lives here, once (the model and
+audio deployments' own sections, `ModelServerArgs` and `AudioArgs`, live with those
+deployments in `deployments/args.py`, since nothing in `deployments/` imports `serve_app`). Ray deployment
 options (replicas, autoscaling, resources, queue limits) live in the serve config's
 `deployments:` list, where Ray reads them. Unknown keys are errors (`extra="forbid"`), since
 Ray itself silently drops typos. Environment variables with the seed service's names fill in
@@ -11,8 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.audio.formats import AudioFormat
-from deployments.engine.types import EngineConfig, StreamChunking
+from deployments.args import AudioArgs, ModelServerArgs
 from serve_app.platform.config import PlatformArgs
 
 #: The deployment names: one source of truth for the builder, configs, tests and docs.
@@ -31,38 +32,11 @@ PUBLISHED_CHECKPOINTS = {
 }
 ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
 
+__all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ModelServerArgs(_Strict):
-    """One model deployment: its checkpoint and how it batches."""
-
-    engine: EngineConfig
-    max_batch_size: int = Field(8, ge=1, le=256, description="Concurrent requests per generate call")
-    batch_wait_timeout_s: float = Field(
-        0.01, ge=0.0, le=1.0, description="How long a batch waits to fill after its first request"
-    )
-    voice_prompt_cache_size: int = Field(
-        64, ge=0, description="Clone prompts kept per replica, keyed on the reference audio"
-    )
-    streaming: StreamChunking = Field(
-        default_factory=StreamChunking,
-        description="Chunk sizes of streamed audio: first_chunk_frames, chunk_frames, "
-        "left_context_frames (codec frames, 80 ms each)",
-    )
-
-
-class AudioArgs(_Strict):
-    """Reference-audio limits and output defaults."""
-
-    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    min_reference_seconds: float = Field(1.0, gt=0)
-    max_reference_seconds: float = Field(60.0, gt=0)
-    reference_loudness_lufs: float = Field(-23.0, ge=-70, le=-5)
-    default_sample_rate: int = Field(24_000, ge=8000, le=48000, description="SAMPLE_RATE")
-    default_format: AudioFormat = Field(AudioFormat.WAV, description="OUTPUT_FORMAT (native endpoints)")
 
 
 class IngressArgs(_Strict):

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from starlette.responses import JSONResponse
 
+from deployments.metrics import tts_metrics
 from serve_app.errors import ApiError, to_api_error
-from serve_app.metrics import tts_metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")

@@ -20,12 +20,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.logging_setup import configure_replica_logging, current_request_id
+from deployments.metrics import tts_metrics
 from serve_app import __version__
 from serve_app.args import AppArgs
 from serve_app.errors import ApiError, to_api_error
 from serve_app.http_edge import EdgeMiddleware, error_response, route_path
-from serve_app.logging_setup import configure_replica_logging, current_request_id
-from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
     AudioOutput,
     AudioStreamChunk,

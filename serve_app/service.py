@@ -17,13 +17,13 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
 from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult
+from deployments.metrics import tts_metrics
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.availability import ModelAvailability
 from serve_app.cache import LRUCache, cache_key
 from serve_app.errors import ApiError, invalid, overloaded, replica_gone, unavailable
 from serve_app.health import graph_health
-from serve_app.metrics import tts_metrics
 from serve_app.protocol.native import (
     AudioOutput,
     CustomVoiceInput,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from serve_app.metrics import EXPORTED_NAMES
+from deployments.metrics import EXPORTED_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "cluster" / "Dockerfile"

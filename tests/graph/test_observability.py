@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.metrics import EXPORTED_NAMES
+from deployments.metrics import EXPORTED_NAMES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "cluster" / "grafana-dashboard.json"
 
@@ -136,7 +136,7 @@ def _histogram_count(body: str, name: str, model_kind: str) -> float:
 
 
 def test_streamed_synthesis_is_measured_too(graph, http):
-    from serve_app.metrics import SYNTHESIS_TIME, TIME_TO_FIRST_AUDIO
+    from deployments.metrics import SYNTHESIS_TIME, TIME_TO_FIRST_AUDIO
 
     def counts() -> tuple[float, float]:
         try:
