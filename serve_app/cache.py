@@ -29,17 +29,12 @@ class LRUCache(Generic[V]):
         self.max_entries = max_entries
         self._items: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: str) -> V | None:
         with self._lock:
             value = self._items.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
+            if value is not None:
+                self._items.move_to_end(key)
             return value
 
     def put(self, key: str, value: V) -> None:

@@ -86,10 +86,14 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_environment(args: argparse.Namespace) -> None:
     _quiet_environment()
     if args.open:
         os.environ["AUTH_ENABLED"] = "false"  # read by the settings, here and in the replicas
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _demo_environment(args)
     import ray
 
     from deployments.checkpoints import ensure_tiny_checkpoints
@@ -199,6 +203,11 @@ def _cluster_manifest(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qtts", description="Qwen3-TTS Serve")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="serve the whole graph on CPU with tiny checkpoints")
@@ -226,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.platform.admin_cli import add_admin_parser
 
     add_admin_parser(sub)  # qtts admin ...: tenants, keys, usage, migrations
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
 
 
 if __name__ == "__main__":

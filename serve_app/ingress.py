@@ -1,4 +1,4 @@
-"""The ingress deployment: every HTTP route and the handle API, over one TTSService.
+"""The ingress deployment: every HTTP route and the handle API, over one SynthesisService.
 
 HTTP: seed-compatible /api/*, OpenAI-compatible /v1/audio/speech and /v1/models, voice design
 and cloning under /v1/audio/, /docs and /openapi.json. Handle API: the typed methods of
@@ -158,7 +158,7 @@ class TTSIngress:
         audio: DeploymentHandle,
     ):
         configure_replica_logging()
-        self.service = TenantService(args, models, audio)  # TTSService + the platform
+        self.service = TenantService(args, models, audio)  # SynthesisService + the platform
         bind_service(self.service)
 
     # ----------------------------------------------------------------- handle API (typed)

@@ -1,7 +1,7 @@
 """The platform on the request path: authentication, limits, usage, saved voices, job runner.
 
 The ingress replica holds one `Platform` (serve_app.platform) inside a `TenantService`, the
-`TTSService` with every synthesis metered:
+`SynthesisService` with every synthesis metered:
 
 - `TenancyMiddleware` authenticates every request except the public ones (`PUBLIC_PATHS`;
   /admin has its own ADMIN_TOKEN guard): `Authorization: Bearer <key>` or `X-API-Key`,
@@ -34,6 +34,7 @@ from deployments.audio import RenderOptions
 from deployments.engine.types import SynthesisRequest, SynthesisResult
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.audio_stream import AudioStream, check_stream_options
 from serve_app.errors import ApiError, invalid
 from serve_app.http_edge import route_path
 from serve_app.platform.config import TenantLimits
@@ -51,8 +52,7 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.service import TTSService
-from serve_app.streaming import AudioStream, check_stream_options
+from serve_app.synthesis_service import SynthesisService
 
 logger = logging.getLogger("qtts.tenancy")
 
@@ -177,7 +177,7 @@ class TenancyMiddleware:
         from serve_app.routes.common import _ReplicaService
 
         svc = _ReplicaService.current
-        if not isinstance(svc, TenantService):  # a bare TTSService (Ray-free route tests):
+        if not isinstance(svc, TenantService):  # a bare SynthesisService (Ray-free route tests):
             return await self.app(scope, receive, send)  # the ingress always binds a tenant one
         svc.ensure_runner()
         path = route_path(scope)
@@ -210,8 +210,8 @@ class TenancyMiddleware:
 
 
 # ---------------------------------------------------------------------------- the service
-class TenantService(TTSService):
-    """TTSService with authentication context, limits, usage metering and saved voices."""
+class TenantService(SynthesisService):
+    """SynthesisService with authentication context, limits, usage metering and saved voices."""
 
     def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle],
                  audio: DeploymentHandle, platform: Platform | None = None):
@@ -252,7 +252,7 @@ class TenantService(TTSService):
         return self._trusted
 
     async def cache_scope(self) -> str:
-        """Results are cached per tenant (serve_app.service.TTSService.cache_scope)."""
+        """Results are cached per tenant (serve_app.synthesis_service.SynthesisService.cache_scope)."""
         return (await self.caller()).principal.tenant_id
 
     # ------------------------------------------------------------------------ metering
@@ -304,11 +304,6 @@ class TenantService(TTSService):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    async def flush(self) -> None:
-        """Wait for pending usage writes (tests)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # ---------------------------------------------------------------------- operations
     async def custom_voice(self, inp: CustomVoiceInput, request_id: str) -> AudioOutput:

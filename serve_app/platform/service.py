@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from deployments.engine.types import VoicePrompt
 from serve_app.platform.blobs import BlobStore, open_blob_store
-from serve_app.platform.config import PlatformArgs, TenantLimits
+from serve_app.platform.config import PlatformArgs
 from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, NotFound, PermissionDenied, PlatformError
@@ -28,7 +28,7 @@ from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
-from serve_app.platform.tenants import TenantDirectory, TenantInfo
+from serve_app.platform.tenants import TenantDirectory
 from serve_app.platform.usage import UsageMeter, UsageRecord, UsageStatus, UsageSummary
 from serve_app.platform.voices import VoiceInfo, VoiceLibrary
 
@@ -241,9 +241,6 @@ class Platform:
     # ---------------------------------------------------------------------- admin side
     async def usage_summary(self, tenant_id: str, period: str = "month") -> UsageSummary:
         return await asyncio.to_thread(self.usage.summary, tenant_id, period)
-
-    def create_tenant(self, name: str, limits: TenantLimits | None = None) -> TenantInfo:
-        return self.tenants.create(name, limits)
 
     def rotate_voice_key(self) -> dict[str, int]:
         """Re-seal everything sealed with an older key under the newest one."""

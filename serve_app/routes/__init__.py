@@ -1,1 +1,1 @@
-"""HTTP surfaces, one module each; all of them call `serve_app.service.TTSService`."""
+"""HTTP surfaces, one module each; all of them call `serve_app.synthesis_service.SynthesisService`."""

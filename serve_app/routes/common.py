@@ -7,29 +7,29 @@ from fastapi.responses import Response
 
 from serve_app.http_edge import REQUEST_ID_HEADER
 from serve_app.protocol.native import AudioOutput
-from serve_app.service import TTSService
+from serve_app.synthesis_service import SynthesisService
 
 __all__ = ["REQUEST_ID_HEADER", "audio_response", "bind_service", "rid", "service"]
 
 
 class _ReplicaService:
-    """The TTSService of this ingress replica.
+    """The SynthesisService of this ingress replica.
 
     Serve ships a pickled copy of the FastAPI app into the replica and builds it after the
     deployment's __init__ runs, so the app object cannot be handed the service there; each
     replica is its own process, so one slot per process is exactly one per replica.
     """
 
-    current: TTSService | None = None
+    current: SynthesisService | None = None
 
 
-def bind_service(svc: TTSService) -> None:
+def bind_service(svc: SynthesisService) -> None:
     _ReplicaService.current = svc
 
 
-def service(request: Request | None = None) -> TTSService:
+def service(request: Request | None = None) -> SynthesisService:
     if _ReplicaService.current is None:
-        raise RuntimeError("no TTSService bound in this process")
+        raise RuntimeError("no SynthesisService bound in this process")
     return _ReplicaService.current
 
 

@@ -37,7 +37,7 @@ from serve_app.protocol.fields import (
 )
 from serve_app.protocol.native import VoiceCloneInput, VoiceDesignInput
 from serve_app.routes.common import audio_response, rid, service
-from serve_app.routes.streaming import stream_response
+from serve_app.routes.stream_responses import stream_response
 
 router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 

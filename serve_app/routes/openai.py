@@ -18,7 +18,7 @@ from serve_app.errors import invalid
 from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
 from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
 from serve_app.routes.common import audio_response, rid, service
-from serve_app.routes.streaming import stream_response
+from serve_app.routes.stream_responses import stream_response
 from serve_app.tenancy import saved_voice
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])

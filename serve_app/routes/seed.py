@@ -22,7 +22,7 @@ from serve_app.protocol.seed import (
     SeedVoicesResponse,
 )
 from serve_app.routes.common import rid, service
-from serve_app.routes.streaming import audio_stream_response
+from serve_app.routes.stream_responses import audio_stream_response
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])
 

@@ -59,7 +59,7 @@ def test_serve_deploy_of_the_cpu_profile_serves_requests(tmp_path, tiny_models_d
     data_dir = tmp_path / "platform"
     config["applications"][0]["runtime_env"]["env_vars"]["QTTS_DATA_DIR"] = str(data_dir)
     platform = Platform.open(PlatformArgs(data_dir=str(data_dir)))
-    platform.create_tenant("deploy-test")
+    platform.tenants.create("deploy-test")
     key = platform.keys.create("deploy-test").secret
     platform.close()
     deploy_file = tmp_path / "cpu-tiny.yaml"

@@ -14,7 +14,7 @@ from serve_app.settings import apply_environment
 
 
 def test_a_key_is_stored_only_as_a_hash(platform):
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     created = platform.keys.create("acme", name="ci")
     assert created.secret.startswith("qtts_") and len(created.secret) > 40
     with platform.db.transaction() as session:
@@ -28,7 +28,7 @@ def test_a_key_is_stored_only_as_a_hash(platform):
 
 
 def test_bearer_and_x_api_key_headers_authenticate_the_tenant(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     secret = platform.keys.create("acme").secret
     for headers in ({"Authorization": f"Bearer {secret}"}, {"x-api-key": secret}):
         principal = platform.keys.authenticate(headers)
@@ -48,7 +48,7 @@ def test_missing_or_unknown_keys_are_401(platform, headers, code):
 
 
 def test_a_revoked_key_stops_working(platform):
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     created = platform.keys.create("acme")
     platform.keys.verify(created.secret)
     platform.keys.revoke(created.info.id)
@@ -58,7 +58,7 @@ def test_a_revoked_key_stops_working(platform):
 
 
 def test_a_disabled_tenant_is_refused(platform):
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     secret = platform.keys.create("acme").secret
     platform.tenants.set_disabled("acme", True)
     with pytest.raises(PermissionDenied):
@@ -66,7 +66,7 @@ def test_a_disabled_tenant_is_refused(platform):
 
 
 def test_scopes_limit_a_key_to_models_and_endpoints(platform):
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     secret = platform.keys.create("acme", scopes=["model:customvoice", "endpoint:speech"]).secret
     principal = platform.keys.verify(secret)
     assert principal.scopes == ("model:CustomVoice", "endpoint:speech")
@@ -80,7 +80,7 @@ def test_scopes_limit_a_key_to_models_and_endpoints(platform):
 
 
 def test_an_unknown_scope_lists_the_valid_ones(platform):
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     with pytest.raises(InvalidRequest, match="model:VoiceDesign"):
         platform.keys.create("acme", scopes=["model:tts-2"])
 
@@ -94,7 +94,7 @@ def test_a_pepper_changes_the_stored_hash(platform):
 
 def test_keys_and_secrets_never_reach_logs_or_reprs(platform, caplog):
     caplog.set_level(logging.DEBUG)
-    platform.create_tenant("acme")
+    platform.tenants.create("acme")
     created = platform.keys.create("acme")
     platform.keys.verify(created.secret)
     with pytest.raises(AuthenticationError):

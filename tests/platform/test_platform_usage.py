@@ -13,7 +13,7 @@ from serve_app.platform.usage import UsageRecord, period_bounds
 
 
 def test_concurrent_requests_give_exactly_one_record_each_and_sums_match(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     principal = platform.keys.verify(platform.keys.create("acme").secret)
     n = 40
 
@@ -42,7 +42,7 @@ def test_concurrent_requests_give_exactly_one_record_each_and_sums_match(platfor
 
 
 def test_a_failed_request_is_recorded_but_not_billed(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     principal = platform.keys.verify(platform.keys.create("acme").secret)
 
     async def main():
@@ -59,7 +59,7 @@ def test_a_failed_request_is_recorded_but_not_billed(platform):
 
 
 def test_summaries_are_per_tenant_and_per_period(platform):
-    a, b = platform.create_tenant("a"), platform.create_tenant("b")
+    a, b = platform.tenants.create("a"), platform.tenants.create("b")
     rows = [
         (a.id, "r1", datetime(2025, 1, 31, 23, 59, tzinfo=UTC), 10),
         (a.id, "r2", datetime(2025, 2, 1, 0, 0, tzinfo=UTC), 20),

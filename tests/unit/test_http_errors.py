@@ -1,4 +1,4 @@
-"""The error vocabulary, end to end through the real routes and TTSService without Ray:
+"""The error vocabulary, end to end through the real routes and SynthesisService without Ray:
 model failures, overload and timeouts become clear responses with a request id, never a
 hang, and the synthesized text never reaches the logs."""
 
@@ -16,7 +16,7 @@ from deployments.engine.types import EngineError, ModelInfo, ModelKind, Synthesi
 from serve_app.args import AppArgs
 from serve_app.ingress import create_http_app
 from serve_app.routes.common import bind_service
-from serve_app.service import TTSService
+from serve_app.synthesis_service import SynthesisService
 
 SECRET_TEXT = "the confidential sentence 42"
 INFO = ModelInfo(
@@ -47,7 +47,7 @@ class FakeModel:
 
 def client_for(synthesize, **ingress) -> TestClient:
     args = AppArgs.model_validate({"ingress": {"retry_after_s": 3, **ingress}})
-    bind_service(TTSService(args, {"CustomVoice": FakeModel(synthesize)}, audio=None))
+    bind_service(SynthesisService(args, {"CustomVoice": FakeModel(synthesize)}, audio=None))
     return TestClient(create_http_app(), raise_server_exceptions=False)
 
 

@@ -1,6 +1,6 @@
 """The typed operations behind every surface: validate, admit, cache, synthesize, render.
 
-The ingress owns one `TTSService`; the HTTP routes and the handle methods both call it, so a
+The ingress owns one `SynthesisService`; the HTTP routes and the handle methods both call it, so a
 request means the same thing whichever way it arrives.
 """
 
@@ -20,6 +20,7 @@ from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResul
 from deployments.metrics import tts_metrics
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.audio_stream import AudioStream, check_stream_options, open_stream
 from serve_app.availability import ModelAvailability
 from serve_app.cache import LRUCache, cache_key
 from serve_app.errors import ApiError, invalid, overloaded, replica_gone, unavailable
@@ -30,12 +31,11 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.streaming import AudioStream, check_stream_options, open_stream
 
 logger = logging.getLogger("qtts.service")
 
 
-class TTSService:
+class SynthesisService:
     def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle], audio: DeploymentHandle):
         self.args = args
         self._models = models

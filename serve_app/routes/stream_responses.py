@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
+from serve_app.audio_stream import AudioStream
 from serve_app.errors import ApiError
 from serve_app.routes.common import REQUEST_ID_HEADER
-from serve_app.streaming import AudioStream
 
 logger = logging.getLogger("qtts.streaming")
 
