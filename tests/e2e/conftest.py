@@ -115,7 +115,7 @@ class Demo:
         return time.monotonic() - started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped when its module ends, even if the stop test is deselected
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("home")
     data_dir = home / "qtts-data"
