@@ -33,7 +33,7 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.routes import jobs, native, openai, ops, seed, voices
+from serve_app.routes import clients, jobs, native, openai, ops, playground, seed, voices
 from serve_app.routes.admin import create_admin_router
 from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, service
 from serve_app.tenancy import TenancyMiddleware, TenantService, platform
@@ -92,6 +92,7 @@ def create_http_app() -> FastAPI:
             "version": __version__,
             "models": service().deployed_models,
             "docs": "/docs",
+            "playground": "/playground",
             "endpoints": [
                 "POST /api/tts/synthesize", "GET /api/health", "GET /api/voices",
                 "POST /v1/audio/speech", "GET /v1/models",
@@ -107,6 +108,8 @@ def create_http_app() -> FastAPI:
     app.include_router(ops.router)
     app.include_router(voices.router)  # the multi-tenant platform (serve_app.tenancy)
     app.include_router(jobs.router)
+    app.include_router(clients.router)  # listings OpenAI-compatible clients read
+    app.include_router(playground.router)  # the web playground (static files)
     app.include_router(create_admin_router(platform))
     app.add_middleware(TenancyMiddleware)  # API keys; inside the edge, so 401s are enveloped
     # request ids and the error envelope for everything inside (Serve's proxy echoes

@@ -60,6 +60,8 @@ logger = logging.getLogger("qtts.tenancy")
 PUBLIC_PATHS = frozenset({
     "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/livez", "/readyz",
     "/api/health", "/metrics",
+    "/v1/audio/models", "/v1/audio/voices",  # Open WebUI lists without a key (routes/clients.py)
+    "/playground", "/playground/playground.js", "/playground/playground.css",
 })
 
 #: Path prefix -> the endpoint family a key can be scoped to (serve_app.platform.keys).

@@ -1,0 +1,62 @@
+"""The web playground: GET /playground and its two assets, plain files from static/playground/.
+
+No build step and nothing fetched from a CDN (it must work offline). The page calls the
+public API with the key the user typed once (kept in localStorage, sent as a Bearer header,
+never put in a URL). These paths are public (serve_app.tenancy.PUBLIC_PATHS): the page itself
+holds no data. The server's choices the page needs (languages, formats, the longest text for
+one request) are written into index.html as JSON when it is served, so they are defined once,
+here on the server.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+from deployments.audio.formats import AudioFormat
+from serve_app import catalog
+from serve_app.args import MODEL_DEPLOYMENTS
+from serve_app.errors import ApiError
+from serve_app.routes.common import service
+
+router = APIRouter(tags=["playground"])
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static" / "playground"
+#: asset name -> content type; each is also in PUBLIC_PATHS as /playground/<name>
+ASSETS = {"playground.js": "text/javascript; charset=utf-8",
+          "playground.css": "text/css; charset=utf-8"}
+_CONFIG_MARKER = "/*QTTS_CONFIG*/{}"
+_NO_STORE = {"Cache-Control": "no-cache"}
+
+
+@cache
+def _read(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+def page_config() -> dict:
+    svc = service()
+    return {
+        "models": [m for m in MODEL_DEPLOYMENTS if m in svc.deployed_models],
+        "languages": ["auto", *catalog.LANGUAGE_CODES],
+        "language_names": catalog.LANGUAGE_CODES,
+        "formats": [f.value for f in AudioFormat],
+        "max_text_chars": svc.args.ingress.max_text_chars,
+    }
+
+
+@router.get("/playground", response_class=HTMLResponse, include_in_schema=False)
+async def playground_page() -> HTMLResponse:
+    config = json.dumps(page_config()).replace("</", "<\\/")
+    return HTMLResponse(_read("index.html").replace(_CONFIG_MARKER, config), headers=_NO_STORE)
+
+
+@router.get("/playground/{asset}", include_in_schema=False)
+async def playground_asset(asset: str) -> Response:
+    if asset not in ASSETS:  # only the named files: no path from the client reaches the disk
+        raise ApiError(404, "not_found", f"No playground asset {asset!r}.")
+    return Response(_read(asset), media_type=ASSETS[asset], headers=_NO_STORE)
