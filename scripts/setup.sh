@@ -2,6 +2,7 @@
 # Set up a fresh machine: a virtual environment in .venv with the project and its locked
 # dependencies (CPU use; torch 2.11.0 from PyPI runs on machines without a GPU).
 #   bash scripts/setup.sh          # add --gpu on a CUDA machine for flash-attn
+#   bash scripts/setup.sh --browsers   # also Debian's chromium for the browser tests (apt, root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -19,5 +20,8 @@ fi
 .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
 if [ "${1:-}" = "--gpu" ]; then
   .venv/bin/uv pip install -q --python .venv/bin/python --no-build-isolation -e ".[gpu]"
+fi
+if [ "${1:-}" = "--browsers" ] || [ "${2:-}" = "--browsers" ]; then
+  bash scripts/install_browsers.sh
 fi
 .venv/bin/python -c "import qwen_tts, ray, torch; print('setup ok: torch', torch.__version__, '| ray', ray.__version__)" 2>/dev/null | tail -1

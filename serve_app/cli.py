@@ -5,6 +5,7 @@
     qtts check-config FILE...
     qtts cluster-manifest VALUES [-o FILE] [--image IMAGE] [--check]
     qtts admin COMMAND ...      (tenants, API keys, usage, migrations: serve_app/platform/admin_cli.py)
+    qtts say "text" [--voice V] [--model M] [--instructions I] [-o out.mp3] [--stream] [--job]
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
        -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
   curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
        -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
+  Playground (in a browser): {base}/playground
+  qtts say: QTTS_URL={base} QTTS_KEY=<key> qtts say "Hello!" -o hello.mp3
   API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
   Replica logs: {logs}
   Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
@@ -235,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     from serve_app.platform.admin_cli import add_admin_parser
 
     add_admin_parser(sub)  # qtts admin ...: tenants, keys, usage, migrations
+    from serve_app.say_cli import add_say_parser
+
+    add_say_parser(sub)  # qtts say "text": speak through a running server (serve_app/say_cli.py)
     return parser
 
 
