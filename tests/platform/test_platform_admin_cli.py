@@ -58,7 +58,7 @@ def test_rotate_voice_key_reseals_voices_with_the_newest_key(admin, monkeypatch)
     admin("migrate")
     old = Platform.open(platform_args(admin.database_url, admin.tmp_path,
                                       voice_encryption_keys=admin.key))
-    tenant = old.create_tenant("acme")
+    tenant = old.tenants.create("acme")
     voice = old.voices.create_clone(tenant.id, "v", make_prompt(), consent=True)
     old.close()
     new_key = generate_key()

@@ -32,7 +32,7 @@ def test_prompts_serialize_compactly_without_pickle(icl):
 
 
 def test_cloning_requires_recorded_consent(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     with pytest.raises(InvalidRequest) as refused:
         platform.voices.create_clone(tenant.id, "narrator", make_prompt(), consent=False)
     assert refused.value.param == "consent" and refused.value.code == "consent_required"
@@ -41,7 +41,7 @@ def test_cloning_requires_recorded_consent(platform):
 
 
 def test_a_saved_voice_round_trips_by_id_or_name(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     prompt = make_prompt(1)
     voice = platform.voices.create_clone(tenant.id, "narrator", prompt, consent=True,
                                          reference_audio=b"RIFF-reference", language="english")
@@ -54,7 +54,7 @@ def test_a_saved_voice_round_trips_by_id_or_name(platform):
 
 
 def test_a_designed_voice_keeps_its_description_and_prompt(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     voice = platform.voices.create_design(tenant.id, "warm", make_prompt(2),
                                           description="a warm low voice", sample_audio=b"RIFF")
     assert (voice.kind, voice.description, voice.consent) == ("design", "a warm low voice", False)
@@ -62,8 +62,8 @@ def test_a_designed_voice_keeps_its_description_and_prompt(platform):
 
 
 def test_tenants_never_see_use_or_delete_each_others_voices(platform):
-    a = platform.keys.verify(platform.keys.create(platform.create_tenant("a").id).secret)
-    b = platform.keys.verify(platform.keys.create(platform.create_tenant("b").id).secret)
+    a = platform.keys.verify(platform.keys.create(platform.tenants.create("a").id).secret)
+    b = platform.keys.verify(platform.keys.create(platform.tenants.create("b").id).secret)
 
     async def main():
         voice = await platform.create_clone_voice(a, "mine", make_prompt(), consent=True)
@@ -80,7 +80,7 @@ def test_tenants_never_see_use_or_delete_each_others_voices(platform):
 
 
 def test_voice_data_is_encrypted_at_rest_and_bound_to_its_owner(platform):
-    tenant, other = platform.create_tenant("acme"), platform.create_tenant("other")
+    tenant, other = platform.tenants.create("acme"), platform.tenants.create("other")
     voice = platform.voices.create_clone(tenant.id, "v", make_prompt(), consent=True,
                                          reference_audio=b"RIFF-plain-reference-audio")
     prompt_blob = platform.blobs.get(f"voices/{tenant.id}/{voice.id}/prompt")
@@ -96,7 +96,7 @@ def test_voice_data_is_encrypted_at_rest_and_bound_to_its_owner(platform):
 
 
 def test_rotation_keeps_old_voices_readable_then_reseals_them(platform, tmp_path):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     old_key = platform.args.voice_encryption_keys.get_secret_value()
     voice = platform.voices.create_clone(tenant.id, "v", make_prompt(), consent=True,
                                          reference_audio=b"ref")
@@ -119,7 +119,7 @@ def _secret_of(keyring: Keyring) -> str:
 
 
 def test_the_prompt_cache_is_bounded_and_a_deleted_voice_stops_working(platform):
-    tenant = platform.create_tenant("acme")
+    tenant = platform.tenants.create("acme")
     library = VoiceLibrary(platform.db, platform.blobs, platform.keyring, cache_size=2)
     ids = [library.create_clone(tenant.id, f"v{i}", make_prompt(i), consent=True).id
            for i in range(3)]
