@@ -6,9 +6,9 @@ wait in the handle until it is back (25-70 s were measured) while /api/health al
 "unhealthy". Instead the ingress refuses them at once with 503 + Retry-After.
 
 `ModelAvailability` polls Serve's controller (the same `serve.status()` /api/health reads)
-every `poll_interval_s` (0.5 s) on the ingress's event loop, and is told of a replica death
-directly by the request that saw it, so the next request is refused without waiting for a
-poll. A
+on the ingress's event loop while requests arrive, at most once per `poll_interval_s` (0.5 s),
+and is told of a replica death directly by the request that saw it, so the next request is
+refused without waiting for a poll. A
 deployment is down when it has no RUNNING replica and Serve reports it UNHEALTHY or failed:
 a deployment scaled to zero (HEALTHY) or scaling up from zero keeps taking requests, which
 wait for the cold start as they should.
@@ -31,21 +31,28 @@ _DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
 
 class ModelAvailability:
     def __init__(self, deployments: Iterable[str], poll_interval_s: float = 0.5,
-                 loss_hold_s: float = 5.0):
+                 loss_hold_s: float = 5.0, stale_after_s: float = 5.0):
         self._deployments = tuple(deployments)
         self._interval = poll_interval_s
         self._loss_hold_s = loss_hold_s
+        self._stale_after_s = stale_after_s
         self._down: dict[str, str] = {}  # deployment -> why it is down (from the last poll)
         self._lost: dict[str, float] = {}  # deployment -> when a request saw a replica die
         self._task: asyncio.Task | None = None
         self.polled_at = 0.0
 
     def reason_down(self, deployment: str) -> str | None:
-        """Why `deployment` cannot serve now, or None when it can (or we do not know)."""
-        self.ensure_polling()
+        """Why `deployment` cannot serve now, or None when it can (or we do not know: a view
+        older than `stale_after_s`, e.g. the first request after a quiet spell, is not
+        trusted, and the request goes through while a fresh poll starts)."""
+        now = time.monotonic()
+        if now - self.polled_at >= self._interval:
+            self.refresh()
         lost = self._lost.get(deployment)
-        if lost is not None and time.monotonic() - lost < self._loss_hold_s:
+        if lost is not None and now - lost < self._loss_hold_s:
             return "a replica was lost and is being replaced"
+        if now - self.polled_at > self._stale_after_s:
+            return None
         return self._down.get(deployment)
 
     def note_replica_lost(self, deployment: str) -> None:
@@ -53,16 +60,16 @@ class ModelAvailability:
         may take to notice (its health check), and after that as long as polls say so."""
         self._lost[deployment] = time.monotonic()
 
-    def ensure_polling(self) -> None:
+    def refresh(self) -> None:
+        """Start one poll in the background unless one is running. Polls follow requests
+        (at most one per `poll_interval_s`), so an idle ingress asks the controller nothing."""
         if self._task is None or self._task.done():
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to poll from
-                self._task = asyncio.get_running_loop().create_task(self._poll_forever())
+                self._task = asyncio.get_running_loop().create_task(self._poll_once())
 
-    async def _poll_forever(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):  # never fatal: a failed poll keeps the last view
-                await self.poll()
-            await asyncio.sleep(self._interval)
+    async def _poll_once(self) -> None:
+        with contextlib.suppress(Exception):  # never fatal: a failed poll keeps the last view
+            await self.poll()
 
     async def poll(self) -> None:
         app_name = serve.get_replica_context().app_name

@@ -35,6 +35,7 @@ from deployments.engine.types import SynthesisRequest, SynthesisResult
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.audio_stream import AudioStream, check_stream_options
+from serve_app.cache import LRUCache
 from serve_app.errors import ApiError, invalid
 from serve_app.http_edge import route_path
 from serve_app.platform.config import TenantLimits
@@ -223,6 +224,7 @@ class TenantService(SynthesisService):
         self._trusted: Principal | None = None
         self._runner: JobRunner | None = None
         self._background: set[asyncio.Task] = set()
+        self._job_principals: LRUCache[Principal] = LRUCache(256)  # "<job id>:<attempt>"
         _ReplicaPlatform.current = self
 
     # ------------------------------------------------------------------ who is calling
@@ -412,15 +414,14 @@ class TenantService(SynthesisService):
         self._runner.wake()
 
     async def synthesize_segment(self, job: ClaimedJob, segment: str, index: int) -> SegmentAudio:
-        """One segment of a job, metered as its own usage row (`<job id>:<index>`); quotas
-        (characters, audio seconds) apply, the per-request limits do not."""
+        """One segment of a job, metered as its own usage row: `<job id>:<index>` once it
+        succeeds (a usage id is recorded once, so a failed attempt is recorded under its own
+        id and never blocks the bill of the attempt that later succeeds); quotas (characters,
+        audio seconds) apply, the per-request limits were applied when the job was submitted.
+        The tenant is read once per job attempt, not once per segment."""
         params = job.request.params
         model = job.request.model
-        limits = await asyncio.to_thread(lambda: self.platform.tenants.get(job.tenant_id).limits)
-        quota = TenantLimits(characters_per_period=limits.characters_per_period,
-                             audio_seconds_per_period=limits.audio_seconds_per_period,
-                             period=limits.period)
-        principal = Principal(job.tenant_id, "", job.api_key_id, (), quota)
+        principal = await self._job_principal(job)
         ctx = RequestTenancy(principal, "jobs")
         admission = await self.admit(ctx, model, len(segment))
         started = time.perf_counter()
@@ -432,10 +433,24 @@ class TenantService(SynthesisService):
             status = "ok"
             return SegmentAudio(np.asarray(result.audio, dtype=np.float32), result.sample_rate)
         finally:
-            await self.settle(admission, ctx, request_id=f"{job.id}:{index}", model=model,
-                              status=status, characters=len(segment) if result else 0,
+            usage_id = f"{job.id}:{index}" if status == "ok" else f"{job.id}:{index}:a{job.attempt}"
+            await self.settle(admission, ctx, request_id=usage_id, model=model, status=status, characters=len(segment) if result else 0,
                               audio_seconds=result.duration_seconds if result else 0.0,
                               started=started, voice=params.get("voice"))
+
+    async def _job_principal(self, job: ClaimedJob) -> Principal:
+        """The job's tenant with its quotas (no per-request limits), read once per attempt."""
+        key = f"{job.id}:{job.attempt}"
+        principal = self._job_principals.get(key)
+        if principal is None:
+            limits = await asyncio.to_thread(
+                lambda: self.platform.tenants.get(job.tenant_id).limits)
+            quota = TenantLimits(characters_per_period=limits.characters_per_period,
+                                 audio_seconds_per_period=limits.audio_seconds_per_period,
+                                 period=limits.period)
+            principal = Principal(job.tenant_id, "", job.api_key_id, (), quota)
+            self._job_principals.put(key, principal)
+        return principal
 
     async def _job_request(self, principal: Principal, model: str, params: dict,
                            text: str) -> SynthesisRequest:

@@ -12,6 +12,8 @@ any ingress replica; a job survives the replica that ran it (docs/platform.md).
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,6 +78,10 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
                            sample_rate=body.sample_rate)
     job = JobRequest(model=model, text=body.input, params=params,
                      output=output.model_dump(mode="json"))
+    # a job is one request against the tenant's per-minute and concurrency limits (429 +
+    # Retry-After like any request); its segments are billed one by one as they finish
+    admission = await svc.admit(await svc.caller(), model, 0, "jobs")
+    await asyncio.to_thread(admission.release)
     ticket = await call_platform(svc.platform.submit_job(
         principal, job, webhook_url=body.webhook_url, webhook_secret=body.webhook_secret))
     svc.wake_runner()

@@ -92,6 +92,19 @@ def test_requests_per_minute_exceeded_is_429_with_retry_after(graph):
     assert refused.json()["error"]["code"] == "rate_limited"
 
 
+def test_a_job_over_the_per_minute_limit_is_refused_at_submission(graph):
+    key = create_tenant_key(graph.base_url, graph.admin_token, _name("jobrpm"),
+                            requests_per_minute=2)
+    with _client(graph, key) as client:
+        codes = [client.post("/v1/jobs", json={"input": "Queued.", "voice": "alloy",
+                                               "max_new_tokens": 4})
+                 for _ in range(3)]
+        assert [r.status_code for r in codes] == [202, 202, 429], [r.text for r in codes]
+        assert int(codes[-1].headers["Retry-After"]) >= 1
+        assert codes[-1].json()["error"]["code"] == "rate_limited"
+        assert len(client.get("/v1/jobs").json()["data"]) == 2  # the refused one was never queued
+
+
 # ------------------------------------------------------------------------------ usage
 def test_n_concurrent_requests_give_exactly_n_usage_records_matching_the_responses(graph):
     key = create_tenant_key(graph.base_url, graph.admin_token, _name("usage"))
