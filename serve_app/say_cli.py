@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -59,8 +58,15 @@ def say_command(args: argparse.Namespace) -> int:
     try:
         return _say(args)
     except SayError as exc:
-        print(f"qtts say: {exc}", file=sys.stderr)
-        return 1
+        message = str(exc)
+    except httpx.ConnectError as exc:
+        message = f"cannot reach the server ({exc}); is it running? Set --url or QTTS_URL"
+    except httpx.TimeoutException:
+        message = "the server did not answer in time (--timeout)"
+    except httpx.HTTPError as exc:  # e.g. a stream the server cut short: the audio is partial
+        message = f"the connection failed: {type(exc).__name__}: {exc}"
+    print(f"qtts say: {message}", file=sys.stderr)
+    return 1
 
 
 def _say(args: argparse.Namespace) -> int:
@@ -103,7 +109,7 @@ def _speak(client: httpx.Client, body: dict, output: str, *, stream: bool) -> in
     if stream:
         body = {**body, "stream_format": "audio"}
     started = time.perf_counter()
-    with _request(client.stream, "POST", "/v1/audio/speech", json=body) as response:
+    with client.stream("POST", "/v1/audio/speech", json=body) as response:
         if response.status_code == 422 and _is_too_long(response):
             raise _TooLong
         _raise_for_envelope(response)
@@ -129,7 +135,7 @@ def _run_job(client: httpx.Client, body: dict, output: str, timeout: float) -> i
     if body.get("instructions"):
         key = "description" if body["model"].lower() == "voicedesign" else "instructions"
         job_body[key] = body["instructions"]
-    response = _request(client.post, "/v1/jobs", json=job_body)
+    response = client.post("/v1/jobs", json=job_body)
     _raise_for_envelope(response)
     job = response.json()
     job_id = job["id"]
@@ -143,7 +149,7 @@ def _run_job(client: httpx.Client, body: dict, output: str, timeout: float) -> i
             raise SayError(f"job {job_id} is still {job['status']} after {timeout:.0f} s; "
                            f"its audio will be at GET /v1/jobs/{job_id}/audio")
         time.sleep(0.5)  # polling the server's job status: nothing to wait on locally
-        response = _request(client.get, f"/v1/jobs/{job_id}")
+        response = client.get(f"/v1/jobs/{job_id}")
         _raise_for_envelope(response)
         job = response.json()
     if job["status"] == "failed":
@@ -151,7 +157,7 @@ def _run_job(client: httpx.Client, body: dict, output: str, timeout: float) -> i
         raise SayError(f"job {job_id} failed: {_job_error(job.get('error'))}")
     bar.show(1.0, "succeeded")
     bar.end()
-    response = _request(client.get, f"/v1/jobs/{job_id}/audio")
+    response = client.get(f"/v1/jobs/{job_id}/audio")
     _raise_for_envelope(response)
     with _open_output(output) as sink:
         sink.write(response.content)
@@ -186,16 +192,6 @@ class ProgressBar:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _request(method: Callable, *args, **kwargs):
-    try:
-        return method(*args, **kwargs)
-    except httpx.ConnectError as exc:
-        raise SayError(f"cannot reach the server ({exc}); is it running? Set --url or "
-                       "QTTS_URL") from None
-    except httpx.TimeoutException:
-        raise SayError("the server did not answer in time (--timeout)") from None
-
-
 def _envelope(response: httpx.Response) -> dict:
     try:
         response.read()

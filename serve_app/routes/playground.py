@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from deployments.audio.formats import AudioFormat
+from deployments.audio.formats import FORMAT_INFO
 from serve_app import catalog
 from serve_app.args import MODEL_DEPLOYMENTS
 from serve_app.errors import ApiError
@@ -44,7 +44,8 @@ def page_config() -> dict:
         "models": [m for m in MODEL_DEPLOYMENTS if m in svc.deployed_models],
         "languages": ["auto", *catalog.LANGUAGE_CODES],
         "language_names": catalog.LANGUAGE_CODES,
-        "formats": [f.value for f in AudioFormat],
+        "formats": [f.value for f in FORMAT_INFO],
+        "extensions": {f.value: info.extension for f, info in FORMAT_INFO.items()},
         "max_text_chars": svc.args.ingress.max_text_chars,
     }
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.samples import wav_bytes
+
 pytestmark = pytest.mark.graph
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,8 +70,11 @@ class Playground:
         return self.page.text_content("#status") or ""
 
     def wait_status(self, pattern: str) -> None:
+        """Until the status line matches, or the page shows an error (then fail with it)."""
         self.page.wait_for_function(
-            "(p) => new RegExp(p).test(document.getElementById('status').textContent)", arg=pattern)
+            "(p) => new RegExp(p).test(document.getElementById('status').textContent)"
+            " || !document.getElementById('error').hidden", arg=pattern)
+        self.no_errors_shown()
 
     def wait_played(self) -> float:
         """The audio element's duration once it has loaded the result (> 0 when it plays)."""
@@ -86,9 +91,11 @@ class Playground:
 def playground(browser, graph, tmp_path):
     context = browser.new_context()
     page = context.new_page()
+    opened = Playground(page, graph, tmp_path)
     try:
-        yield Playground(page, graph, tmp_path)
+        yield opened
     finally:
+        opened.shot("final")  # the last state, also of a failed test
         context.close()
 
 
@@ -189,3 +196,29 @@ def test_bad_input_shows_the_servers_error_message(playground):
     pg.shot("bad-input")
     # the browser logs the failed request itself; nothing else may be an error
     assert all("status of 422" in e for e in pg.console_errors), pg.console_errors
+
+
+def test_clone_needs_consent_then_plays_and_saves(playground):
+    pg = playground.open()
+    pg.page.check("input[name=mode][value=clone]")
+    pg.page.set_input_files("#ref-audio", files=[{
+        "name": "reference.wav", "mimeType": "audio/wav", "buffer": wav_bytes(2.0)}])
+    pg.page.fill("#ref-text", "This is my voice.")
+    pg.page.click("#synthesize")
+    pg.page.wait_for_selector("#error:not([hidden])")
+    assert "consent" in pg.page.text_content("#error")  # nothing sent without the box ticked
+    pg.page.check("#consent")
+    pg.page.select_option("#format", "wav")
+    pg.page.click("#synthesize")
+    pg.wait_status("^Done")
+    assert pg.wait_played() > 0
+    pg.shot("cloned")
+    pg.page.fill("#new-voice-name", "my clone")
+    pg.page.click("#create-cloned-voice")
+    pg.wait_status("^Saved voice my clone")
+    voice_id = pg.page.input_value("#voice")
+    assert voice_id in pg.page.evaluate("window.qttsPlayground.savedVoices")
+    pg.page.click(f"#voices-list button[data-id='{voice_id}']")
+    pg.wait_status("^Deleted my clone")
+    pg.no_errors_shown()
+    assert pg.console_errors == []

@@ -125,7 +125,7 @@ function speechRequest(output) {
 // ------------------------------------------------------------------------------- audio
 let resultUrl = null;
 
-function extensionOf(format) { return format === 'opus' ? 'ogg' : format; }
+function extensionOf(format) { return CONFIG.extensions[format] || format; }
 
 function wavFromPcm(int16, rate) {
   const header = new DataView(new ArrayBuffer(44));
