@@ -18,6 +18,10 @@ fi
 # `qtts demo` over a minute of CPU on 2 cores.
 .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -r requirements.lock
 .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+# a .venv made before that flag: compile it once (uv compiles only what it installs)
+if ! compgen -G ".venv/lib/python3*/site-packages/torch/__pycache__/__init__.*.pyc" >/dev/null; then
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages >/dev/null || true
+fi
 if [ "${1:-}" = "--gpu" ]; then
   .venv/bin/uv pip install -q --python .venv/bin/python --no-build-isolation -e ".[gpu]"
 fi
