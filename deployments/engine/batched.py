@@ -104,35 +104,44 @@ def frame_budget(config: EngineConfig, text_tokens: int, min_frames: int) -> int
     return max(budget, min_frames)
 
 
-def _sample_rows(
-    scores: torch.Tensor,
-    do_sample: torch.Tensor,
-    temperature: torch.Tensor,
-    top_k: torch.Tensor,
-    top_p: torch.Tensor,
-    noise: torch.Tensor | None,
-) -> torch.Tensor:
+class _RowSampling:
+    """The sampling settings of rows 0..n-1 for one vocabulary, shaped once per step (every
+    predictor level and the talker reuse them): the host syncs (largest k, any top-p) happen
+    here, not per sub-step."""
+
+    def __init__(self, do_sample: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+                 top_p: torch.Tensor, vocab: int, sampled_rows: list[bool]) -> None:
+        self.do_sample = do_sample
+        self.all_sampled = all(sampled_rows)
+        self.temperature = temperature.unsqueeze(1)
+        k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))
+        self.kmax = int(k.max())
+        self.kth = (k - 1).unsqueeze(1)
+        self.top_p = top_p
+        self.use_top_p = bool((top_p < 1.0).any())
+
+
+def _sample_rows(scores: torch.Tensor, rs: _RowSampling, noise: torch.Tensor | None) -> torch.Tensor:
     """Next token per row of `scores` (B, V) with per-row settings, the arithmetic of HF's
     warpers (temperature, then top-k, then top-p, then softmax). Sampling uses exponential
     noise (B, V) drawn from each row's own generator: argmax(p / E) is a draw from p."""
-    greedy = scores.argmax(dim=-1)
     if noise is None:
-        return greedy
-    s = scores / temperature.unsqueeze(1)
-    vocab = s.shape[-1]
-    k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))
-    kth = torch.topk(s, int(k.max()), dim=-1).values.gather(1, (k - 1).unsqueeze(1))
+        return scores.argmax(dim=-1)
+    s = scores / rs.temperature
+    kth = torch.topk(s, rs.kmax, dim=-1).values.gather(1, rs.kth)
     s = s.masked_fill(s < kth, _NEG_INF)
-    if bool((top_p < 1.0).any()):
+    if rs.use_top_p:
+        top_p = rs.top_p
         sorted_logits, sorted_idx = torch.sort(s, descending=False)
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         remove_sorted = cum <= (1 - top_p).unsqueeze(1)
         remove_sorted[..., -1:] = False
         remove = remove_sorted.scatter(1, sorted_idx, remove_sorted) & (top_p < 1.0).unsqueeze(1)
         s = s.masked_fill(remove, _NEG_INF)
-    probs = s.softmax(dim=-1)
-    sampled = (probs / noise).argmax(dim=-1)
-    return torch.where(do_sample, sampled, greedy)
+    sampled = (s.softmax(dim=-1) / noise).argmax(dim=-1)
+    if rs.all_sampled:
+        return sampled
+    return torch.where(rs.do_sample, sampled, scores.argmax(dim=-1))
 
 
 def _repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -144,7 +153,10 @@ def _repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: torch
 
 # ---------------------------------------------------------------------------- lean layers
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """`Qwen3TTSRMSNorm.forward`, op for op, without the module call."""
+    """`Qwen3TTSRMSNorm.forward`, op for op, without the module call (the float32 round trip
+    is skipped when `x` already is float32: it is the identity there)."""
+    if x.dtype == torch.float32:
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
     dtype = x.dtype
     x = x.to(torch.float32)
     variance = x.pow(2).mean(-1, keepdim=True)
@@ -152,56 +164,80 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * x.to(dtype)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """`sin` with its first half negated: `rotate_half(x) * sin == x.roll(half, -1) *
+    _signed_sin(sin)` exactly (the same products, the sign moved from one factor to the other)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def _attention_function(module: torch.nn.Module) -> Callable:
+    """The attention function qwen-tts's own attention module would call."""
+    impl = getattr(module.config, "_attn_implementation", "sdpa") or "sdpa"
+    if impl == "eager":
+        from qwen_tts.core.models.modeling_qwen3_tts import eager_attention_forward
+
+        return eager_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS[impl]
 
 
 class _LeanDecoderLayer:
-    """A code-predictor `Qwen3TTSDecoderLayer` called as plain tensor ops (same ops, same
-    order, same attention function): the predictor runs 15 times per frame, and on small
-    models the module-call overhead is most of its time."""
+    """A qwen-tts decoder layer (the code predictor's `Qwen3TTSDecoderLayer` or the talker's
+    `Qwen3TTSTalkerDecoderLayer`: same structure) called as plain tensor ops with the same
+    arithmetic and the same attention function: the predictor runs 15 times per frame, and on
+    small models the per-call overhead is most of the time. Fewer ops than the modules, same
+    numbers: q/k/v in one matmul (the rows of the three weights stacked: each output column is
+    the same dot product), q and k normalised and rotated in one tensor (per-head weights
+    stacked), the rotation as `x * cos + roll(x) * signed_sin` (see `_signed_sin`), gate and up
+    in one matmul."""
 
     def __init__(self, layer: torch.nn.Module, index: int) -> None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         a = layer.self_attn
         self.index = index
         self.attn = a
-        self.attend = sdpa_attention_forward
-        self.head_dim = a.head_dim
+        self.attend = _attention_function(a)
+        self.head_dim = hd = a.head_dim
+        self.half = hd // 2
         self.scaling = a.scaling
+        self.sliding_window = getattr(a, "sliding_window", None)
         self.eps = layer.input_layernorm.variance_epsilon
         self.ln1, self.ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
-        self.qn, self.kn = a.q_norm.weight, a.k_norm.weight
-        self.q = (a.q_proj.weight, a.q_proj.bias)
-        self.k = (a.k_proj.weight, a.k_proj.bias)
-        self.v = (a.v_proj.weight, a.v_proj.bias)
+        self.nq = a.q_proj.weight.shape[0] // hd
+        self.nk = a.k_proj.weight.shape[0] // hd
+        with torch.no_grad():
+            self.qkv_w = torch.cat((a.q_proj.weight, a.k_proj.weight, a.v_proj.weight))
+            biases = (a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)
+            self.qkv_b = None if biases[0] is None else torch.cat(biases)
+            self.qk_norm = torch.cat((a.q_norm.weight.expand(self.nq, hd),
+                                      a.k_norm.weight.expand(self.nk, hd)))
+            mlp = layer.mlp
+            self.gate_up = torch.cat((mlp.gate_proj.weight, mlp.up_proj.weight))
+        self.qk_v = [self.nq + self.nk, self.nk]
+        self.q_k = [self.nq, self.nk]
         self.o = (a.o_proj.weight, a.o_proj.bias)
-        mlp = layer.mlp
-        self.gate, self.up, self.down = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
+        self.down = mlp.down_proj.weight
         self.act = mlp.act_fn
 
-    def __call__(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 cache: _StepCache) -> torch.Tensor:
+    def __call__(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: Any,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`sin` is `_signed_sin` of the rotary sine; cos/sin broadcast over (B, heads, T, hd)."""
         linear = torch.nn.functional.linear
         eps = self.eps
-        residual = h
         x = _rms_norm(h, self.ln1, eps)
-        shape = (*x.shape[:-1], -1, self.head_dim)
-        q = _rms_norm(linear(x, *self.q).view(shape), self.qn, eps).transpose(1, 2)
-        k = _rms_norm(linear(x, *self.k).view(shape), self.kn, eps).transpose(1, 2)
-        v = linear(x, *self.v).view(shape).transpose(1, 2)
-        q = (q * cos) + (_rotate_half(q) * sin)
-        k = (k * cos) + (_rotate_half(k) * sin)
-        k, v = cache.update(k, v, self.index)
-        out, _ = self.attend(self.attn, q, k, v, None, dropout=0.0, scaling=self.scaling,
-                             sliding_window=None)
+        y = linear(x, self.qkv_w, self.qkv_b).view(*x.shape[:-1], -1, self.head_dim)
+        qk, v = y.split(self.qk_v, dim=-2)
+        qk = _rms_norm(qk, self.qk_norm, eps).transpose(1, 2)
+        qk = (qk * cos) + (qk.roll(self.half, -1) * sin)
+        q, k = qk.split(self.q_k, dim=1)
+        k, v = cache.update(k, v.transpose(1, 2), self.index)
+        out, _ = self.attend(self.attn, q, k, v, mask, dropout=0.0, scaling=self.scaling,
+                             sliding_window=self.sliding_window)
         out = out.reshape(*x.shape[:-1], -1).contiguous()
-        h = residual + linear(out, *self.o)
-        residual = h
-        x = _rms_norm(h, self.ln2, eps)
-        return residual + linear(self.act(linear(x, self.gate)) * linear(x, self.up), self.down)
+        h = h + linear(out, *self.o)
+        gate, up = linear(_rms_norm(h, self.ln2, eps), self.gate_up).chunk(2, dim=-1)
+        return h + linear(self.act(gate) * up, self.down)
 
 
 # ---------------------------------------------------------------------------- KV caches
@@ -256,15 +292,25 @@ class _StepCache:
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self._n = 0
         self._start = 0
+        # (n, start, end) -> per layer (write k, write v, read k, read v): views of the
+        # buffers, made once (a step makes the same 15 of them for its batch size)
+        self._views: dict[tuple[int, int, int], list[tuple[torch.Tensor, ...]]] = {}
 
     def at(self, n: int, start: int) -> None:
         self._n, self._start = n, start
 
     def update(self, k: torch.Tensor, v: torch.Tensor, layer: int, _kw: Any = None):
-        n, a, b = self._n, self._start, self._start + k.shape[2]
-        self.k[layer][:n, :, a:b] = k
-        self.v[layer][:n, :, a:b] = v
-        return self.k[layer][:n, :, :b], self.v[layer][:n, :, :b]
+        key = (self._n, self._start, self._start + k.shape[2])
+        views = self._views.get(key)
+        if views is None:
+            n, a, b = key
+            views = [(bk[:n, :, a:b], bv[:n, :, a:b], bk[:n, :, :b], bv[:n, :, :b])
+                     for bk, bv in zip(self.k, self.v, strict=True)]
+            self._views[key] = views
+        wk, wv, rk, rv = views[layer]
+        wk.copy_(k)
+        wv.copy_(v)
+        return rk, rv
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -432,11 +478,20 @@ class StepLoop:
             for start, q in [(0, 2), *((i, 1) for i in range(2, self._groups))]:
                 ids = torch.arange(start, start + q, device=self._device).unsqueeze(0)
                 cos, sin = pm.rotary_emb(probe, ids)
-                self._p_rope[start] = (cos.unsqueeze(1), sin.unsqueeze(1))
+                self._p_rope[start] = (cos.unsqueeze(1), _signed_sin(sin).unsqueeze(1))
+        self._init_talker_rope()
         suppress = torch.zeros(self._vocab, dtype=torch.bool, device=self._device)
         suppress[self._vocab - 1024:] = True
         suppress[self._eos] = False
         self._suppress = suppress
+        self._eos_mask = torch.zeros_like(suppress)
+        self._eos_mask[self._eos] = True
+        # the predictor's heads and embeddings as weights (called as functions in the step)
+        pred = self._predictor
+        self._p_heads = [head.weight for head in pred.lm_head]
+        self._p_embeds = [e.weight for e in pred.get_input_embeddings()]
+        proj = pred.small_to_mtp_projection
+        self._p_proj = None if isinstance(proj, torch.nn.Identity) else (proj.weight, proj.bias)
         with torch.inference_mode():
             ids = torch.tensor([[self._model.config.tts_bos_token_id,
                                  self._model.config.tts_eos_token_id,
@@ -701,8 +756,7 @@ class StepLoop:
         self._c_rep[row] = s.subtalker_repetition_penalty
         # prefill into the slot: positions 0..t-1, exactly as the talker's first forward
         self._cache.prefill(row, t)
-        pos = torch.arange(t, device=self._device, dtype=torch.float32).view(1, 1, -1).expand(3, 1, -1)
-        hidden = self._talker_layers(embed, pos, None)
+        hidden = self._talker_layers(embed, torch.arange(t, device=self._device), None, prefill=True)
         logits = self._talker.codec_head(hidden)[:, -1, :]
         self._rows.append(slot)
         self._past_hidden[row] = hidden[0, -1:]
@@ -717,15 +771,54 @@ class StepLoop:
             job.tracked = True
 
     # ------------------------------------------------------------------ model pieces
-    def _talker_layers(self, embeds: torch.Tensor, position_ids: torch.Tensor,
-                       mask: torch.Tensor | None) -> torch.Tensor:
+    def _init_talker_rope(self) -> None:
+        """The talker's rotary tables for every cache position, computed once by its own
+        rotary module (each entry is one product inv_freq * position, so a table row equals
+        what the module gives for that position) and combined per M-RoPE section as
+        `apply_multimodal_rotary_pos_emb` does; the talker then runs as lean layers. The
+        interleaved M-RoPE layout and non-default rope types keep the module path."""
         m = self._talker.model
-        cos_sin = m.rotary_emb(embeds, position_ids)
+        rs = getattr(self._tc, "rope_scaling", None) or {}
+        self._t_layers: list[_LeanDecoderLayer] | None = None
+        if rs.get("interleaved") or rs.get("rope_type", "default") != "default" or "mrope_section" not in rs:
+            return
+        with torch.inference_mode():
+            probe = torch.zeros(1, 1, 1, dtype=self._dtype, device=self._device)
+            ids = torch.arange(self._context, device=self._device, dtype=torch.float32)
+            cos, sin = m.rotary_emb(probe, ids.view(1, 1, -1).expand(3, 1, -1))
+            section = list(rs["mrope_section"]) * 2
+            cos = torch.cat([c[i % 3] for i, c in enumerate(cos.split(section, dim=-1))], dim=-1)
+            sin = torch.cat([c[i % 3] for i, c in enumerate(sin.split(section, dim=-1))], dim=-1)
+        self._t_cos, self._t_sin = cos[0], _signed_sin(sin[0])  # (context, head_dim)
+        self._t_layers = [_LeanDecoderLayer(layer, i) for i, layer in enumerate(m.layers)]
+        self._t_norm = m.norm
+
+    def _talker_layers(self, embeds: torch.Tensor, positions: torch.Tensor,
+                       mask: torch.Tensor | None, *, prefill: bool) -> torch.Tensor:
+        """The talker's decoder over `embeds` (B, T, D) at `positions`: (T,) for one slot's
+        prefill, (B,) for a decode step (one position per row)."""
+        if self._t_layers is None:
+            m = self._talker.model
+            ids = positions.to(torch.float32)
+            ids = ids.view(1, 1, -1) if prefill else ids.view(1, -1, 1)
+            ids = ids.expand(3, *ids.shape[1:])
+            cos_sin = m.rotary_emb(embeds, ids)
+            h = embeds
+            for layer in m.layers:
+                h = layer(h, attention_mask=mask, position_ids=ids[0],
+                          past_key_values=self._cache, position_embeddings=cos_sin)[0]
+            return m.norm(h)
+        hd = self._t_cos.shape[-1]
+        shape = (1, 1, -1, hd) if prefill else (-1, 1, 1, hd)
+        cos, sin = self._t_cos[positions].view(shape), self._t_sin[positions].view(shape)
         h = embeds
-        for layer in m.layers:
-            h = layer(h, attention_mask=mask, position_ids=position_ids[0],
-                      past_key_values=self._cache, position_embeddings=cos_sin)[0]
-        return m.norm(h)
+        for layer in self._t_layers:
+            h = layer(h, cos, sin, self._cache, mask)
+        return _rms_norm(h, self._t_norm.weight, self._t_norm.variance_epsilon)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """The predictor's `small_to_mtp_projection` (identity when the sizes match)."""
+        return x if self._p_proj is None else torch.nn.functional.linear(x, *self._p_proj)
 
     def _predictor_layers(self, embeds: torch.Tensor, start: int) -> torch.Tensor:
         n = embeds.shape[0]
@@ -756,14 +849,16 @@ class StepLoop:
         scores = _repetition_penalty(scores, self._seen[rows], self._t_rep[rows])
         below = torch.tensor([k < s.min_frames for k, s in zip(new_tokens, slots, strict=True)],
                              device=self._device)
-        eos_mask = torch.zeros_like(self._suppress)
-        eos_mask[self._eos] = True
-        scores = torch.where(below.unsqueeze(1) & eos_mask, _NEG_INF, scores)
+        scores = torch.where(below.unsqueeze(1) & self._eos_mask, _NEG_INF, scores)
         scores = torch.where(self._suppress, _NEG_INF, scores)
         if noise is None and any(s.generator is not None for s in slots):
             noise = self._noise(slots, 1, self._vocab)[:, 0]
-        return _sample_rows(scores, self._t_sample[rows], self._t_temp[rows], self._t_topk[rows],
-                            self._t_topp[rows], noise)
+        if noise is None:
+            return scores.argmax(dim=-1)
+        rs = _RowSampling(self._t_sample[rows], self._t_temp[rows], self._t_topk[rows],
+                          self._t_topp[rows], self._vocab,
+                          [s.job.prepared.sampling.do_sample for s in slots])
+        return _sample_rows(scores, rs, noise)
 
     # ------------------------------------------------------------------ one step
     def _step(self) -> None:
@@ -771,35 +866,40 @@ class StepLoop:
         n = len(self._rows)
         slots = list(self._rows)
         rows = slice(0, n)
-        noise = self._noise(slots, self._groups, max(self._vocab, self._cp_vocab))
+        sampled = [s.generator is not None for s in slots]
+        c_noise = self._noise(slots, self._groups - 1, self._cp_vocab) if any(sampled) else None
         # 1. the code predictor: 15 residual codebooks for every slot's pending token
         last = self._last_token[:n]
         last_hidden = self._codec_embed(last.unsqueeze(1))  # (n, 1, D)
         inp = torch.cat((self._past_hidden[:n], last_hidden), dim=1)
-        pred = self._predictor
-        embeds = pred.small_to_mtp_projection(inp)
+        embeds = self._project(inp)
         codes = []
         penalize = any(sl.job.prepared.sampling.subtalker_repetition_penalty != 1.0 for sl in slots)
-        seen = torch.zeros(n, self._cp_vocab, dtype=torch.bool, device=self._device)
-        c_noise_all = noise[:, 1:, :self._cp_vocab] if noise is not None else None
+        seen = torch.zeros(n, self._cp_vocab, dtype=torch.bool, device=self._device) if penalize else None
+        rs = None
+        if c_noise is not None:
+            rs = _RowSampling(self._c_sample[rows], self._c_temp[rows], self._c_topk[rows],
+                              self._c_topp[rows], self._cp_vocab,
+                              [sl.job.prepared.sampling.subtalker_do_sample for sl in slots])
+        linear, embedding = torch.nn.functional.linear, torch.nn.functional.embedding
         for level in range(self._groups - 1):
             h = self._predictor_layers(embeds, 0 if level == 0 else level + 1)
-            scores = pred.lm_head[level](h)[:, -1, :]
+            scores = linear(h, self._p_heads[level])[:, -1, :]
             scores = scores.float() if scores.dtype != torch.float32 else scores
             if penalize:
                 scores = _repetition_penalty(scores, seen, self._c_rep[rows])
-            c_noise = c_noise_all[:, level] if c_noise_all is not None else None
-            code = _sample_rows(scores, self._c_sample[rows], self._c_temp[rows],
-                                self._c_topk[rows], self._c_topp[rows], c_noise)
+            if rs is None:
+                code = scores.argmax(dim=-1)
+            else:
+                code = _sample_rows(scores, rs, c_noise[:, level])
             codes.append(code)
             if penalize:
                 seen[torch.arange(n, device=self._device), code] = True
             if level < self._groups - 2:
-                embeds = pred.small_to_mtp_projection(
-                    pred.get_input_embeddings()[level](code.unsqueeze(1)))
+                embeds = self._project(embedding(code.unsqueeze(1), self._p_embeds[level]))
         frame = torch.cat([last.unsqueeze(1), torch.stack(codes, dim=1)], dim=1)  # (n, 16)
         # 2. the talker: sum of the 16 code embeddings + this step's text conditioning
-        hiddens = [last_hidden] + [pred.get_input_embeddings()[i](frame[:, i + 1:i + 2])
+        hiddens = [last_hidden] + [embedding(frame[:, i + 1:i + 2], self._p_embeds[i])
                                    for i in range(self._groups - 1)]
         step_in = torch.cat(hiddens, dim=1).sum(1, keepdim=True)
         text = []
@@ -814,11 +914,10 @@ class StepLoop:
             mask = (torch.arange(kv_len, device=self._device).unsqueeze(0)
                     <= pos.unsqueeze(1)).view(n, 1, 1, kv_len)
         self._cache.decode(n, pos, kv_len)
-        position_ids = pos.to(torch.float32).view(1, n, 1).expand(3, n, 1)
-        hidden = self._talker_layers(step_in, position_ids, mask)
+        hidden = self._talker_layers(step_in, pos, mask, prefill=False)
         logits = self._talker.codec_head(hidden)[:, -1, :]
         new_tokens = [s.job.frames + 1 for s in slots]
-        t_noise = noise[:, 0, :self._vocab] if noise is not None else None
+        t_noise = self._noise(slots, 1, self._vocab)[:, 0] if any(sampled) else None
         token = self._talker_sample(logits, rows, slots, new_tokens, t_noise)
         self._past_hidden[:n] = hidden[:, -1:]
         self._pos[:n] += 1
