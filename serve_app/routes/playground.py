@@ -40,7 +40,9 @@ def _read(name: str) -> str:
 
 def page_config() -> dict:
     svc = service()
+    platform = getattr(svc, "platform", None)  # a TenantService in the ingress
     return {
+        "auth_enabled": bool(platform is None or platform.args.auth_enabled),
         "models": [m for m in MODEL_DEPLOYMENTS if m in svc.deployed_models],
         "languages": ["auto", *catalog.LANGUAGE_CODES],
         "language_names": catalog.LANGUAGE_CODES,

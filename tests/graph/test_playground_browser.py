@@ -21,7 +21,9 @@ pytestmark = pytest.mark.graph
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--autoplay-policy=no-user-gesture-required"]
+                  "--autoplay-policy=no-user-gesture-required",
+                  # a microphone for the record button: Chromium's fake device (a beeping tone)
+                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 TIMEOUT_MS = 180_000  # synthesis on 2 shared CPU cores; every wait is on a condition
 LONG_TEXT = " ".join(f"Sentence {i} of a long text, read aloud by a job in the background."
                      for i in range(10))
@@ -221,4 +223,22 @@ def test_clone_needs_consent_then_plays_and_saves(playground):
     pg.page.click(f"#voices-list button[data-id='{voice_id}']")
     pg.wait_status("^Deleted my clone")
     pg.no_errors_shown()
+    assert pg.console_errors == []
+
+
+def test_records_reference_audio_in_the_browser_and_clones_it(playground):
+    pg = playground.open()
+    pg.page.check("input[name=mode][value=clone]")
+    pg.page.click("#record")
+    pg.page.wait_for_function("window.qttsPlayground.recordedSeconds >= 3")
+    pg.page.click("#record")  # stop
+    pg.page.wait_for_function(
+        "/^Recorded/.test(document.getElementById('record-status').textContent)")
+    pg.page.check("#x-vector-only")  # a beeping tone has no transcript
+    pg.page.check("#consent")
+    pg.page.select_option("#format", "wav")
+    pg.page.click("#synthesize")
+    pg.wait_status("^Done")
+    assert pg.wait_played() > 0
+    pg.shot("recorded-clone")
     assert pg.console_errors == []

@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 // What the tests (and a curious user, in the console) can read about the last result.
 const state = window.qttsPlayground = {
   ttfaMs: null, streamedSeconds: 0, resultSeconds: 0, lastError: null, jobProgress: 0,
+  recordedSeconds: 0,
   savedVoices: [],
 };
 
@@ -324,7 +325,7 @@ async function refreshVoices(select) {
   const list = $('voices-list');
   list.textContent = '';
   state.savedVoices = [];
-  if (!apiKey()) { list.appendChild(item('Save an API key to see and make saved voices.')); return; }
+  if (!apiKey() && CONFIG.auth_enabled) { list.appendChild(item('Save an API key to see and make saved voices.')); return; }
   const saved = (await (await call('/v1/voices')).json()).data;
   state.savedVoices = saved.map((v) => v.id);
   if (!saved.length) list.appendChild(item('No saved voices yet.'));
@@ -380,7 +381,11 @@ async function toggleRecording() {
   const media = await navigator.mediaDevices.getUserMedia({audio: true});
   const chunks = [];
   recorder = new MediaRecorder(media);
-  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  const begun = performance.now();
+  recorder.ondataavailable = (e) => {
+    if (e.data.size) chunks.push(e.data);
+    state.recordedSeconds = (performance.now() - begun) / 1000;
+  };
   recorder.onstop = () => {
     media.getTracks().forEach((t) => t.stop());
     recorded = new Blob(chunks, {type: recorder.mimeType});
@@ -388,7 +393,8 @@ async function toggleRecording() {
     $('record-status').textContent = 'Recorded ' + Math.round(recorded.size / 1024) + ' KiB.';
     button.textContent = 'Record';
   };
-  recorder.start();
+  state.recordedSeconds = 0;
+  recorder.start(250);  // a chunk every 250 ms: the length so far is known while recording
   button.textContent = 'Stop';
   $('record-status').textContent = 'Recording ...';
 }
@@ -407,7 +413,8 @@ function fillSelect(select, values, labels, chosen) {
 }
 
 function showKeyStatus() {
-  $('key-status').textContent = apiKey() ? 'key saved in this browser' : 'no key saved';
+  $('key-status').textContent = apiKey() ? 'key saved in this browser'
+    : (CONFIG.auth_enabled ? 'no key saved' : 'this server runs without keys');
   $('api-key').value = apiKey();
 }
 
