@@ -68,8 +68,9 @@ def create_http_app() -> FastAPI:
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
         param = ".".join(loc) or "body"
         message = f"{param}: {first.get('msg', 'invalid value')}"
-        if "ctx" in first and first["ctx"]:
-            message += f" ({', '.join(f'{k}={v}' for k, v in first['ctx'].items())})"
+        limits = {k: v for k, v in (first.get("ctx") or {}).items() if k != "error"}
+        if limits:  # e.g. le=4.0; a validator's own error is already the message
+            message += f" ({', '.join(f'{k}={v}' for k, v in limits.items())})"
         return _error_response(request, ApiError(422, "invalid_value", message, param))
 
     @app.exception_handler(StarletteHTTPException)
