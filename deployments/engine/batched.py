@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from deployments.engine.codec import LeanCodecDecoder
 from deployments.engine.types import (
     AudioChunk,
     EngineConfig,
@@ -443,7 +444,8 @@ class StepLoop:
         self._model = tts.model
         self._talker = tts.model.talker
         self._predictor = self._talker.code_predictor
-        self._decoder = tts.model.speech_tokenizer.model.decoder
+        # chunk decoding: the codec decoder with its per-call constants made once (same output)
+        self._decoder = LeanCodecDecoder(tts.model.speech_tokenizer.model.decoder)
         self._sample_rate = sample_rate
         self._spf = samples_per_frame
         self._stats = stats

@@ -315,3 +315,20 @@ def test_streamed_equals_non_streamed_for_one_seed(kind, request):
         assert np.abs(streamed - whole.audio).max() <= 1e-4
         assert chunks[-1].total_frames == whole.frames
         assert chunks[-1].finish_reason is whole.finish_reason
+
+
+def test_lean_codec_decoder_equals_the_stock_decoder(cv_pair):
+    """The batched backend's chunk decoder (constants and attention masks made once) gives
+    the stock decoder's samples, windows shorter and longer than the 72-frame attention
+    window, batched or not."""
+    from deployments.engine.codec import LeanCodecDecoder
+
+    stock = cv_pair.ref.model.model.speech_tokenizer.model.decoder
+    lean = LeanCodecDecoder(stock)
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for batch, frames in ((1, 1), (1, 7), (3, 31), (2, 80)):
+            codes = torch.randint(0, 64, (batch, 16, frames), generator=gen)
+            for _ in range(2):  # the second call reuses the cached masks
+                np.testing.assert_allclose(lean(codes).numpy(), stock(codes).numpy(),
+                                           atol=1e-6, rtol=0)
