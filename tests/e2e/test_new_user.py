@@ -199,6 +199,13 @@ def test_a_model_replica_killed_mid_stream_aborts_raw_audio_ends_sse_with_an_err
 
 
 # ------------------------------------------------------------------------------ stop
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_ctrl_c_stops_the_demo_and_every_process_it_started(demo: Demo):
     """Last test of the module: it stops the shared demo."""
     started = descendants(demo.proc.pid)
@@ -208,8 +215,7 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(demo: Demo):
     assert demo.proc.returncode == 0, demo.output()[-3000:]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        alive = {pid: cmd for pid, cmd in started.items() if Path(f"/proc/{pid}").exists()
-                 and not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"}
+        alive = {pid: cmd for pid, cmd in started.items() if _alive(pid)}
         if not alive:
             break
         time.sleep(0.5)
