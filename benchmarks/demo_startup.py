@@ -7,6 +7,17 @@ port), times the ready banner from process start, sends SIGINT (Ctrl+C) or SIGTE
 the exit (the signal goes to the demo's process group, as a Ctrl+C in its terminal).
 By default the tiny checkpoints come from the usual cache (built once, ~25 s);
 `--fresh-models` builds them inside the run, as on a brand-new machine.
+
+Figures on the 2-core dev box (shared: the load average is part of every figure; checkpoints
+prebuilt unless said):
+- before (6142aba, no .pyc: setup did not compile bytecode and PYTHONDONTWRITEBYTECODE=1
+  here): ready 135.5 s (load 0.7 at start), stop 11.6 s (SIGINT to the driver only);
+  124 s of CPU summed over the demo's processes at ready (each model replica 21 s, the
+  driver 13.6 s, AudioProcessor 11 s, ingress 9.6 s). Issue 8: 128 s / 40-50 s (Ctrl+C).
+- after: 52 s of CPU at ready (model replicas 9 s each, driver 5, AudioProcessor 4.8, ingress
+  3.1, Serve controller 3.4, proxy 1.9, Ray's daemons ~6). Ready 35.9 s at load 1.9, 61-110 s
+  at load 5-22; stop 1.3-2.9 s after Ctrl+C (SIGINT to the process group). From a fresh HOME
+  (checkpoints built first), tests/e2e: ready 32.2-47.6 s at moderate load, 103 s at load ~20.
 """
 
 from __future__ import annotations
