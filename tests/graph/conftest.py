@@ -6,6 +6,7 @@ talk to it over real HTTP (httpx, the openai SDK) and through the real handle AP
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -113,32 +114,41 @@ def http(graph: Graph) -> Iterator[httpx.Client]:
 
 #: A second, small application on the shared Ray (CustomVoice, AudioProcessor, ingress), for
 #: tests that must change settings or kill a replica without disturbing the main graph.
-EDGE_APP, EDGE_PREFIX = "edge", "/edge"
+EDGE_APP = "edge"
 #: The networks the edge app trusts for keyless seed calls (the tests call from loopback).
 EDGE_TRUSTED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
 
-@pytest.fixture(scope="session")
-def edge_app(graph: Graph) -> Iterator[str]:
+@contextlib.contextmanager
+def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) -> Iterator[str]:
+    """A CustomVoice-only copy of the CPU profile served under /<name> on the shared Ray
+    (`updates`: AppArgs sections to replace, e.g. platform=...); deleted on exit."""
     from ray import serve
 
     from serve_app.builder import build_graph
     from serve_app.profiles import load_profile
 
     profile = load_profile(CPU_PROFILE)
-    args = profile.args.model_copy(update={
-        "voice_design": None, "voice_clone": None,
-        "platform": profile.args.platform.model_copy(
-            update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
-        "ingress": profile.args.ingress.model_copy(update={"cache_enabled": False}),
-    })
+    args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, **updates})
     small = {"ray_actor_options": {"num_cpus": 0.1}}
     overrides = {"CustomVoice": {**profile.overrides["CustomVoice"],
                                  "ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}},
                  "AudioProcessor": {"num_replicas": 1, **small},
-                 "TTSIngress": {"num_replicas": 1, **small}}
-    serve.run(build_graph(args, overrides), name=EDGE_APP, route_prefix=EDGE_PREFIX)
+                 "TTSIngress": {"num_replicas": ingress_replicas, **small}}
+    serve.run(build_graph(args, overrides), name=name, route_prefix=f"/{name}")
     try:
-        yield graph.base_url + EDGE_PREFIX
+        yield f"{graph.base_url}/{name}"
     finally:
-        serve.delete(EDGE_APP)
+        serve.delete(name)
+
+
+@pytest.fixture(scope="session")
+def edge_app(graph: Graph) -> Iterator[str]:
+    from serve_app.profiles import load_profile
+
+    defaults = load_profile(CPU_PROFILE).args
+    with small_app(graph, EDGE_APP,
+                   platform=defaults.platform.model_copy(
+                       update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
+                   ingress=defaults.ingress.model_copy(update={"cache_enabled": False})) as url:
+        yield url

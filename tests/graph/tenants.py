@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 
@@ -14,3 +16,13 @@ def create_tenant_key(base_url: str, admin_token: str, name: str, **limits) -> s
         r = client.post(f"/admin/tenants/{name}/keys", json={"name": "tests"})
         assert r.status_code == 201, r.text
         return r.json()["key"]
+
+
+def unique_name(prefix: str) -> str:
+    """A tenant or voice name no other test (or earlier run on the same database) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def as_tenant(graph, key: str) -> httpx.Client:
+    """An HTTP client of the graph that calls with `key`."""
+    return graph.client(headers={"Authorization": f"Bearer {key}"})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ import ray
 from ray import serve
 
 from tests.graph.conftest import EDGE_APP
-from tests.graph.tenants import create_tenant_key
+from tests.graph.tenants import create_tenant_key, unique_name
 
 #: Long enough to be cut short: ~40 s of audio, EOS ignored until then (a benchmarking aid).
 LONG = {"model": "tts-1", "voice": "vivian", "input": "A long stream.", "response_format": "pcm",
@@ -67,7 +66,7 @@ class _Stream(threading.Thread):
 
 @pytest.mark.timeout(600)
 def test_a_replica_lost_mid_stream_fails_visibly_then_sheds_load_then_serves_again(graph, edge_app):
-    key = create_tenant_key(graph.base_url, graph.admin_token, f"loss-{uuid.uuid4().hex[:6]}")
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("loss"))
     worker = httpx.Client(base_url=edge_app, timeout=120, headers={"Authorization": f"Bearer {key}"})
     assert worker.post("/api/tts/synthesize", json={"text": "Warm.", "seed": 1}).status_code == 200
     raw = _Stream(edge_app, key, {**LONG, "stream_format": "audio"})

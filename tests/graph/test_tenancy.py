@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,31 +17,24 @@ import soundfile as sf
 from ray import serve
 
 from serve_app.protocol.native import CustomVoiceInput
-from tests.graph.tenants import create_tenant_key
+from tests.graph.conftest import small_app
+from tests.graph.tenants import as_tenant, create_tenant_key, unique_name
 from tests.samples import wav_bytes
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
 def tenant_a(graph) -> str:
-    return create_tenant_key(graph.base_url, graph.admin_token, _name("a"))
+    return create_tenant_key(graph.base_url, graph.admin_token, unique_name("a"))
 
 
 @pytest.fixture(scope="module")
 def tenant_b(graph) -> str:
-    return create_tenant_key(graph.base_url, graph.admin_token, _name("b"))
-
-
-def _client(graph, key: str) -> httpx.Client:
-    return graph.client(headers={"Authorization": f"Bearer {key}"})
+    return create_tenant_key(graph.base_url, graph.admin_token, unique_name("b"))
 
 
 @pytest.fixture(scope="module")
 def saved_voice(graph, tenant_a) -> str:
-    with _client(graph, tenant_a) as client:
+    with as_tenant(graph, tenant_a) as client:
         r = client.post("/v1/voices", data={"name": "narrator", "consent": "true",
                                             "x_vector_only": "true"},
                         files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
@@ -69,7 +61,7 @@ def test_synthesis_without_a_valid_key_is_401_and_public_routes_stay_open(graph)
 
 
 def test_x_api_key_header_works_and_responses_carry_rate_limit_headers(graph):
-    key = create_tenant_key(graph.base_url, graph.admin_token, _name("hdr"),
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("hdr"),
                             requests_per_minute=100, characters_per_period=100_000)
     with graph.client(headers={"X-API-Key": key}) as client:
         r = client.post("/api/tts/synthesize", json={"text": "Headers.", "speaker": "Ryan"})
@@ -80,9 +72,9 @@ def test_x_api_key_header_works_and_responses_carry_rate_limit_headers(graph):
 
 
 def test_requests_per_minute_exceeded_is_429_with_retry_after(graph):
-    key = create_tenant_key(graph.base_url, graph.admin_token, _name("rpm"),
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("rpm"),
                             requests_per_minute=2)
-    with _client(graph, key) as client:
+    with as_tenant(graph, key) as client:
         codes = [client.post("/api/tts/synthesize", json={"text": "Limit.", "speaker": "Ryan"})
                  for _ in range(3)]
     assert [r.status_code for r in codes] == [200, 200, 429]
@@ -93,9 +85,9 @@ def test_requests_per_minute_exceeded_is_429_with_retry_after(graph):
 
 
 def test_a_job_over_the_per_minute_limit_is_refused_at_submission(graph):
-    key = create_tenant_key(graph.base_url, graph.admin_token, _name("jobrpm"),
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("jobrpm"),
                             requests_per_minute=2)
-    with _client(graph, key) as client:
+    with as_tenant(graph, key) as client:
         codes = [client.post("/v1/jobs", json={"input": "Queued.", "voice": "alloy",
                                                "max_new_tokens": 4})
                  for _ in range(3)]
@@ -107,7 +99,7 @@ def test_a_job_over_the_per_minute_limit_is_refused_at_submission(graph):
 
 # ------------------------------------------------------------------------------ usage
 def test_n_concurrent_requests_give_exactly_n_usage_records_matching_the_responses(graph):
-    key = create_tenant_key(graph.base_url, graph.admin_token, _name("usage"))
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("usage"))
     texts = [f"Usage number {i} is counted once." for i in range(6)]
 
     async def burst() -> list[httpx.Response]:
@@ -120,7 +112,7 @@ def test_n_concurrent_requests_give_exactly_n_usage_records_matching_the_respons
 
     responses = asyncio.run(burst())
     assert [r.status_code for r in responses] == [200] * 6
-    with _client(graph, key) as client:
+    with as_tenant(graph, key) as client:
         deadline = time.monotonic() + 20
         while True:
             usage = client.get("/v1/usage", params={"period": "month"}).json()
@@ -144,7 +136,7 @@ def test_a_saved_voice_works_through_the_openai_sdk_and_the_seed_api(graph, tena
     by_name = client.audio.speech.create(model="tts-1", voice="narrator", input="By name.",
                                          response_format="wav").content
     assert by_name[:4] == b"RIFF"
-    with _client(graph, tenant_a) as http:
+    with as_tenant(graph, tenant_a) as http:
         r = http.post("/api/tts/synthesize", json={"text": "Seed.", "speaker": saved_voice})
         assert r.status_code == 200 and r.json()["success"] is True
         listed = http.get("/v1/voices").json()["data"]
@@ -152,7 +144,7 @@ def test_a_saved_voice_works_through_the_openai_sdk_and_the_seed_api(graph, tena
 
 
 def test_tenant_b_cannot_list_use_or_delete_tenant_as_voice(graph, tenant_b, saved_voice):
-    with _client(graph, tenant_b) as http:
+    with as_tenant(graph, tenant_b) as http:
         assert http.get("/v1/voices").json()["data"] == []
         assert http.get(f"/v1/voices/{saved_voice}").status_code == 404
         assert http.delete(f"/v1/voices/{saved_voice}").status_code == 404
@@ -166,7 +158,7 @@ def test_tenant_b_cannot_list_use_or_delete_tenant_as_voice(graph, tenant_b, sav
 
 
 def test_clone_voice_requires_consent_and_delete_removes_it(graph, tenant_b):
-    with _client(graph, tenant_b) as http:
+    with as_tenant(graph, tenant_b) as http:
         files = {"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")}
         r = http.post("/v1/voices", data={"name": "x", "x_vector_only": "true",
                                           "consent": "false"}, files=files)
@@ -183,7 +175,7 @@ def test_clone_voice_requires_consent_and_delete_removes_it(graph, tenant_b):
 
 
 def test_a_designed_voice_is_saved_and_speaks(graph, tenant_b):
-    with _client(graph, tenant_b) as http:
+    with as_tenant(graph, tenant_b) as http:
         r = http.post("/v1/voices", json={"name": "bright", "seed": 3,
                                           "description": "A bright, quick young voice."})
         assert r.status_code == 201, r.text
@@ -198,7 +190,7 @@ def test_a_designed_voice_is_saved_and_speaks(graph, tenant_b):
 def test_a_long_job_completes_and_its_audio_downloads(graph, tenant_a, tenant_b):
     text = " ".join(f"This is sentence number {i} of a long job, split at its end." for i in
                     range(12))  # > 2 x segment_chars: three segments, joined
-    with _client(graph, tenant_a) as http:
+    with as_tenant(graph, tenant_a) as http:
         r = http.post("/v1/jobs", json={"input": text, "voice": "alloy", "seed": 4,
                                         "max_new_tokens": 16, "response_format": "wav"})
         assert r.status_code == 202, r.text
@@ -216,14 +208,14 @@ def test_a_long_job_completes_and_its_audio_downloads(graph, tenant_a, tenant_b)
         assert abs(len(data) / rate - job["audio_seconds"]) < 0.01
         usage = http.get("/v1/usage").json()
         assert usage["by_model"].get("CustomVoice", {}).get("characters", 0) >= len(text) - 5
-    with _client(graph, tenant_b) as other:
+    with as_tenant(graph, tenant_b) as other:
         assert other.get(f"/v1/jobs/{job['id']}").status_code == 404
         assert other.get(f"/v1/jobs/{job['id']}/audio").status_code == 404
         assert all(j["id"] != job["id"] for j in other.get("/v1/jobs").json()["data"])
 
 
 def test_usage_is_per_tenant_and_admin_reads_any(graph, tenant_a, tenant_b):
-    with _client(graph, tenant_b) as http:
+    with as_tenant(graph, tenant_b) as http:
         mine = http.get("/v1/usage").json()
     with graph.client(headers={"Authorization": f"Bearer {graph.admin_token}"}) as admin:
         tenants = {t["name"]: t["id"] for t in admin.get("/admin/tenants").json()["tenants"]}
@@ -248,33 +240,21 @@ def test_handle_callers_act_as_the_trusted_handle_tenant(graph):
 
 
 # ----------------------------------------------------------------------- two replicas
-APP, PREFIX = "tenancy2", "/tenancy2"
+APP = "tenancy2"
 
 
 @pytest.fixture(scope="module")
 def two_ingress_replicas(graph) -> Iterator[str]:
     if not graph.redis:
         pytest.skip("limits across replicas need the local Redis")
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
-
-    profile = load_profile(Path(__file__).resolve().parents[2] / "configs" / "cpu-tiny.yaml")
-    args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None})
-    small = {"ray_actor_options": {"num_cpus": 0.1}}
-    overrides = {"CustomVoice": {**profile.overrides["CustomVoice"], **small},
-                 "AudioProcessor": {"num_replicas": 1, **small},
-                 "TTSIngress": {"num_replicas": 2, **small}}
-    serve.run(build_graph(args, overrides), name=APP, route_prefix=PREFIX)
-    try:
-        yield graph.base_url + PREFIX
-    finally:
-        serve.delete(APP)
+    with small_app(graph, APP, ingress_replicas=2) as url:
+        yield url
 
 
 def test_limits_hold_across_two_ingress_replicas(graph, two_ingress_replicas):
     running = serve.status().applications[APP].deployments["TTSIngress"].replica_states
     assert running.get("RUNNING") == 2
-    key = create_tenant_key(graph.base_url, graph.admin_token, _name("two"),
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("two"),
                             requests_per_minute=4)
 
     async def burst() -> list[int]:

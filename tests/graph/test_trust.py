@@ -17,29 +17,21 @@ import openai
 import pytest
 import soundfile as sf
 
-from tests.graph.tenants import create_tenant_key
+from tests.graph.tenants import as_tenant, create_tenant_key, unique_name
 from tests.samples import wav_bytes
 
 #: What must never reach a client: Ray's remote traceback and what it carries.
 INTERNALS = re.compile(r"Traceback|\x1b\[|pid=|actor_id|ray::|ServeReplica|\.py\b|/work/|ip=")
 
 
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
 @pytest.fixture(scope="module")
 def key_a(graph) -> str:
-    return create_tenant_key(graph.base_url, graph.admin_token, _name("trust-a"))
+    return create_tenant_key(graph.base_url, graph.admin_token, unique_name("trust-a"))
 
 
 @pytest.fixture(scope="module")
 def key_b(graph) -> str:
-    return create_tenant_key(graph.base_url, graph.admin_token, _name("trust-b"))
-
-
-def _client(graph, key: str) -> httpx.Client:
-    return graph.client(headers={"Authorization": f"Bearer {key}"})
+    return create_tenant_key(graph.base_url, graph.admin_token, unique_name("trust-b"))
 
 
 def _sse(raw: str) -> list[dict]:
@@ -60,8 +52,8 @@ def _assert_clean_error(r: httpx.Response, status: int | tuple[int, ...], param:
 @pytest.fixture(scope="module")
 def narrator(graph, key_a) -> tuple[str, str]:
     """Tenant A's saved voice: (id, name)."""
-    name = _name("narrator")
-    with _client(graph, key_a) as http:
+    name = unique_name("narrator")
+    with as_tenant(graph, key_a) as http:
         r = http.post("/v1/voices", data={"name": name, "consent": "true", "x_vector_only": "true"},
                       files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
     assert r.status_code == 201, r.text
@@ -83,7 +75,7 @@ def test_a_saved_voice_streams_as_chunked_audio_through_the_openai_sdk(graph, ke
 
 
 def test_a_saved_voice_streams_as_sse_and_is_metered_as_voice_clone(graph, key_a, narrator):
-    with _client(graph, key_a) as http:
+    with as_tenant(graph, key_a) as http:
         before = http.get("/v1/usage", params={"period": "day"}).json()
         r = http.post("/v1/audio/speech", json={"model": "tts-1", "voice": narrator[0],
                                                 "input": "Events.", "response_format": "pcm",
@@ -104,7 +96,7 @@ def test_a_saved_voice_streams_as_sse_and_is_metered_as_voice_clone(graph, key_a
 # --------------------------------------------------------------- 3. a cache per tenant
 def test_the_result_cache_never_serves_one_tenant_anothers_audio(graph, key_a, key_b):
     body = {"text": f"Private words {uuid.uuid4().hex[:8]}.", "speaker": "Ryan", "seed": 11}
-    with _client(graph, key_a) as a, _client(graph, key_b) as b:
+    with as_tenant(graph, key_a) as a, as_tenant(graph, key_b) as b:
         first = a.post("/api/tts/synthesize", json=body).json()
         assert first["success"] is True and first["audio_url"], first
         assert a.get(first["audio_url"]).status_code == 200  # the owner can fetch it
@@ -133,24 +125,24 @@ MALFORMED = [
 def test_malformed_uploads_get_a_clean_4xx_on_clone_and_saved_voices(graph, key_a, index):
     data = MALFORMED[index]
     data_url = "data:audio/wav;base64," + base64.b64encode(data).decode()
-    with _client(graph, key_a) as http:
+    with as_tenant(graph, key_a) as http:
         for r in (
             http.post("/v1/audio/clone", data={"input": "Hi.", "x_vector_only": "true"},
                       files={"reference_audio": ("x.wav", data, "audio/wav")}),
             http.post("/v1/audio/clone", json={"input": "Hi.", "x_vector_only": True,
                                                "reference_audio": data_url}),
-            http.post("/v1/voices", data={"name": _name("bad"), "consent": "true",
+            http.post("/v1/voices", data={"name": unique_name("bad"), "consent": "true",
                                           "x_vector_only": "true"},
                       files={"reference_audio": ("x.wav", data, "audio/wav")}),
-            http.post("/v1/voices", json={"name": _name("bad"), "consent": True,
+            http.post("/v1/voices", json={"name": unique_name("bad"), "consent": True,
                                           "x_vector_only": True, "reference_audio": data_url}),
         ):
             _assert_clean_error(r, (413, 415, 422))
 
 
 def test_designing_a_voice_from_a_blank_sample_is_a_clean_422(graph, key_a):
-    with _client(graph, key_a) as http:
-        r = http.post("/v1/voices", json={"name": _name("blank"), "description": "Warm.",
+    with as_tenant(graph, key_a) as http:
+        r = http.post("/v1/voices", json={"name": unique_name("blank"), "description": "Warm.",
                                           "sample_text": "   \n\t "})
         _assert_clean_error(r, 422, "sample_text")
 
@@ -191,7 +183,7 @@ def test_instructions_and_descriptions_longer_than_the_limit_are_refused(http):
         ("/v1/audio/design", {"input": "Hi.", "description": long}, "description"),
         ("/v1/jobs", {"input": "Hi.", "voice": "alloy", "instructions": long}, "instructions"),
         ("/v1/jobs", {"input": "Hi.", "model": "VoiceDesign", "description": long}, "description"),
-        ("/v1/voices", {"name": _name("long"), "description": long}, "description"),
+        ("/v1/voices", {"name": unique_name("long"), "description": long}, "description"),
     ]
     for path, body, param in cases:
         error = _assert_clean_error(http.post(path, json=body), 422, param)
