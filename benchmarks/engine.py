@@ -8,16 +8,33 @@ its audio seconds; < 1 is faster than real time).
 
     .venv/bin/python benchmarks/engine.py                      # 1, 4, 16, 64 streams, 50 frames
     .venv/bin/python benchmarks/engine.py --concurrency 1 16 --frames 40
+    .venv/bin/python benchmarks/engine.py --http               # the same through the HTTP graph
+
+`--http`: the same table through the whole serve graph (proxy -> ingress -> CustomVoice,
+POST /v1/audio/speech with stream_format "audio", pcm, `min_frames`/`max_new_tokens` in the
+body) on a fresh local Ray (8 logical CPUs, no dashboard, platform auth off, data in a temp
+dir). The CPU profile (configs/cpu-tiny.yaml, CustomVoice only) is deployed once with
+engine.backend reference and once with batched, one after the other in the same run. TTFA is
+measured to the first audio bytes the client reads; RTF per stream = wall seconds of the
+stream / its audio seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -64,10 +81,130 @@ def run(engine: TTSEngine, n: int, frames: int, chunking: StreamChunking) -> dic
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    return _summary(ttfa, spans, audio_s, wall)
+
+
+def _summary(ttfa: list[float], spans: list[float], audio_s: list[float], wall: float) -> dict:
     rtf = [s / a for s, a in zip(spans, audio_s, strict=True) if a > 0]
     return {"audio_s_per_s": sum(audio_s) / wall, "ttfa_p50": float(np.percentile(ttfa, 50)),
-            "ttfa_p95": float(np.percentile(ttfa, 95)), "rtf_p50": float(np.median(rtf)),
+            "ttfa_p95": float(np.percentile(ttfa, 95)),
+            "rtf_p50": float(np.median(rtf)) if rtf else float("nan"),
             "wall": wall, "audio": sum(audio_s)}
+
+
+def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000) -> dict:
+    """`run` through HTTP: n concurrent streaming pcm requests, started at once."""
+    import httpx
+
+    ttfa, spans, audio_s = [0.0] * n, [0.0] * n, [0.0] * n
+    start = threading.Barrier(n + 1)
+    errors: list[str] = []
+
+    def one(i: int) -> None:
+        body = {"model": "tts-1", "input": TEXT, "voice": SPEAKERS[i % len(SPEAKERS)], "seed": i,
+                "response_format": "pcm", "stream_format": "audio",
+                "max_new_tokens": frames + 1, "min_frames": frames}
+        with httpx.Client(base_url=base_url, timeout=600) as client:
+            start.wait()
+            t0 = time.perf_counter()
+            first = None
+            size = 0
+            with client.stream("POST", "/v1/audio/speech", json=body) as r:
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.read()[:200]!r}")
+                for piece in r.iter_raw():
+                    if piece and first is None:
+                        first = time.perf_counter() - t0
+                    size += len(piece)
+        spans[i] = time.perf_counter() - t0
+        ttfa[i] = first if first is not None else spans[i]
+        audio_s[i] = size / 2 / sample_rate
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        print(f"  {len(errors)} of {n} requests failed, e.g. {errors[0]}")
+    return _summary(ttfa, spans, audio_s, wall)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_main(args: argparse.Namespace) -> None:
+    """The HTTP table: the CPU profile deployed with each backend in turn on one local Ray."""
+    root = default_tiny_models_dir()
+    ensure_tiny_models(root)
+    os.environ["QTTS_TINY_MODELS_DIR"] = str(root)
+    os.environ["AUTH_ENABLED"] = "false"  # platform keys off (read here and in the replicas)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["QTTS_DATA_DIR"] = tempfile.mkdtemp(prefix="qtts-bench-")
+    import ray
+    from ray import serve
+
+    from serve_app.builder import build_graph
+    from serve_app.profiles import load_profile
+
+    profile = load_profile(REPO / "configs" / "cpu-tiny.yaml")
+    slots = max(args.concurrency)
+    port = _free_port()
+    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    base_url = f"http://127.0.0.1:{port}"
+    print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores), "
+          f"{args.frames} frames per request ({args.frames * 0.08:.1f} s), streaming pcm, "
+          f"chunks as the profile ({profile.args.custom_voice.streaming})")
+    print(f"{'streams':>7} | {'backend':>9} | {'audio-s/s':>9} | {'TTFA p50':>9} | "
+          f"{'TTFA p95':>9} | {'RTF/stream':>10} | {'wall s':>7}")
+    rows: dict = {}
+    try:
+        for backend in ("reference", "batched"):
+            cv = profile.args.custom_voice
+            engine = cv.engine.model_copy(update={
+                "backend": backend, "max_slots": slots, "max_waiting": slots,
+                "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
+            app_args = profile.args.model_copy(update={
+                "custom_voice": cv.model_copy(update={"engine": engine}),
+                "voice_design": None, "voice_clone": None})
+            overrides = {k: dict(v) for k, v in profile.overrides.items()}
+            overrides.setdefault("CustomVoice", {})["max_ongoing_requests"] = 2 * slots
+            overrides["CustomVoice"]["max_queued_requests"] = 4 * slots
+            t0 = time.perf_counter()
+            serve.run(build_graph(app_args, overrides), name=profile.app_name,
+                      route_prefix=profile.route_prefix)
+            http_run(base_url, 1, 4)  # warm the path
+            print(f"{'':>7}   ({backend}: graph up and warm in {time.perf_counter() - t0:.0f} s)")
+            for n in args.concurrency:
+                if backend == "reference" and n > args.reference_max:
+                    print(f"{n:>7} | {backend:>9} | {'skipped (--reference-max)':>56}")
+                    continue
+                r = http_run(base_url, n, args.frames)
+                rows[(n, backend)] = r
+                _print_row(n, backend, r)
+            serve.delete(profile.app_name)
+        for n in args.concurrency:
+            if (n, "reference") in rows and (n, "batched") in rows:
+                a, b = rows[(n, "reference")], rows[(n, "batched")]
+                print(f"{n:>7}   batched / reference: throughput "
+                      f"x{b['audio_s_per_s'] / a['audio_s_per_s']:.1f}, "
+                      f"RTF x{b['rtf_p50'] / a['rtf_p50']:.2f}")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _print_row(n: int, name: str, r: dict) -> None:
+    print(f"{n:>7} | {name:>9} | {r['audio_s_per_s']:9.2f} | {r['ttfa_p50'] * 1000:7.0f}ms"
+          f" | {r['ttfa_p95'] * 1000:7.0f}ms | {r['rtf_p50']:10.3f} | {r['wall']:7.2f}", flush=True)
 
 
 def main() -> None:
@@ -81,7 +218,14 @@ def main() -> None:
     ap.add_argument("--reference-max", type=int, default=16,
                     help="skip the reference backend above this concurrency (it serialises "
                     "streams: 64 x 50 frames takes minutes)")
+    ap.add_argument("--http", action="store_true",
+                    help="through the HTTP graph (CPU profile, tiny CustomVoice) instead")
     args = ap.parse_args()
+    if args.http:
+        if args.concurrency == [1, 4, 16, 64]:
+            args.concurrency = [1, 4, 16]
+        http_main(args)
+        return
     torch.set_num_threads(args.threads)
     model = args.model
     if model is None:
@@ -108,10 +252,14 @@ def main() -> None:
             if name == "reference" and n > args.reference_max:
                 print(f"{n:>7} | {name:>9} | {'skipped (--reference-max)':>56}")
                 continue
+            if name == "batched" and n > 1:
+                # warm the kernels of this batch size first (oneDNN builds a primitive per new
+                # shape: ~100 ms for the first chunk decode of 14 streams), as a running
+                # server has; 32 frames reach the longest chunk window (25 + 6)
+                run(engine, n, min(args.frames, 32), chunking)
             r = run(engine, n, args.frames, chunking)
             rows[(n, name)] = r
-            print(f"{n:>7} | {name:>9} | {r['audio_s_per_s']:9.2f} | {r['ttfa_p50'] * 1000:7.0f}ms"
-                  f" | {r['ttfa_p95'] * 1000:7.0f}ms | {r['rtf_p50']:10.3f} | {r['wall']:7.2f}")
+            _print_row(n, name, r)
         if (n, "reference") in rows and (n, "batched") in rows:
             a, b = rows[(n, "reference")], rows[(n, "batched")]
             print(f"{'':>7}   batched / reference: throughput x{b['audio_s_per_s'] / a['audio_s_per_s']:.1f}"

@@ -24,9 +24,12 @@ slots are kept packed in rows 0..n-1 (a leaving slot's row is filled by the last
 batched cache reads are views, not gathers.
 
 Streaming requests get PCM chunks as their frames arrive; the chunks due in a step are decoded
-together (grouped by window length) with the same left-context scheme as
-`streaming.IncrementalDecoder`. Non-streaming requests are decoded once, at the end, exactly
-as qwen-tts decodes them.
+together (grouped by chunk length and decoder context), on a second thread, by the codec
+decoder run with per-stream state (`codec.StatefulCodecDecoder`: each chunk decodes only its
+new frames; the samples are the whole-utterance decode's up to float rounding), which was
+measured 2x (1 stream) to 7x (16 streams) cheaper than re-decoding 25 frames of left context
+per chunk (`StepLoop.stateful_codec = False` keeps that scheme, the reference backend's).
+Non-streaming requests are decoded once, at the end, exactly as qwen-tts decodes them.
 
 The layers are qwen-tts's own modules (their forward is called with a slot cache standing in
 for HF's cache), so the arithmetic is the package's; the generation loop, cache and sampling
@@ -50,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deployments.engine.codec import LeanCodecDecoder
+from deployments.engine.codec import CodecState, StatefulCodecDecoder
 from deployments.engine.types import (
     AudioChunk,
     EngineConfig,
@@ -379,6 +382,7 @@ class _Slot:
     chunks: int = 0  # chunks emitted
     tail: np.ndarray | None = None  # audio of the last chunk, sent with final=True
     peak_batch: int = 0  # most slots that stepped together with this one
+    codec: CodecState | None = None  # the stream's decoder state (codec thread only)
     text_tokens: int = 0
 
 
@@ -436,6 +440,9 @@ class StepLoop:
     """See the module docstring. Thread-safe `submit`; everything else runs on the loop
     thread."""
 
+    #: decode streams with the codec's own state (True) or behind left-context windows
+    stateful_codec = True
+
     def __init__(self, tts: Any, config: EngineConfig, *, sample_rate: int,
                  samples_per_frame: int, stats: StreamStats,
                  observer: StepObserver | None = None) -> None:
@@ -444,8 +451,10 @@ class StepLoop:
         self._model = tts.model
         self._talker = tts.model.talker
         self._predictor = self._talker.code_predictor
-        # chunk decoding: the codec decoder with its per-call constants made once (same output)
-        self._decoder = LeanCodecDecoder(tts.model.speech_tokenizer.model.decoder)
+        # chunk decoding: the codec decoder with its per-call constants made once (same
+        # output), run with per-stream state (only new frames are decoded) unless
+        # `stateful_codec` is off (then left-context windows, as the reference backend)
+        self._decoder = StatefulCodecDecoder(tts.model.speech_tokenizer.model.decoder)
         self._sample_rate = sample_rate
         self._spf = samples_per_frame
         self._stats = stats
@@ -978,7 +987,10 @@ class StepLoop:
                 history = s.codes if s.prefix is None else [*s.prefix, *s.codes]
                 offset = len(history) - len(s.codes)
                 start = offset + s.emitted
-                ctx = min(ch.left_context_frames, start)
+                if self.stateful_codec:  # new frames only (an ICL prefix goes in first)
+                    ctx = offset if s.emitted == 0 else 0
+                else:
+                    ctx = min(ch.left_context_frames, start)
                 window = torch.stack(history[start - ctx:], dim=0)
                 due.append((s, window, ctx, i in done))
                 s.emitted = len(s.codes)
@@ -988,13 +1000,21 @@ class StepLoop:
     def _deliver(self, due: list, leaving: list[tuple[_Slot, FinishReason]]) -> None:
         """Codec thread: decode the due chunks batched by window length, emit them, then
         finish the jobs that left the loop this step."""
-        groups: dict[int, list[tuple[_Slot, torch.Tensor, int, bool]]] = {}
+        groups: dict[tuple[int, int], list[tuple[_Slot, torch.Tensor, int, bool]]] = {}
         for d in due:
-            groups.setdefault(d[1].shape[0], []).append(d)
+            s = d[0]
+            if self.stateful_codec and s.codec is None:
+                s.codec = self._decoder.new_state()
+            context = s.codec.context.shape[1] if s.codec is not None else 0
+            groups.setdefault((d[1].shape[0], context), []).append(d)
         for items in groups.values():
             batch = torch.stack([torch.clamp(w, min=0).T for _, w, _, _ in items]).to(self._device)
             try:
-                wav = self._decoder(batch).to(torch.float32).cpu().numpy()
+                if self.stateful_codec:
+                    wav = self._decoder.step(batch, [s.codec for s, _, _, _ in items])
+                else:
+                    wav = self._decoder(batch)
+                wav = wav.to(torch.float32).cpu().numpy()
             except Exception as exc:  # noqa: BLE001
                 for s, _, _, _ in items:
                     s.job.cancel()

@@ -133,3 +133,144 @@ class LeanCodecDecoder:
         for block in self._tail:
             wav = block(wav)
         return wav.clamp(min=-1, max=1)
+
+
+class CodecState:
+    """One stream's decoder state: the last inputs of every causal convolution (zeros before
+    the first frame, as the convolutions' own left padding) and the transformer's last inputs
+    (up to its sliding window minus one). Touched by one thread at a time."""
+
+    def __init__(self, convs: list[torch.Tensor], width: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.convs = convs
+        self.context = torch.zeros(1, 0, width, dtype=dtype, device=device)
+
+
+class StatefulCodecDecoder(LeanCodecDecoder):
+    """The codec decoder run frame-causally with state: `step(codes, states)` decodes only the
+    new frames of each stream and carries every causal convolution's left inputs (and the
+    transposed convolutions' overlap) and the sliding-window transformer's context from one
+    call to the next. The decoder is causal (causal convolutions, a 72-frame attention window),
+    so the samples are those of one whole-utterance decode, up to float rounding (rotary
+    positions count from the context's start instead of the utterance's); left-context
+    decoding instead re-decodes 25 earlier frames per chunk and cuts the attention and
+    receptive field at them."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__(decoder)
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2CausalConvNet as Conv,
+        )
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2CausalTransConvNet as TransConv,
+        )
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2ConvNeXtBlock as ConvNeXt,
+        )
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2DecoderDecoderBlock as Block,
+        )
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+            Qwen3TTSTokenizerV2DecoderDecoderResidualUnit as Residual,
+        )
+        from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import SnakeBeta
+
+        self._specs: list[tuple[int, int]] = []  # (channels, left inputs) per stateful conv
+        self._window = int(decoder.pre_transformer.config.sliding_window) - 1
+        self._width = int(decoder.pre_transformer.config.latent_dim)
+        p = next(decoder.parameters())
+        self._dtype, self._dev = p.dtype, p.device
+
+        def conv(module: torch.nn.Module):
+            c = module.conv
+            if c.stride[0] != 1:
+                raise ValueError("stateful decoding supports stride-1 causal convolutions")
+            pad = int(module.padding)
+            if pad == 0:
+                return lambda x, st: c(x)
+            i = len(self._specs)
+            self._specs.append((c.in_channels, pad))
+
+            def run(x: torch.Tensor, st: list[torch.Tensor]) -> torch.Tensor:
+                x = torch.cat((st[i], x), dim=-1)
+                st[i] = x[..., -pad:]
+                return c(x)
+            return run
+
+        def trans(module: torch.nn.Module):
+            c = module.conv
+            k, r = c.kernel_size[0], c.stride[0]
+            n = -(-k // r) - 1  # earlier inputs that overlap an input's outputs
+            if n == 0:
+                return lambda x, st: c(x)[..., :x.shape[-1] * r]
+            i = len(self._specs)
+            self._specs.append((c.in_channels, n))
+
+            def run(x: torch.Tensor, st: list[torch.Tensor]) -> torch.Tensor:
+                t = x.shape[-1]
+                x = torch.cat((st[i], x), dim=-1)
+                st[i] = x[..., -n:]
+                return c(x)[..., n * r:(n + t) * r]
+            return run
+
+        def build(module: torch.nn.Module):
+            if isinstance(module, SnakeBeta):
+                snake = _Snake(module)
+                return lambda x, st: snake(x)
+            if isinstance(module, Conv):
+                return conv(module)
+            if isinstance(module, TransConv):
+                return trans(module)
+            if isinstance(module, Residual):
+                a1, c1 = _Snake(module.act1), conv(module.conv1)
+                a2, c2 = _Snake(module.act2), conv(module.conv2)
+                return lambda x, st: c2(a2(c1(a1(x), st)), st) + x
+            if isinstance(module, ConvNeXt):
+                dw, m = conv(module.dwconv), module
+
+                def convnext(x: torch.Tensor, st: list[torch.Tensor]) -> torch.Tensor:
+                    h = dw(x, st).permute(0, 2, 1)
+                    h = m.pwconv2(m.act(m.pwconv1(m.norm(h))))
+                    return x + (m.gamma * h).permute(0, 2, 1)
+                return convnext
+            if isinstance(module, Block):
+                parts = [build(b) for b in module.block]
+
+                def block(x: torch.Tensor, st: list[torch.Tensor]) -> torch.Tensor:
+                    for part in parts:
+                        x = part(x, st)
+                    return x
+                return block
+            raise ValueError(f"stateful decoding does not know {type(module).__name__}")
+
+        self._pre_conv = conv(decoder.pre_conv)
+        self._up = [build(b) for blocks in decoder.upsample for b in blocks]
+        self._stack = [build(b) for b in decoder.decoder]
+
+    def new_state(self) -> CodecState:
+        return CodecState([torch.zeros(1, c, n, dtype=self._dtype, device=self._dev)
+                           for c, n in self._specs], self._width, self._dtype, self._dev)
+
+    def step(self, codes: torch.Tensor, states: list[CodecState]) -> torch.Tensor:
+        """The waveform (B, 1, T * samples_per_frame) of the new frames `codes` (B, 16, T) of
+        B streams whose transformer contexts have one length; updates `states`."""
+        dec = self._decoder
+        st = [torch.cat(parts, dim=0) for parts in zip(*(s.convs for s in states), strict=True)]
+        hidden = self._rvq(codes[:, :self._n_first], 0)
+        if codes.shape[1] > self._n_first:
+            hidden += self._rvq(codes[:, self._n_first:], 1)
+        hidden = self._pre_conv(hidden, st).transpose(1, 2)  # (B, T, latent)
+        ctx = torch.cat([s.context for s in states], dim=0)
+        seq = torch.cat((ctx, hidden), dim=1)
+        out = dec.pre_transformer(inputs_embeds=seq, attention_mask=self._mask(seq)).last_hidden_state
+        hidden = out[:, ctx.shape[1]:].permute(0, 2, 1)
+        for part in self._up:
+            hidden = part(hidden, st)
+        wav = hidden
+        for part in self._stack:
+            wav = part(wav, st)
+        keep = seq[:, -self._window:]
+        for b, s in enumerate(states):
+            s.convs = [x[b:b + 1] for x in st]
+            s.context = keep[b:b + 1]
+        return wav.clamp(min=-1, max=1)

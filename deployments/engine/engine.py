@@ -561,6 +561,26 @@ class TTSEngine:
         return self._tts.generate_voice_clone(
             text=texts, language=languages, voice_clone_prompt=items, **gen)
 
+    # ------------------------------------------------------------------ reference generation
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per codec frame (the codec's upsampling rate)."""
+        return self._samples_per_frame
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold the model alone (the engine lock, inference mode) for the body: the reference
+        backend's generations share the model's modules and torch's global RNG."""
+        with self._lock, torch.inference_mode():
+            yield
+
+    def generate_reference(self, p: _Prepared) -> None:
+        """One stock qwen-tts generate call for `p`: seeded from its seed, capped at its frame
+        cap and runaway budget, EOS hidden below its min_frames. The caller holds
+        `exclusive()` and reads the frames through hooks (the returned audio is dropped)."""
+        with self._seeded(p.seed):
+            self._run_model([p], self._reference_cap(p))
+
     @contextlib.contextmanager
     def _seeded(self, seed: int | None):
         """Run the body with torch's RNG seeded from `seed` (forked: the global stream is

@@ -7,8 +7,9 @@ The 12 Hz speech decoder is causal, so a run of new frames decoded behind a left
 earlier frames gives exactly the samples a whole-utterance decode gives for those frames
 (the package's own `chunked_decode` relies on the same property).
 
-One `StreamRunner` = one generation on its own thread, holding the engine lock for the whole
-generation (torch's RNG and the model are shared with the batched path). The hook is
+One `StreamRunner` = one generation on its own thread, holding the model alone for the whole
+generation (`TTSEngine.exclusive()`: torch's RNG and the model's modules are shared) and
+running it through the engine's public `generate_reference`. The hook is
 registered on a shared module, so it only acts on its own thread's forwards. Chunks are
 decoded on that thread, right in the hook, and handed to a sink; `SynthesisStream` (blocking
 iteration) and `AsyncSynthesisStream` (asyncio) are the two consumers. Cancelling sets a flag
@@ -158,7 +159,7 @@ class StreamRunner:
         self._thread_id = threading.get_ident()
         engine, p = self._engine, self._prepared
         try:
-            with engine._lock, torch.inference_mode():
+            with engine.exclusive():
                 if self._cancel.is_set():
                     raise StreamCancelled()
                 model = engine.model.model
@@ -167,12 +168,12 @@ class StreamRunner:
                 if p.voice_prompt is not None and p.voice_prompt.icl_mode:
                     prefix = torch.as_tensor(np.asarray(p.voice_prompt.ref_code, dtype=np.int64))
                 self._decoder = IncrementalDecoder(decoder, self._chunking,
-                                                   engine._samples_per_frame, prefix)
+                                                   engine.samples_per_frame, prefix)
                 talker_hook = model.talker.register_forward_hook(self._on_talker_forward)
                 decoder_hook = decoder.register_forward_pre_hook(self._on_decoder_call)
                 try:
-                    with engine._seeded(p.seed), contextlib.suppress(_TalkerFinished):
-                        engine._run_model([p], engine._reference_cap(p))
+                    with contextlib.suppress(_TalkerFinished):
+                        engine.generate_reference(p)
                 finally:
                     talker_hook.remove()
                     decoder_hook.remove()
@@ -218,7 +219,7 @@ class StreamRunner:
         assert self._sink is not None and self._decoder is not None
         if not np.isfinite(wav).all():
             raise EngineError("model produced non-finite audio")
-        frames = wav.size // self._engine._samples_per_frame
+        frames = wav.size // self._engine.samples_per_frame
         chunk = AudioChunk(
             audio=np.ascontiguousarray(wav, dtype=np.float32), sample_rate=self.sample_rate,
             index=self._index, frames=frames, final=final, total_frames=self.frames,

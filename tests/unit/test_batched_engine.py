@@ -332,3 +332,24 @@ def test_lean_codec_decoder_equals_the_stock_decoder(cv_pair):
             for _ in range(2):  # the second call reuses the cached masks
                 np.testing.assert_allclose(lean(codes).numpy(), stock(codes).numpy(),
                                            atol=1e-6, rtol=0)
+
+
+def test_stateful_codec_decoder_equals_one_whole_decode(cv_pair):
+    """Decoding only the new frames of each chunk with the decoder's carried state (causal
+    convolution inputs, transposed-convolution overlap, the attention window's context) gives
+    the samples of one whole decode, past the 72-frame attention window, for a batch."""
+    from deployments.engine.codec import StatefulCodecDecoder
+
+    stock = cv_pair.ref.model.model.speech_tokenizer.model.decoder
+    dec = StatefulCodecDecoder(stock)
+    gen = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        codes = torch.randint(0, 64, (3, 16, 100), generator=gen)
+        whole = stock(codes).numpy()
+        states = [dec.new_state() for _ in range(3)]
+        parts, start = [], 0
+        for size in [1, 6, 3, 40, 6, 44]:
+            parts.append(dec.step(codes[:, :, start:start + size], states).numpy())
+            start += size
+        assert start == 100
+        np.testing.assert_allclose(np.concatenate(parts, axis=-1), whole, atol=1e-5, rtol=0)
