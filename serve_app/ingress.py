@@ -36,6 +36,8 @@ from serve_app.protocol.native import (
 from serve_app.routes import clients, jobs, native, openai, ops, playground, seed, voices
 from serve_app.routes.admin import create_admin_router
 from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, service
+from serve_app.routes.speech_session import router as speech_session_router
+from serve_app.speech_session import SessionEvent, SessionSettings, TextFeed, handle_session
 from serve_app.tenancy import TenancyMiddleware, TenantService, platform
 
 logger = logging.getLogger("qtts.ingress")
@@ -109,6 +111,7 @@ def create_http_app() -> FastAPI:
     app.include_router(ops.router)
     app.include_router(voices.router)  # the multi-tenant platform (serve_app.tenancy)
     app.include_router(jobs.router)
+    app.include_router(speech_session_router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)
     app.include_router(create_admin_router(platform))
@@ -194,6 +197,14 @@ class TTSIngress:
         except Exception as exc:  # noqa: BLE001 - mid-stream: log with the id, raise ApiError
             logger.error("request %s: stream failed mid-way: %s", request_id, type(exc).__name__)
             raise to_api_error(exc, retry_after_s=retry_after, request_id=request_id) from None
+
+    async def speech_session(
+        self, settings: SessionSettings, text: TextFeed | list[str]
+    ) -> AsyncIterator[SessionEvent]:
+        """The WebSocket session for Ray callers (docs/streaming.md): text pieces from a
+        TextFeed (or a list), SessionAudio in order, then SessionDone; errors raise ApiError."""
+        async for event in handle_session(self.service, settings, text):
+            yield event
 
     async def voices(self) -> list[dict]:
         return [entry.__dict__ for entry in await self.service.voices()]

@@ -106,6 +106,17 @@ def current() -> RequestTenancy | None:
     return _current.get()
 
 
+@contextlib.contextmanager
+def acting_as(principal: Principal, endpoint: str):
+    """Run the block as `principal` calling `endpoint` (WebSocket sessions, which
+    TenancyMiddleware passes through, authenticate themselves and then use this)."""
+    token = _current.set(RequestTenancy(principal, endpoint))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 class _ReplicaPlatform:
     """The TenantService of this replica (one process per replica, as routes.common)."""
 

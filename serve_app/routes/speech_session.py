@@ -1,0 +1,192 @@
+"""WebSocket `/v1/audio/speech/stream`: a speech session over one socket (docs/streaming.md).
+
+The socket is accepted, then authenticated before any work: a header key (`Authorization:
+Bearer` / `X-API-Key`) is checked at once; without one, the first message's `api_key` is
+(browsers cannot set WebSocket headers). A refused key ends the socket with an error event and
+close code 1008. Every other error is an error event (the envelope of serve_app.errors, plus
+`retry_after` when the server asks to retry) and close code 4000 + the HTTP status (4422,
+4404, 4429, 4503, ...). A finished session closes with 1000 after `done`. A `cancel` message
+or a closed socket stops generation (the sentence in flight is cancelled in the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket
+from pydantic import TypeAdapter, ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from serve_app.errors import ApiError, invalid, to_api_error, validation_error
+from serve_app.platform.errors import PlatformError
+from serve_app.platform.keys import key_from_headers
+from serve_app.protocol.speech_session import (
+    Cancel,
+    ClientMessage,
+    Close,
+    SessionAudio,
+    SessionDone,
+    SessionSettings,
+)
+from serve_app.speech_session import SpeechSession, new_session_id
+from serve_app.tenancy import acting_as, api_error, tenant_service
+
+logger = logging.getLogger("qtts.speech_session")
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+ENDPOINT = "speech"  # key scopes: the same family as POST /v1/audio/speech
+AUTH_CLOSE = 1008
+_MESSAGE = TypeAdapter(ClientMessage)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _parse(raw: dict) -> object:
+    if raw.get("type") == "session":
+        raise invalid("type", "the session settings come once, in the first message")
+    try:
+        return _MESSAGE.validate_python(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _receive_json(websocket: WebSocket) -> dict:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise invalid("type", "messages are JSON text frames; binary frames are not accepted")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        raise invalid("type", "a message is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise invalid("type", "a message is a JSON object with a 'type'")
+    return raw
+
+
+def error_event(error: ApiError, session_id: str) -> dict:
+    body = error.body(session_id)["error"]
+    if "Retry-After" in error.headers:
+        body["retry_after"] = int(error.headers["Retry-After"])
+    return {"type": "error", "error": body}
+
+
+@router.websocket("/audio/speech/stream")
+async def speech_stream(websocket: WebSocket) -> None:
+    svc = tenant_service()
+    session_id = new_session_id()
+    await websocket.accept()
+    try:
+        await _serve(websocket, svc, session_id)
+    except WebSocketDisconnect:
+        return
+    except Exception as exc:  # noqa: BLE001 - every failure is an error event and a close
+        error = to_api_error(exc, retry_after_s=svc.args.ingress.retry_after_s,
+                             request_id=session_id)
+        if error.status >= 500:
+            logger.error("session %s failed: %s %s", session_id, error.code, type(exc).__name__)
+        code = AUTH_CLOSE if error.status in (401, 403) else 4000 + error.status
+        with contextlib.suppress(Exception):
+            if websocket.application_state == WebSocketState.CONNECTED:
+                await websocket.send_json(error_event(error, session_id))
+                await websocket.close(code, error.code)
+
+
+async def _authenticate(svc, headers: dict[str, str], api_key: str | None):
+    if api_key is not None and key_from_headers(headers) is None:
+        headers = {"x-api-key": api_key}
+    try:
+        principal = await svc.platform.authenticate(headers)
+        principal.require(endpoint=ENDPOINT)
+    except PlatformError as exc:
+        raise api_error(exc) from None
+    return principal
+
+
+async def _serve(websocket: WebSocket, svc, session_id: str) -> None:
+    headers = dict(websocket.headers)
+    timeout = svc.args.ingress.request_timeout_s
+    principal = None
+    if key_from_headers(headers) is not None or not svc.args.platform.auth_enabled:
+        principal = await _authenticate(svc, headers, None)  # before reading anything
+    raw = await asyncio.wait_for(_receive_json(websocket), timeout)
+    if principal is None:
+        principal = await _authenticate(svc, headers, raw.get("api_key")
+                                        if isinstance(raw.get("api_key"), str) else None)
+    try:
+        settings = SessionSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    with acting_as(principal, ENDPOINT):
+        session = SpeechSession(svc, settings, session_id)
+        await session.open()
+        await websocket.send_json({"type": "session.created", "session_id": session_id,
+                                   "mode": settings.mode, "format": settings.response_format,
+                                   "sample_rate": session.sample_rate})
+        await _run(websocket, session)
+
+
+async def _run(websocket: WebSocket, session: SpeechSession) -> None:
+    """Receive messages and send audio at once; whichever side ends first decides."""
+    incoming: asyncio.Queue = asyncio.Queue()
+
+    async def messages():
+        while True:
+            item = await incoming.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, Close):
+                return
+
+    async def receive() -> None:
+        while True:
+            try:
+                message = _parse(await _receive_json(websocket))
+            except ApiError as exc:
+                incoming.put_nowait(exc)  # the session fails with it (sent as the error)
+                continue
+            if isinstance(message, Cancel):
+                raise _Cancelled
+            incoming.put_nowait(message)
+
+    async def send() -> None:
+        async with contextlib.aclosing(session.run(messages())) as events:
+            async for event in events:
+                if isinstance(event, SessionAudio):
+                    await websocket.send_json(event.event())
+                    if event.audio:
+                        await websocket.send_bytes(event.audio)
+                elif isinstance(event, SessionDone):
+                    await websocket.send_json(event.event())
+
+    loop = asyncio.get_running_loop()
+    receiver, sender = loop.create_task(receive()), loop.create_task(send())
+    try:
+        done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (receiver, sender):
+            task.cancel()  # the sender's cancel reaches the model stream of the sentence
+        for task in (receiver, sender):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if sender in done:
+        if (failure := sender.exception()) is not None:
+            raise failure
+        await websocket.close(1000)
+        return
+    failure = receiver.exception()
+    if isinstance(failure, _Cancelled):
+        await websocket.send_json(SessionDone(usage=session.usage, cancelled=True).event())
+        await websocket.close(1000)
+        return
+    if failure is not None:
+        raise failure
