@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from serve_app.speech_session import SentenceSplitter
 
 TEXT = ("Hello there. How are you today? Pi is 3.14 today. 你好。再见！ A very long sentence "
@@ -20,7 +22,7 @@ def test_spans_cover_the_text_whatever_the_piece_size():
             spans += splitter.feed(TEXT[i:i + size])
         spans += splitter.flush()
         assert "".join(spoken(splitter, spans)) == TEXT
-        assert all(a.end == b.start for a, b in zip(spans, spans[1:]))
+        assert all(a.end == b.start for a, b in pairwise(spans))
         assert all(len(t) <= 40 for t in spoken(splitter, spans))
 
 

@@ -1,0 +1,343 @@
+"""Speech sessions through the whole graph: WebSocket /v1/audio/speech/stream (sentence mode)
+and the handle method TTSIngress.speech_session, with a client that sends text in pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import httpx
+import numpy as np
+import pytest
+from ray import serve
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from serve_app.errors import ApiError
+from serve_app.protocol.speech_session import SessionAudio, SessionDone, SessionSettings
+from serve_app.speech_session import TextFeed
+from tests.graph.tenants import create_tenant_key, unique_name
+
+PATH = "/v1/audio/speech/stream"
+TEXT = ("Hello there, this is the first sentence. Here comes a second one! "
+        "And is this the third? The last words close it.")
+#: Short, known lengths on the random checkpoint: every sentence 4..8 frames.
+SHORT = {"min_frames": 4, "max_new_tokens": 8}
+
+
+def ws_url(graph) -> str:
+    return graph.base_url.replace("http://", "ws://") + PATH
+
+
+def open_socket(graph, key: str | None = None):
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    return connect(ws_url(graph), additional_headers=headers, open_timeout=60,
+                   max_size=None, close_timeout=30)
+
+
+def settings(**kw) -> str:
+    return json.dumps({"type": "session", "model": "tts-1", "voice": "vivian", "seed": 3,
+                       "response_format": "pcm", **SHORT, **kw})
+
+
+def words(text: str) -> list[str]:
+    """An LLM's tokens: words with their leading spaces."""
+    out, start = [], 0
+    for i in range(1, len(text)):
+        if text[i] == " ":
+            out.append(text[start:i])
+            start = i
+    return out + [text[start:]]
+
+
+@dataclass
+class Received:
+    events: list[dict] = field(default_factory=list)
+    frames: list[tuple[dict, bytes]] = field(default_factory=list)  # (audio.span, its bytes)
+    close_code: int | None = None
+    first_audio: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def audio(self) -> bytes:
+        return b"".join(data for _, data in self.frames)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+def receive_all(ws, got: Received, timeout: float = 120) -> Received:
+    """Every message until the server closes; binary frames paired with their span event."""
+    pending: dict | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = ws.recv(timeout=deadline - time.monotonic())
+            if isinstance(message, bytes):
+                assert pending is not None and pending["bytes"] == len(message)
+                got.frames.append((pending, message))
+                pending = None
+                got.first_audio.set()
+                continue
+            event = json.loads(message)
+            got.events.append(event)
+            if event["type"] == "audio.span":
+                assert pending is None, "a span event came without its frame"
+                pending = event
+    except ConnectionClosed:
+        pass
+    got.close_code = ws.close_code
+    return got
+
+
+def usage_of(graph, key: str) -> dict:
+    with httpx.Client(base_url=graph.base_url, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        r = client.get("/v1/usage", params={"period": "day"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def wait_for(condition, timeout: float = 30, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def model_stats(graph) -> dict:
+    handle = serve.get_deployment_handle("CustomVoice", graph.app_name)
+    return handle.stream_stats.remote().result(timeout_s=30)
+
+
+@pytest.fixture()
+def tenant_key(graph) -> str:
+    return create_tenant_key(graph.base_url, graph.admin_token, unique_name("ws"))
+
+
+# --------------------------------------------------------------------------- WebSocket
+def test_tokens_with_delays_get_audio_before_close_in_order_covering_the_text(graph, tenant_key):
+    tokens = words(TEXT)
+    got = Received()
+    close_sent_after_audio = threading.Event()
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings())
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        for i, token in enumerate(tokens):
+            ws.send(json.dumps({"type": "text", "text": token}))
+            time.sleep(0.05)  # an LLM at 20 tokens/s
+            if i == len(tokens) - 3:  # hold the last words until audio came (or 60 s passed)
+                got.first_audio.wait(60)
+        if got.first_audio.is_set():
+            close_sent_after_audio.set()
+        ws.send(json.dumps({"type": "close"}))
+        receiver.join(120)
+    assert close_sent_after_audio.is_set(), "no audio before the input was closed"
+    created = got.events[0]
+    assert created["type"] == "session.created" and created["mode"] == "sentence"
+    assert got.events[-1]["type"] == "done" and got.close_code == 1000
+    spans = [span for span, _ in got.frames]
+    assert [s["index"] for s in spans] == list(range(len(spans)))
+    sentences = [s["sentence"] for s in spans]
+    assert sentences == sorted(sentences) and sentences[-1] >= 3  # four sentences, in order
+    distinct = sorted({(s["span"]["start"], s["span"]["end"]) for s in spans})
+    assert distinct[0][0] == 0 and distinct[-1][1] == len(TEXT)
+    assert all(a[1] == b[0] for a, b in pairwise(distinct))  # contiguous
+    assert [TEXT[a:b].strip() for a, b in distinct][0] == "Hello there, this is the first sentence."
+    times = [(s["audio_start"], s["audio_end"]) for s in spans]
+    assert all(a[1] == pytest.approx(b[0]) for a, b in pairwise(times))
+    rate = created["sample_rate"]
+    usage = got.events[-1]["usage"]
+    assert usage["characters"] == len(TEXT)
+    assert usage["audio_seconds"] == pytest.approx(len(got.audio) / 2 / rate, abs=1e-6)
+    assert usage["requests"] == len(distinct)
+    assert len(got.audio) % 2 == 0 and np.frombuffer(got.audio, "<i2").size > 0
+    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"] == len(distinct)
+                      and u)
+    assert billed, usage_of(graph, tenant_key)
+    assert billed["characters"] == len(TEXT)
+    assert billed["audio_seconds"] == pytest.approx(usage["audio_seconds"], abs=2e-3)
+
+
+def ogg_pages(data: bytes) -> list[tuple[int, int]]:
+    """(header type, bitstream serial) of every Ogg page, walking the page structure."""
+    pages, at = [], 0
+    while at < len(data):
+        assert data[at:at + 4] == b"OggS", f"not an Ogg page at byte {at}"
+        segments = data[at + 26]
+        size = 27 + segments + sum(data[at + 27:at + 27 + segments])
+        pages.append((data[at + 5], int.from_bytes(data[at + 14:at + 18], "little")))
+        at += size
+    return pages
+
+
+def test_flush_speaks_text_without_a_sentence_end_and_opus_is_one_stream(graph):
+    import io
+
+    import av
+
+    got = Received()
+    with open_socket(graph, graph.api_key) as ws:
+        ws.send(settings(response_format="opus", sample_rate=16000))
+        ws.send(json.dumps({"type": "text", "text": "no sentence end here"}))
+        ws.send(json.dumps({"type": "flush"}))
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        assert got.first_audio.wait(60), "flush did not speak"
+        ws.send(json.dumps({"type": "text", "text": " and more after it"}))
+        ws.send(json.dumps({"type": "close"}))
+        receiver.join(120)
+    assert got.events[-1]["type"] == "done" and got.events[-1]["usage"]["requests"] == 2
+    pages = ogg_pages(got.audio)  # one logical stream for both requests: one BOS, one serial
+    assert [kind & 0x02 for kind, _ in pages].count(0x02) == 1
+    assert len({serial for _, serial in pages}) == 1 and pages[-1][0] & 0x04  # ends with EOS
+    with av.open(io.BytesIO(got.audio)) as box:
+        stream = box.streams.audio[0]
+        samples = sum(f.samples for f in box.decode(stream))
+        rate = stream.codec_context.sample_rate
+    assert rate in (16000, 48000)  # PyAV may decode Opus at its native 48 kHz
+    assert samples / rate == pytest.approx(got.events[-1]["usage"]["audio_seconds"], abs=0.03)
+
+
+def _long_session(graph, key_in_message: bool):
+    """A session whose one sentence runs 400 frames (32 s): still generating at first audio."""
+    ws = open_socket(graph, None if key_in_message else graph.api_key)
+    extra = {"api_key": graph.api_key} if key_in_message else {}
+    ws.send(settings(min_frames=400, max_new_tokens=400, **extra))
+    ws.send(json.dumps({"type": "text", "text": "One long sentence that goes on. "}))
+    return ws
+
+
+def _assert_generation_stopped(graph, before: dict) -> None:
+    stats = wait_for(lambda: (s := model_stats(graph))["active"] == 0 and s, timeout=30)
+    assert stats, "generation still running after the session ended"
+    assert stats["streams_cancelled"] > before["streams_cancelled"]
+    frames = stats["frames_generated"]
+    assert frames - before["frames_generated"] < 400  # cut short, not run to its end
+    time.sleep(0.5)
+    assert model_stats(graph)["frames_generated"] == frames  # nothing in the background
+
+
+def test_cancel_message_stops_generation_and_reports_what_was_sent(graph):
+    before = model_stats(graph)
+    got = Received()
+    with _long_session(graph, key_in_message=True) as ws:  # the browsers' way of sending a key
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        assert got.first_audio.wait(60)
+        ws.send(json.dumps({"type": "cancel"}))
+        receiver.join(60)
+    done = got.events[-1]
+    assert done["type"] == "done" and done["cancelled"] is True and got.close_code == 1000
+    assert 0 < done["usage"]["audio_seconds"] < 32
+    _assert_generation_stopped(graph, before)
+
+
+def test_closing_the_socket_stops_generation(graph):
+    before = model_stats(graph)
+    with _long_session(graph, key_in_message=False) as ws:
+        while not isinstance(ws.recv(timeout=60), bytes):
+            pass  # until the first audio
+    _assert_generation_stopped(graph, before)
+
+
+@pytest.mark.parametrize(("first", "param"), [
+    ({"type": "session", "voice": "vivian", "colour": "red"}, "colour"),
+    ({"type": "session", "voice": "vivian", "response_format": "wav"}, "response_format"),
+    ({"type": "session", "voice": "nobody"}, "voice"),
+    ({"type": "session", "voice": "vivian", "mode": "incremental"}, "mode"),
+    ("not json at all", "type"),
+])
+def test_a_bad_first_message_or_unknown_voice_is_an_error_event_and_a_clean_close(
+        graph, first, param):
+    got = Received()
+    with open_socket(graph, graph.api_key) as ws:
+        ws.send(first if isinstance(first, str) else json.dumps(first))
+        receive_all(ws, got, timeout=60)
+    assert [e["type"] for e in got.events] == ["error"] and not got.frames
+    error = got.events[0]["error"]
+    assert error["param"] == param and error["code"] and error["message"]
+    assert error["request_id"].startswith("sess_")
+    assert got.close_code == 4422
+    if param == "mode":
+        assert "not available yet" in error["message"]
+    if param == "voice":
+        assert "vivian" in error["message"].lower()  # names the valid voices
+
+
+def test_a_missing_or_bad_key_is_refused_before_any_work(graph):
+    before = model_stats(graph)
+    got = Received()
+    with open_socket(graph) as ws:  # no header, no api_key in the first message
+        ws.send(settings())
+        ws.send(json.dumps({"type": "text", "text": "Speak this. "}))
+        receive_all(ws, got, timeout=60)
+    assert [e["type"] for e in got.events] == ["error"] and got.close_code == 1008
+    assert got.events[0]["error"]["code"] == "missing_api_key"
+    bad = Received()
+    with open_socket(graph, "qtts-not-a-key") as ws:  # refused before reading anything
+        receive_all(ws, bad, timeout=60)
+    assert [e["type"] for e in bad.events] == ["error"] and bad.close_code == 1008
+    assert model_stats(graph)["streams_started"] == before["streams_started"]
+
+
+def test_a_tenant_over_its_limit_gets_a_429_event_with_retry_after(graph):
+    key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("ws-limit"),
+                            requests_per_minute=1)
+    got = Received()
+    with open_socket(graph, key) as ws:
+        ws.send(settings())
+        ws.send(json.dumps({"type": "text", "text": "First sentence. Second sentence."}))
+        ws.send(json.dumps({"type": "close"}))
+        receive_all(ws, got)
+    assert got.frames, "the first sentence was admitted"
+    error = got.events[-1]
+    assert error["type"] == "error" and error["error"]["code"] == "rate_limited", error
+    assert error["error"]["retry_after"] >= 1 and got.close_code == 4429
+
+
+# ------------------------------------------------------------------------------ handle
+def test_handle_session_takes_text_as_it_is_produced(graph):
+    ingress = serve.get_app_handle(graph.app_name)
+    session = SessionSettings(voice="Ryan", seed=5, **SHORT)
+
+    async def run() -> tuple[list, bool]:
+        feed = TextFeed()
+        events = ingress.options(stream=True).speech_session.remote(session, feed)
+        out: list = []
+        audio_before_close = False
+        try:
+            for token in words(TEXT):
+                await feed.put(token)
+            # the input is still open: the first sentences must be spoken already
+            out.append(await asyncio.wait_for(events.__anext__(), 60))
+            audio_before_close = isinstance(out[0], SessionAudio)
+            await feed.close()
+            async for event in events:
+                out.append(event)
+        finally:
+            feed.shutdown()
+        return out, audio_before_close
+
+    events, audio_before_close = asyncio.run(run())
+    assert audio_before_close
+    assert isinstance(events[-1], SessionDone) and not events[-1].cancelled
+    audio = [e for e in events if isinstance(e, SessionAudio)]
+    assert [e.index for e in audio] == list(range(len(audio)))
+    assert audio[-1].span.end == len(TEXT) and audio[0].span.start == 0
+    assert events[-1].usage.characters == len(TEXT)
+    pcm = b"".join(e.audio for e in audio)
+    assert events[-1].usage.audio_seconds == pytest.approx(len(pcm) / 2 / audio[0].sample_rate)
+    # pieces known up front (a list) give the same audio for the same seed and split
+    listed = list(ingress.options(stream=True).speech_session.remote(session, words(TEXT)))
+    assert b"".join(e.audio for e in listed if isinstance(e, SessionAudio)) == pcm
+    with pytest.raises(ApiError) as err:
+        list(ingress.options(stream=True).speech_session.remote(
+            SessionSettings(voice="nobody"), ["Hi."]))
+    assert err.value.param == "voice"
