@@ -187,6 +187,8 @@ def http_main(args: argparse.Namespace) -> None:
                 if backend == "reference" and n > args.reference_max:
                     print(f"{n:>7} | {backend:>9} | {'skipped (--reference-max)':>56}")
                     continue
+                if backend == "batched" and n > 1:
+                    http_run(base_url, n, min(args.frames, 32))  # warm this batch size
                 r = http_run(base_url, n, args.frames)
                 rows[(n, backend)] = r
                 _print_row(n, backend, r)
@@ -218,6 +220,9 @@ def main() -> None:
     ap.add_argument("--reference-max", type=int, default=16,
                     help="skip the reference backend above this concurrency (it serialises "
                     "streams: 64 x 50 frames takes minutes)")
+    ap.add_argument("--codec", choices=["stateful", "left-context"], default="stateful",
+                    help="the batched backend's chunk decoding: the decoder's own state (only "
+                    "new frames decoded) or re-decoding 25 frames of left context per chunk")
     ap.add_argument("--http", action="store_true",
                     help="through the HTTP graph (CPU profile, tiny CustomVoice) instead")
     args = ap.parse_args()
@@ -238,12 +243,14 @@ def main() -> None:
     ref = TTSEngine.load(EngineConfig(backend="reference", **base))
     bat = TTSEngine(ref.model, EngineConfig(backend="batched", **base), device=ref.info.device,
                     dtype=getattr(torch, args.dtype))
+    bat.loop.stateful_codec = args.codec == "stateful"
     chunking = StreamChunking(first_chunk_frames=1, chunk_frames=6, left_context_frames=25)
     for engine in (ref, bat):  # warm both paths
         run(engine, 1, 4, chunking)
     print(f"model {model} ({ref.info.kind.value}, {ref.info.device}/{ref.info.dtype}), "
           f"{args.frames} frames per request ({args.frames * 0.08:.1f} s), torch threads "
-          f"{args.threads}, chunks 1 then 6 frames, left context 25")
+          f"{args.threads}, chunks 1 then 6 frames, left context 25 (reference); batched "
+          f"codec decoding: {args.codec}")
     print(f"{'streams':>7} | {'backend':>9} | {'audio-s/s':>9} | {'TTFA p50':>9} | "
           f"{'TTFA p95':>9} | {'RTF/stream':>10} | {'wall s':>7}")
     rows = {}
