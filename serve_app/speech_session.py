@@ -119,6 +119,7 @@ class SpeechSession:
         self.characters = 0
         self.requests = 0
         self._index = 0
+        self._audio_end = 0.0  # seconds of audio sent so far
 
     # ------------------------------------------------------------------------- setup
     async def open(self) -> None:
@@ -242,8 +243,7 @@ class SpeechSession:
     def _audio(self, data: bytes, span: TextSpan, sentence: int) -> SessionAudio:
         assert self._encoder is not None
         end = self._encoder.num_samples / self.sample_rate
-        start = getattr(self, "_audio_end", 0.0)
-        self._audio_end = end
+        start, self._audio_end = self._audio_end, end
         audio = SessionAudio(audio=data, index=self._index, sentence=sentence, span=span,
                              audio_start=start, audio_end=end,
                              format=self.settings.response_format, sample_rate=self.sample_rate)

@@ -5,7 +5,8 @@ Bearer` / `X-API-Key`) is checked at once; without one, the first message's `api
 (browsers cannot set WebSocket headers). A refused key ends the socket with an error event and
 close code 1008. Every other error is an error event (the envelope of serve_app.errors, plus
 `retry_after` when the server asks to retry) and close code 4000 + the HTTP status (4422,
-4404, 4429, 4503, ...). A finished session closes with 1000 after `done`. A `cancel` message
+4404, 4429, 4503, ...). After `done` the client closes (the server does, with 1000, if it
+has not within CLIENT_CLOSE_WAIT_S). A `cancel` message
 or a closed socket stops generation (the sentence in flight is cancelled in the model).
 """
 
@@ -40,6 +41,7 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 ENDPOINT = "speech"  # key scopes: the same family as POST /v1/audio/speech
 AUTH_CLOSE = 1008
+CLIENT_CLOSE_WAIT_S = 5.0
 _MESSAGE = TypeAdapter(ClientMessage)
 
 
@@ -181,12 +183,24 @@ async def _run(websocket: WebSocket, session: SpeechSession) -> None:
     if sender in done:
         if (failure := sender.exception()) is not None:
             raise failure
-        await websocket.close(1000)
+        await _close_after_done(websocket)
         return
     failure = receiver.exception()
     if isinstance(failure, _Cancelled):
         await websocket.send_json(SessionDone(usage=session.usage, cancelled=True).event())
-        await websocket.close(1000)
+        await _close_after_done(websocket)
         return
     if failure is not None:
         raise failure
+
+
+async def _close_after_done(websocket: WebSocket) -> None:
+    """After `done` the client closes (the server closes with 1000 if it has not within
+    CLIENT_CLOSE_WAIT_S): Ray Serve 2.60's proxy logs a failed request for every socket the
+    server side closes, so the normal end is the client's close."""
+    try:
+        async with asyncio.timeout(CLIENT_CLOSE_WAIT_S):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+    except TimeoutError:
+        await websocket.close(1000)

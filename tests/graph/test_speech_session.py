@@ -69,8 +69,9 @@ class Received:
         return [e for e in self.events if e["type"] == kind]
 
 
-def receive_all(ws, got: Received, timeout: float = 120) -> Received:
-    """Every message until the server closes; binary frames paired with their span event."""
+def receive_all(ws, got: Received, timeout: float = 120, close_after_done: bool = True) -> Received:
+    """Every message until the socket closes; binary frames paired with their span event.
+    After `done` the client closes, as the protocol asks (the server closes on errors)."""
     pending: dict | None = None
     deadline = time.monotonic() + timeout
     try:
@@ -84,6 +85,8 @@ def receive_all(ws, got: Received, timeout: float = 120) -> Received:
                 continue
             event = json.loads(message)
             got.events.append(event)
+            if event["type"] == "done" and close_after_done:
+                ws.close()
             if event["type"] == "audio.span":
                 assert pending is None, "a span event came without its frame"
                 pending = event
@@ -187,13 +190,15 @@ def test_flush_speaks_text_without_a_sentence_end_and_opus_is_one_stream(graph):
         ws.send(settings(response_format="opus", sample_rate=16000))
         ws.send(json.dumps({"type": "text", "text": "no sentence end here"}))
         ws.send(json.dumps({"type": "flush"}))
-        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver = threading.Thread(target=receive_all, args=(ws, got),
+                                    kwargs={"close_after_done": False}, daemon=True)
         receiver.start()
         assert got.first_audio.wait(60), "flush did not speak"
         ws.send(json.dumps({"type": "text", "text": " and more after it"}))
         ws.send(json.dumps({"type": "close"}))
         receiver.join(120)
     assert got.events[-1]["type"] == "done" and got.events[-1]["usage"]["requests"] == 2
+    assert got.close_code == 1000  # a client that does not close is closed by the server
     pages = ogg_pages(got.audio)  # one logical stream for both requests: one BOS, one serial
     assert [kind & 0x02 for kind, _ in pages].count(0x02) == 1
     assert len({serial for _, serial in pages}) == 1 and pages[-1][0] & 0x04  # ends with EOS
@@ -290,6 +295,9 @@ def test_a_missing_or_bad_key_is_refused_before_any_work(graph):
 def test_a_tenant_over_its_limit_gets_a_429_event_with_retry_after(graph):
     key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("ws-limit"),
                             requests_per_minute=1)
+    # the limit counts calendar-minute windows: both sentences must fall into one
+    if (left := 60.0 - time.time() % 60.0) < 20:
+        time.sleep(left + 0.05)
     got = Received()
     with open_socket(graph, key) as ws:
         ws.send(settings())
