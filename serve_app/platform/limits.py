@@ -182,8 +182,11 @@ elseif chars_limit >= 0 and used_chars + pending + chars > chars_limit then deni
 elseif audio_limit >= 0 and used_audio >= audio_limit then denied = 'audio_seconds'
 end
 if denied == '' then
-  redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], 120)
+  if rpm_limit >= 0 then  -- counted only where it is limited (a job's segments are not)
+    redis.call('INCR', KEYS[1])
+    redis.call('EXPIRE', KEYS[1], 120)
+    rpm = rpm + 1
+  end
   local ttl = math.ceil(lease_until - now) + 60
   redis.call('ZADD', KEYS[2], lease_until, lease)
   redis.call('EXPIRE', KEYS[2], ttl)
@@ -193,7 +196,7 @@ if denied == '' then
     redis.call('EXPIRE', KEYS[3], ttl)
     redis.call('EXPIRE', KEYS[4], ttl)
   end
-  rpm, conc, pending = rpm + 1, conc + 1, pending + chars
+  conc, pending = conc + 1, pending + chars
 end
 return {denied, tostring(rpm), tostring(conc), tostring(pending), tostring(used_chars),
         tostring(used_audio)}
@@ -307,7 +310,8 @@ class LocalLimiterBackend:
                     used_audio >= limits.audio_seconds_per_period * 1000:
                 denied = "audio_seconds"
             if denied is None:
-                s.windows[window] = rpm = rpm + 1
+                if limits.requests_per_minute is not None:  # a job's segments are not counted
+                    s.windows[window] = rpm = rpm + 1
                 s.leases[lease_id] = now + self._lease_s
                 conc += 1
                 if characters > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -26,3 +27,12 @@ def unique_name(prefix: str) -> str:
 def as_tenant(graph, key: str) -> httpx.Client:
     """An HTTP client of the graph that calls with `key`."""
     return graph.client(headers={"Authorization": f"Bearer {key}"})
+
+
+def fresh_minute(needed_s: float = 40.0) -> None:
+    """Wait for the next UTC minute unless `needed_s` of this one remain: per-minute limits
+    count in calendar-minute windows, so requests that must share one window start early
+    in it (a busy machine can make a few requests take many seconds)."""
+    left = 60.0 - time.time() % 60.0
+    if left < needed_s:
+        time.sleep(left + 0.05)

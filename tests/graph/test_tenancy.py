@@ -18,7 +18,7 @@ from ray import serve
 
 from serve_app.protocol.native import CustomVoiceInput
 from tests.graph.conftest import small_app
-from tests.graph.tenants import as_tenant, create_tenant_key, unique_name
+from tests.graph.tenants import as_tenant, create_tenant_key, fresh_minute, unique_name
 from tests.samples import wav_bytes
 
 
@@ -74,6 +74,7 @@ def test_x_api_key_header_works_and_responses_carry_rate_limit_headers(graph):
 def test_requests_per_minute_exceeded_is_429_with_retry_after(graph):
     key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("rpm"),
                             requests_per_minute=2)
+    fresh_minute()
     with as_tenant(graph, key) as client:
         codes = [client.post("/api/tts/synthesize", json={"text": "Limit.", "speaker": "Ryan"})
                  for _ in range(3)]
@@ -87,6 +88,7 @@ def test_requests_per_minute_exceeded_is_429_with_retry_after(graph):
 def test_a_job_over_the_per_minute_limit_is_refused_at_submission(graph):
     key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("jobrpm"),
                             requests_per_minute=2)
+    fresh_minute()
     with as_tenant(graph, key) as client:
         codes = [client.post("/v1/jobs", json={"input": "Queued.", "voice": "alloy",
                                                "max_new_tokens": 4})
@@ -256,6 +258,7 @@ def test_limits_hold_across_two_ingress_replicas(graph, two_ingress_replicas):
     assert running.get("RUNNING") == 2
     key = create_tenant_key(graph.base_url, graph.admin_token, unique_name("two"),
                             requests_per_minute=4)
+    fresh_minute()
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(base_url=two_ingress_replicas, timeout=300,

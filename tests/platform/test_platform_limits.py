@@ -56,6 +56,18 @@ def test_requests_per_minute_refuse_with_retry_after_until_the_next_minute(make_
     limiter.acquire("t1", limits)
 
 
+def test_work_admitted_without_a_request_limit_leaves_the_minute_window_alone(make_limiter):
+    """A job's segments are admitted with the tenant's quotas only (its submission was the
+    request): they must not use up the per-minute requests of the tenant's next calls."""
+    make, _ = make_limiter
+    limiter = make()
+    for _ in range(5):
+        limiter.acquire("t1", TenantLimits(characters_per_period=10_000)).settle(
+            characters=10, audio_seconds=0.5)
+    admission = limiter.acquire("t1", TenantLimits(requests_per_minute=1))
+    assert admission.headers["X-RateLimit-Remaining-Requests"] == "0"
+
+
 def test_concurrent_requests_hold_slots_until_settled(make_limiter):
     make, _ = make_limiter
     limiter, limits = make(), TenantLimits(max_concurrent=2)
