@@ -28,11 +28,10 @@ from ray import serve
 from deployments.args import ModelServerArgs
 from deployments.audio.reference import ReferenceAudio
 from deployments.checkpoints import resolve_checkpoint
-from deployments.engine import TTSEngine
-from deployments.engine.batched import StepObserver
 from deployments.engine.types import (
     AudioChunk,
     ModelInfo,
+    StepObserver,
     SynthesisRequest,
     SynthesisResult,
     VoicePrompt,
@@ -57,6 +56,8 @@ class ModelServer:
         self._fatal: str | None = None  # set when the device is unusable: restart the replica
         self._waiting = 0
         checkpoint = resolve_checkpoint(args.engine.model)
+        from deployments.engine import TTSEngine  # torch: only in the replica, not the driver
+
         self._engine = TTSEngine.load(args.engine.model_copy(update={"model": checkpoint}))
         self._prompts: OrderedDict[str, VoicePrompt] = OrderedDict()
         self._batched = self._engine.loop is not None

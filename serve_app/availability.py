@@ -60,6 +60,12 @@ class ModelAvailability:
         may take to notice (its health check), and after that as long as polls say so."""
         self._lost[deployment] = time.monotonic()
 
+    def note_served(self, deployment: str) -> None:
+        """A call to `deployment` just succeeded: it serves, whatever the last poll said (a
+        replacement that came up after that poll is not refused until the next one)."""
+        self._down.pop(deployment, None)
+        self._lost.pop(deployment, None)
+
     def refresh(self) -> None:
         """Start one poll in the background unless one is running. Polls follow requests
         (at most one per `poll_interval_s`), so an idle ingress asks the controller nothing."""

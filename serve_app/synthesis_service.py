@@ -69,13 +69,15 @@ class SynthesisService:
 
     @contextlib.contextmanager
     def _watching(self, deployment: str):
-        """Tell availability at once when a call sees a replica of `deployment` die."""
+        """Tell availability at once when a call sees a replica of `deployment` die, or that
+        it answered."""
         try:
             yield
         except Exception as exc:
             if replica_gone(exc):
                 self.availability.note_replica_lost(deployment)
             raise
+        self.availability.note_served(deployment)
 
     async def model_info(self, name: str) -> ModelInfo:
         info = self._info.get(name)

@@ -60,6 +60,7 @@ from deployments.engine.types import (
     EngineError,
     EngineOverloadedError,
     FinishReason,
+    StepObserver,
     StreamCancelled,
     StreamChunking,
     SynthesisResult,
@@ -397,14 +398,6 @@ class LoopStats:
     last_step_seconds: float = 0.0
     admitted: int = 0
     rejected: int = 0
-
-
-class StepObserver:
-    """Hooks for metrics (the model server passes one; the engine stays Ray-free)."""
-
-    def on_step(self, batch_size: int, step_seconds: float) -> None: ...
-    def on_admit(self, queue_wait_seconds: float) -> None: ...
-    def on_occupancy(self, active: int, waiting: int) -> None: ...
 
 
 class LoopStreamRunner:

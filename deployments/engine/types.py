@@ -239,3 +239,12 @@ class AudioChunk:
 
 class StreamCancelled(Exception):
     """Raised inside the model's forward hook to stop a generation whose consumer went away."""
+
+
+class StepObserver:
+    """Hooks for metrics of the batched step loop (the model server passes one; the engine
+    stays Ray-free). Here, not in `batched`, so importing it does not import torch."""
+
+    def on_step(self, batch_size: int, step_seconds: float) -> None: ...
+    def on_admit(self, queue_wait_seconds: float) -> None: ...
+    def on_occupancy(self, active: int, waiting: int) -> None: ...
