@@ -276,6 +276,32 @@ def test_a_bad_first_message_or_unknown_voice_is_an_error_event_and_a_clean_clos
         assert "vivian" in error["message"].lower()  # names the valid voices
 
 
+def test_a_saved_voice_by_name_speaks_and_an_unknown_voice_id_is_a_404_event(graph, tenant_key):
+    from tests.samples import wav_bytes
+
+    with httpx.Client(base_url=graph.base_url, timeout=120,
+                      headers={"Authorization": f"Bearer {tenant_key}"}) as client:
+        r = client.post("/v1/voices", data={"name": "session-narrator", "consent": "true",
+                                            "x_vector_only": "true"},
+                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
+    assert r.status_code == 201, r.text
+    got = Received()
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings(voice="session-narrator"))
+        ws.send(json.dumps({"type": "text", "text": "Spoken in a saved voice."}))
+        ws.send(json.dumps({"type": "close"}))
+        receive_all(ws, got)
+    assert got.events[-1]["type"] == "done" and got.frames
+    by_model = wait_for(lambda: usage_of(graph, tenant_key)["by_model"])
+    assert "VoiceClone" in str(by_model)  # the saved voice's clone prompt, billed as such
+    missing = Received()
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings(voice="voice_doesnotexist"))
+        receive_all(ws, missing, timeout=60)
+    assert [e["type"] for e in missing.events] == ["error"] and missing.close_code == 4404
+    assert missing.events[0]["error"]["param"] == "voice"
+
+
 def test_a_missing_or_bad_key_is_refused_before_any_work(graph):
     before = model_stats(graph)
     got = Received()
