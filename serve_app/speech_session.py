@@ -27,7 +27,7 @@ from deployments.audio import RenderOptions, StreamEncoder
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import ApiError, invalid, to_api_error
-from serve_app.platform.jobs.text import _CLAUSE, _SENTENCE
+from serve_app.platform.jobs.text import CLAUSE_BREAK, SENTENCE_END
 from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
 from serve_app.protocol.speech_session import (
     Close,
@@ -82,7 +82,7 @@ class SentenceSplitter:
 
     def _next_cut(self) -> int | None:
         pending = self.text[self.spoken:]
-        for match in _SENTENCE.finditer(pending):
+        for match in SENTENCE_END.finditer(pending):
             end = match.end()
             final = end < len(pending) or pending[end - 1].isspace() or pending[end - 1] in _FINAL_MARKS
             if not final:
@@ -92,7 +92,7 @@ class SentenceSplitter:
         if len(pending) <= self._max_chars:
             return None
         head = pending[: self._max_chars]
-        clauses = [m.end() for m in _CLAUSE.finditer(head) if head[: m.end()].strip()]
+        clauses = [m.end() for m in CLAUSE_BREAK.finditer(head) if head[: m.end()].strip()]
         if clauses:
             return clauses[-1]
         space = head.rfind(" ")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 
 _CLOSERS = "\"'”’」』）)】》"
-_SENTENCE = re.compile(
+#: Where a sentence ends (also used by the speech session's splitter on growing text).
+SENTENCE_END = re.compile(
     rf"(?:[。！？；…]+|[.!?;]+(?=\s|$|[{_CLOSERS}]))[{_CLOSERS}]*\s*|\n+\s*"
 )
-_CLAUSE = re.compile(r"(?:[，、：]|[,:](?=\s))\s*")
+#: Where an over-long sentence may be cut.
+CLAUSE_BREAK = re.compile(r"(?:[，、：]|[,:](?=\s))\s*")
 
 
 def _cut(pattern: re.Pattern[str], text: str) -> list[str]:
@@ -28,7 +30,7 @@ def _cut(pattern: re.Pattern[str], text: str) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    return _cut(_SENTENCE, text)
+    return _cut(SENTENCE_END, text)
 
 
 def _hard_cut(text: str, max_chars: int) -> list[str]:
@@ -62,6 +64,6 @@ def segment_text(text: str, max_chars: int) -> list[str]:
         if len(sentence) <= max_chars:
             pieces.append(sentence)
             continue
-        for clause in _cut(_CLAUSE, sentence):
+        for clause in _cut(CLAUSE_BREAK, sentence):
             pieces.extend([clause] if len(clause) <= max_chars else _hard_cut(clause, max_chars))
     return [s.strip() for s in _pack(pieces, max_chars) if s.strip()]
