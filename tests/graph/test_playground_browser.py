@@ -242,3 +242,128 @@ def test_records_reference_audio_in_the_browser_and_clones_it(playground):
     assert pg.wait_played() > 0
     pg.shot("recorded-clone")
     assert pg.console_errors == []
+
+
+# ------------------------------------------------- type and hear: /v1/audio/speech/stream
+LIVE_TYPED = "Hello there, this is typed. And"
+LIVE_REST = " it is heard as it comes."
+LIVE_STATE = "window.qttsPlayground.live"
+
+
+def live(pg, field: str):
+    return pg.page.evaluate(f"{LIVE_STATE}.{field}")
+
+
+def wait_live_end(pg) -> None:
+    """Until the session's socket has closed (after done, or after an error event)."""
+    pg.page.wait_for_function(f"{LIVE_STATE}.closeCode !== null")
+
+
+def test_type_and_hear_speaks_while_typing_and_shows_usage(playground):
+    pg = playground.open()
+    pg.page.select_option("#voice", "Vivian")
+    assert pg.page.input_value("#live-mode") == "sentence"  # the default
+    box = pg.page.locator("#live-text")
+    box.press_sequentially(LIVE_TYPED, delay=15)  # word by word; "And" goes after the pause
+    # the first sentence is heard while the text is still open (no Finish pressed yet)
+    pg.page.wait_for_function(f"{LIVE_STATE}.ttfaMs !== null || {LIVE_STATE}.error !== null")
+    assert live(pg, "error") is None, live(pg, "error")
+    assert live(pg, "done") is None and live(pg, "closeCode") is None
+    assert re.match(r"\d+ ms", pg.page.text_content("#live-ttfa"))
+    assert live(pg, "sessionId").startswith("sess_")
+    pg.shot("live-first-audio")
+    box.press_sequentially(LIVE_REST, delay=15)
+    pg.page.click("#live-finish")
+    wait_live_end(pg)
+    assert live(pg, "error") is None, live(pg, "error")
+    assert live(pg, "closeCode") == 1000  # the page closes after done
+    done = live(pg, "done")
+    typed = LIVE_TYPED + LIVE_REST
+    assert live(pg, "text") == typed  # every delta, concatenated, is what was typed
+    assert done["cancelled"] is False
+    assert done["usage"]["characters"] == len(typed)
+    assert done["usage"]["requests"] == 2 and done["usage"]["audio_seconds"] > 0
+    assert live(pg, "seconds") > 0
+    usage = pg.page.text_content("#live-usage")
+    assert usage.startswith("Done.") and f"{len(typed)} characters" in usage
+    assert pg.wait_played() > 0  # the session's audio is the result: player and download
+    assert pg.page.is_hidden("#live-error")
+    pg.shot("live-done")
+    assert pg.console_errors == []
+    # keys never travel in a URL: the browser sends it in the first message
+    assert not any(pg.graph.api_key in u for u in pg.requests)
+
+
+def test_type_and_hear_stop_cancels(playground):
+    pg = playground.open()
+    pg.page.select_option("#voice", "Ryan")
+    text = " ".join(f"Sentence number {i} is here to keep the model busy." for i in range(6))
+    pg.page.fill("#live-text", text)  # one input: all but the last word at once
+    pg.page.wait_for_function(f"{LIVE_STATE}.ttfaMs !== null || {LIVE_STATE}.error !== null")
+    assert live(pg, "error") is None, live(pg, "error")
+    pg.page.click("#live-stop")
+    wait_live_end(pg)
+    assert live(pg, "error") is None, live(pg, "error")
+    done = live(pg, "done")
+    assert done["cancelled"] is True
+    assert 0 < done["usage"]["characters"] < len(text)  # the rest was dropped
+    assert pg.page.text_content("#live-usage").startswith("Stopped.")
+    assert pg.page.text_content("#live-state") == "Stopped."
+    assert live(pg, "closeCode") == 1000
+    pg.shot("live-stopped")
+    assert pg.console_errors == []
+
+
+def test_type_and_hear_shows_error_events(playground):
+    pg = playground.open()
+    # an unknown saved voice: a 404 error event, close 4404
+    pg.page.evaluate("() => { const s = document.getElementById('voice');"
+                     " s.add(new Option('gone', 'voice_doesnotexist')); s.value = 'voice_doesnotexist'; }")
+    pg.page.fill("#live-text", "Hello there.")
+    wait_live_end(pg)
+    message = pg.page.text_content("#live-error")
+    assert pg.page.is_visible("#live-error") and "voice_doesnotexist" in message, message
+    assert live(pg, "closeCode") == 4404 and "(closed 4404)" in message
+    assert live(pg, "done") is None
+    pg.shot("live-unknown-voice")
+    # a bad key: refused before any work, close 1008; the page says so
+    pg.page.select_option("#voice", "Vivian")
+    pg.page.fill("#api-key", "qtts_not_a_real_key")
+    pg.page.click("#save-key")
+    pg.page.wait_for_function("!document.getElementById('save-key').disabled")
+    pg.page.wait_for_function(f"{LIVE_STATE}.sessions === 1")
+    pg.page.fill("#live-text", "Hello there, again.")  # nothing was spoken: all of it again
+    pg.page.wait_for_function(f"{LIVE_STATE}.sessions === 2 && {LIVE_STATE}.closeCode !== null")
+    message = pg.page.text_content("#live-error")
+    assert live(pg, "closeCode") == 1008 and "(closed 1008)" in message, message
+    assert "[invalid_api_key]" in message, message
+    assert live(pg, "text").startswith("Hello there,")
+    pg.shot("live-bad-key")
+    # the browser logs the refused HTTP calls of the key form; nothing else may be an error
+    assert all("status of 401" in e for e in pg.console_errors), pg.console_errors
+
+
+def test_type_and_hear_mode_selector_sends_the_mode(playground):
+    pg = playground.open()
+    pg.page.select_option("#voice", "alloy")
+    pg.page.select_option("#live-mode", "incremental")
+    pg.page.fill("#live-text", "Hello there.")
+    pg.page.click("#live-finish")
+    wait_live_end(pg)
+    assert live(pg, "mode") == "incremental"
+    if live(pg, "error") is not None:  # refused while the engine has no incremental mode
+        message = pg.page.text_content("#live-error")
+        assert "(mode)" in message and "incremental" in message and "[unsupported_value]" in message
+        assert live(pg, "closeCode") == 4422
+        pg.shot("live-incremental-refused")
+        # back to sentence mode: the refused text was not spoken, so the next session sends it
+        pg.page.select_option("#live-mode", "sentence")
+        sessions = live(pg, "sessions")  # 1, or 2 when the refusal came before Finish (a retry)
+        pg.page.click("#live-finish")
+        pg.page.wait_for_function(f"{LIVE_STATE}.sessions === {sessions + 1}"
+                                  f" && {LIVE_STATE}.closeCode !== null")
+        assert live(pg, "error") is None, live(pg, "error")
+        assert live(pg, "mode") == "sentence"
+    assert live(pg, "done")["usage"]["characters"] == len("Hello there.")
+    assert pg.page.is_hidden("#live-error")
+    pg.shot("live-mode")

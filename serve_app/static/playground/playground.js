@@ -232,18 +232,16 @@ async function stream() {
       state.ttfaMs = Math.round(performance.now() - started);
       $('ttfa').textContent = state.ttfaMs + ' ms';
     }
-    const buffer = audio.createBuffer(1, int16.length, rate);
-    const channel = buffer.getChannelData(0);
-    for (let i = 0; i < int16.length; i++) channel[i] = int16[i] / 32768;
-    const source = audio.createBufferSource();
-    source.buffer = buffer;
-    source.connect(audio.destination);
-    playhead = Math.max(playhead, audio.currentTime);
-    source.start(playhead);
-    playhead += buffer.duration;
-    state.streamedSeconds += buffer.duration;
+    playhead = schedulePcm(audio, int16, rate, playhead)[1];
+    state.streamedSeconds += int16.length / rate;
     $('stream-seconds').textContent = '(' + state.streamedSeconds.toFixed(2) + ' s received)';
   }
+  showPcm(parts, rate);
+  setStatus('Streamed ' + state.resultSeconds.toFixed(2) + ' s of audio; first audio after ' + state.ttfaMs + ' ms.');
+}
+
+// Streamed pcm pieces (Int16Arrays) as the result: player, waveform, a wav download.
+function showPcm(parts, rate) {
   const total = parts.reduce((n, p) => n + p.length, 0);
   const all = new Int16Array(total);
   let at = 0;
@@ -258,7 +256,305 @@ async function stream() {
   for (let i = 0; i < total; i++) floats[i] = all[i] / 32768;
   drawWaveform(floats);
   state.resultSeconds = total / rate;
-  setStatus('Streamed ' + state.resultSeconds.toFixed(2) + ' s of audio; first audio after ' + state.ttfaMs + ' ms.');
+}
+
+// Schedules s16le pcm right after what is already scheduled on `audio` (gap-free playback of
+// pieces as they arrive). Returns [the source node, the time it ends].
+function schedulePcm(audio, int16, rate, at) {
+  const buffer = audio.createBuffer(1, int16.length, rate);
+  const channel = buffer.getChannelData(0);
+  for (let i = 0; i < int16.length; i++) channel[i] = int16[i] / 32768;
+  const source = audio.createBufferSource();
+  source.buffer = buffer;
+  source.connect(audio.destination);
+  const start = Math.max(at, audio.currentTime);
+  source.start(start);
+  return [source, start + buffer.duration];
+}
+
+// ------------------------------------------------------------ type and hear (WebSocket)
+// A speech session on /v1/audio/speech/stream (docs/streaming.md). The first message holds
+// the settings (the voice, language and seed above) and, since a browser cannot set headers
+// on a WebSocket, the key; then what is typed goes as text deltas: up to the last word
+// boundary at once, the rest after a pause in typing. "Speak now" sends `flush`, "Stop"
+// `cancel`, "Finish" `close`. The server answers `audio.span` events, each followed by one
+// binary frame of raw s16le pcm (the format a browser plays without a decoder), played
+// gap-free with Web Audio, then `done` with the usage; errors are `error` events, then the
+// server closes (4000 + the HTTP status, or 1008 for keys).
+const LIVE_PATH = '/v1/audio/speech/stream';
+const LIVE_PAUSE_MS = 400;          // a pause in typing this long sends the unfinished word
+const LIVE_BOUNDARY = /[\s,;:。！？；，、]/;  // a word ends here: what comes before it is sent at once
+const LIVE_SENTENCE_END = /[.!?…]["'”’)\]]*$/;  // after a pause, text ending so is spoken (flush)
+let live = null;          // the session now open (or finishing), or null
+let liveSent = 0;         // characters of #live-text already sent, to this or an earlier session
+let livePause = null;     // the pause timer
+let liveAudio = null;     // one AudioContext for every session: a new one's audio plays after the last
+let livePlayhead = 0;     // when the audio scheduled so far ends, on liveAudio's clock
+
+state.live = {ttfaMs: null, sentenceMs: null, seconds: 0, done: null, error: null, closeCode: null,
+              sessionId: null, mode: null, text: '', sessions: 0};
+
+function wsUrl(path) {
+  return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + BASE + path;
+}
+
+function liveSettings() {
+  const settings = {type: 'session', mode: $('live-mode').value, language: $('language').value,
+                    response_format: 'pcm'};
+  const seed = seedValue();
+  if (seed !== undefined) settings.seed = seed;
+  if (mode() === 'design') {
+    settings.model = 'VoiceDesign';
+    settings.instructions = $('description').value;
+  } else if (mode() === 'clone') {
+    throw new Error('A session speaks with a saved voice: save the cloned voice, then pick it as the voice.');
+  } else {
+    settings.model = 'CustomVoice';
+    settings.voice = $('voice').value;
+    const instructions = $('instructions').value.trim();
+    if (instructions) settings.instructions = instructions;
+  }
+  if (apiKey()) settings.api_key = apiKey();
+  return settings;
+}
+
+function setLiveState(text) { $('live-state').textContent = text; }
+
+function showLiveError(text) {
+  const box = $('live-error');
+  box.textContent = text;
+  box.hidden = false;
+  state.live.error = text;
+}
+
+function clearLiveError() { $('live-error').hidden = true; $('live-error').textContent = ''; state.live.error = null; }
+
+class LiveSession {
+  constructor() {
+    this.settings = liveSettings();  // may throw (a clone without a saved voice): nothing opened
+    this.startOffset = liveSent;     // where this session's text starts in #live-text
+    this.text = '';                  // the session's text: every delta sent, concatenated
+    this.sent = [];                  // [text length after it, time, was it flush/close] per message
+    this.queue = [];                 // messages typed while the socket was still connecting
+    this.parts = [];                 // the pcm received (Int16Arrays), for the result player
+    this.carry = new Uint8Array(0);  // an odd byte at the end of a frame
+    this.sources = new Set();        // scheduled audio, stopped by "Stop"
+    this.rate = 24000;
+    this.closing = false; this.cancelling = false; this.finished = false; this.failed = false;
+    if (!liveAudio) liveAudio = new AudioContext();
+    liveAudio.resume().catch(() => { /* no gesture yet: it resumes on the next one */ });
+    Object.assign(state.live, {ttfaMs: null, sentenceMs: null, seconds: 0, done: null, closeCode: null,
+                               sessionId: null, mode: this.settings.mode, text: ''});
+    state.live.sessions += 1;
+    clearLiveError();
+    $('live-ttfa').textContent = 'waiting ...';
+    $('live-seconds').textContent = '';
+    $('live-usage').textContent = '';
+    setLiveState('Connecting ...');
+    this.ws = new WebSocket(wsUrl(LIVE_PATH));
+    this.ws.binaryType = 'arraybuffer';
+    this.ws.onopen = () => {
+      this.ws.send(JSON.stringify(this.settings));
+      for (const message of this.queue.splice(0)) this.ws.send(message);
+    };
+    this.ws.onmessage = (event) => this.receive(event.data);
+    this.ws.onclose = (event) => this.closed(event);
+  }
+
+  send(message) {
+    const raw = JSON.stringify(message);
+    if (this.ws.readyState === WebSocket.CONNECTING) this.queue.push(raw);
+    else if (this.ws.readyState === WebSocket.OPEN) this.ws.send(raw);
+  }
+
+  delta(text) {
+    if (!text) return;
+    this.text += text;
+    state.live.text = this.text;
+    this.sent.push([this.text.length, performance.now(), false]);
+    this.send({type: 'text', text});
+  }
+
+  flush() { this.sent.push([this.text.length, performance.now(), true]); this.send({type: 'flush'}); }
+
+  finish() {
+    this.closing = true;
+    this.sent.push([this.text.length, performance.now(), true]);
+    this.send({type: 'close'});
+    setLiveState('Finishing: speaking the rest ...');
+  }
+
+  cancel() {
+    this.cancelling = true;
+    this.send({type: 'cancel'});
+    for (const source of this.sources) { try { source.stop(); } catch (_) { /* not started */ } }
+    this.sources.clear();
+    livePlayhead = liveAudio.currentTime;
+    setLiveState('Stopping ...');
+  }
+
+  receive(data) {
+    if (data instanceof ArrayBuffer) { this.play(new Uint8Array(data)); return; }
+    const event = JSON.parse(data);
+    if (event.type === 'session.created') {
+      this.rate = event.sample_rate;
+      state.live.sessionId = event.session_id;
+      setLiveState('Session ' + event.session_id + ' (' + event.mode + ' mode): speaking as you type.');
+    } else if (event.type === 'audio.span') {
+      if (this.span === undefined) this.firstSpan = event.span;
+      this.span = event.span;
+    } else if (event.type === 'done') {
+      this.done(event);
+    } else if (event.type === 'error') {
+      const err = event.error || {};
+      const where = err.param ? ' (' + err.param + ')' : '';
+      this.failed = true;
+      showLiveError('The server said' + where + ': ' + (err.message || 'an error') + ' [' + (err.code || 'error') + ']');
+    }
+  }
+
+  // When the first spoken span's text was complete: the first message after which the server
+  // could cut it (text beyond its end, or a flush / close), as docs/streaming.md's rules say.
+  sentenceReadyAt(span) {
+    for (const [length, at, flushed] of this.sent) if (length > span.end || (flushed && length >= span.end)) return at;
+    return null;
+  }
+
+  play(bytes) {
+    if (this.cancelling) return;  // the rest of a frame in flight when "Stop" was pressed
+    const joined = new Uint8Array(this.carry.length + bytes.length);
+    joined.set(this.carry); joined.set(bytes, this.carry.length);
+    const even = joined.length - (joined.length % 2);
+    this.carry = joined.slice(even);
+    if (!even) return;
+    const int16 = new Int16Array(joined.slice(0, even).buffer);
+    const now = performance.now();
+    if (state.live.ttfaMs === null && this.sent.length) {
+      state.live.ttfaMs = Math.round(now - this.sent[0][1]);
+      const ready = this.firstSpan ? this.sentenceReadyAt(this.firstSpan) : null;
+      state.live.sentenceMs = ready === null ? null : Math.max(0, Math.round(now - ready));
+      $('live-ttfa').textContent = state.live.ttfaMs + ' ms';
+      if (state.live.sentenceMs !== null) {
+        $('live-ttfa').textContent += ' after the first text sent, ' + state.live.sentenceMs + ' ms after its sentence was complete';
+      }
+    }
+    this.parts.push(int16);
+    const [source, end] = schedulePcm(liveAudio, int16, this.rate, livePlayhead);
+    livePlayhead = end;
+    this.sources.add(source);
+    source.onended = () => this.sources.delete(source);
+    state.live.seconds += int16.length / this.rate;
+    $('live-seconds').textContent = '(' + state.live.seconds.toFixed(2) + ' s received)';
+  }
+
+  done(event) {
+    this.finished = true;
+    state.live.done = event;
+    const u = event.usage;
+    $('live-usage').textContent = (event.cancelled ? 'Stopped. ' : 'Done. ') + 'Usage: ' + u.characters
+      + ' characters, ' + u.audio_seconds.toFixed(2) + ' s of audio, ' + u.requests + ' request'
+      + (u.requests === 1 ? '' : 's') + '.';
+    setLiveState(event.cancelled ? 'Stopped.' : 'Finished.');
+    if (state.live.ttfaMs === null) $('live-ttfa').textContent = '-';
+    this.ws.close(1000);  // the client closes after done (docs/streaming.md)
+    if (this.parts.length) {
+      showPcm(this.parts, this.rate);
+      setStatus('Type and hear: ' + state.resultSeconds.toFixed(2) + ' s of audio' + (event.cancelled ? ' (stopped).' : '.'));
+    }
+  }
+
+  closed(event) {
+    state.live.closeCode = event.code;
+    if (this.failed) {
+      state.live.error += ' (closed ' + event.code + ')';
+      $('live-error').textContent = state.live.error;
+      setLiveState('Failed.');
+      $('live-ttfa').textContent = state.live.ttfaMs === null ? '-' : $('live-ttfa').textContent;
+      // Nothing was spoken: the next session (e.g. after fixing the key or mode) sends it again.
+      if (!this.parts.length && live === this) liveSent = Math.min(liveSent, this.startOffset);
+    } else if (!this.finished) {
+      showLiveError('The connection closed before the session finished (code ' + event.code
+        + (event.reason ? ': ' + event.reason : '') + ').');
+      setLiveState('Failed.');
+    }
+    if (live === this) live = null;
+    updateLiveButtons();
+    if (this.failed || !this.finished) { clearTimeout(livePause); return; }  // no retry until typed
+    if ($('live-text').value.length > liveSent) schedulePause();  // typed while it was finishing
+  }
+}
+
+function updateLiveButtons() {
+  $('live-stop').disabled = !live;
+  const ending = !!(live && (live.closing || live.cancelling));
+  $('live-finish').disabled = ending;
+  $('live-flush').disabled = ending;
+}
+
+// The open session, or a new one; null while one is finishing (what is typed then waits).
+function liveSession() {
+  if (live) return live.closing || live.cancelling ? null : live;
+  try {
+    live = new LiveSession();
+  } catch (error) {
+    showLiveError(String(error.message || error));
+    return null;
+  }
+  updateLiveButtons();
+  return live;
+}
+
+// Sends #live-text from what was sent up to `end` (default: all of it).
+function sendLive(end) {
+  const value = $('live-text').value;
+  if (value.length < liveSent) liveSent = value.length;  // deleted: typing goes on from here
+  const upto = end === undefined ? value.length : end;
+  if (upto <= liveSent) return live;
+  const session = liveSession();
+  if (!session) return null;
+  session.delta(value.slice(liveSent, upto));
+  liveSent = upto;
+  return session;
+}
+
+function schedulePause() {
+  clearTimeout(livePause);
+  livePause = setTimeout(() => {
+    const session = sendLive();
+    if (session && !session.closing && !session.cancelling && LIVE_SENTENCE_END.test(session.text)) session.flush();
+  }, LIVE_PAUSE_MS);
+}
+
+function onLiveInput() {
+  const value = $('live-text').value;
+  if (value.length < liveSent) liveSent = value.length;
+  const pending = value.slice(liveSent);
+  let boundary = -1;
+  for (let i = pending.length - 1; i >= 0; i--) if (LIVE_BOUNDARY.test(pending[i])) { boundary = i; break; }
+  if (boundary >= 0) sendLive(liveSent + boundary + 1);
+  schedulePause();
+}
+
+function liveFlush() {
+  clearTimeout(livePause);
+  if (!live && $('live-text').value.length <= liveSent) { showLiveError('Type something first.'); return; }
+  const session = sendLive();
+  if (session && !session.closing && !session.cancelling) session.flush();
+}
+
+function liveFinish() {
+  clearTimeout(livePause);
+  const session = sendLive();
+  if (session && !session.closing && !session.cancelling) { session.finish(); updateLiveButtons(); }
+}
+
+function liveStop() {
+  clearTimeout(livePause);
+  if (live && !live.cancelling) {
+    liveSent = $('live-text').value.length;  // what was typed and not sent yet is dropped too
+    live.cancel();
+    updateLiveButtons();
+  }
 }
 
 // --------------------------------------------------------------------------------- jobs
@@ -437,6 +733,11 @@ function init() {
   $('create-cloned-voice').addEventListener('click', () => guarded($('create-cloned-voice'), createClonedVoice));
   $('refresh-voices').addEventListener('click', () => guarded($('refresh-voices'), () => refreshVoices()));
   $('record').addEventListener('click', () => guarded($('record'), toggleRecording));
+  $('live-text').addEventListener('input', onLiveInput);
+  $('live-flush').addEventListener('click', liveFlush);
+  $('live-stop').addEventListener('click', liveStop);
+  $('live-finish').addEventListener('click', liveFinish);
+  updateLiveButtons();
   $('ref-audio').addEventListener('change', () => { recorded = null; $('record-status').textContent = ''; });
   guarded($('refresh-voices'), () => refreshVoices());
 }
