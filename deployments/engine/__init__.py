@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deployments.engine.presets import Preset, load_presets
+from deployments.engine.text_input import TextInput
 from deployments.engine.types import (
     MODEL_SAMPLE_RATE,
     AudioChunk,
@@ -59,6 +60,7 @@ __all__ = [
     "SynthesisRequest",
     "SynthesisResult",
     "TTSEngine",
+    "TextInput",
     "UnsupportedValueError",
     "VoicePrompt",
     "build_tiny_models",

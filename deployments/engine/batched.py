@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from deployments.engine.codec import CodecState, StatefulCodecDecoder
+from deployments.engine.text_input import SettledTokens, TextInput, wrap
 from deployments.engine.types import (
     AudioChunk,
     EngineConfig,
@@ -286,6 +287,12 @@ class _SlotCache:
         for buf in (*self.k, *self.v):
             buf[dst, :, :length] = buf[src, :, :length]
 
+    def swap(self, a: int, b: int, length_a: int, length_b: int) -> None:
+        for buf in (*self.k, *self.v):
+            kept = buf[a, :, :length_a].clone()
+            buf[a, :, :length_b] = buf[b, :, :length_b]
+            buf[b, :, :length_a] = kept
+
 
 class _StepCache:
     """The code predictor's cache for one frame (every slot at the same position)."""
@@ -324,10 +331,15 @@ class Job:
     job, the final chunk or the error; `done` is set when it left the loop."""
 
     def __init__(self, prepared: _Prepared, *, chunking: StreamChunking | None,
-                 sink: Sink | None = None) -> None:
+                 sink: Sink | None = None, text_input: TextInput | None = None) -> None:
         self.prepared = prepared
         self.chunking = chunking
         self.sink = sink
+        #: text still arriving (streaming-text mode): the job is admitted once the prompt's
+        #: text has settled, and its slot waits for text instead of running ahead
+        self.text_input = text_input
+        self.settled: SettledTokens | None = None  # its tokens (loop thread)
+        self.prompt_tokens = 1  # settled text tokens the prompt needs (loop thread)
         self.submitted_at = time.perf_counter()
         self.started_at = self.submitted_at
         self.cancelled = threading.Event()
@@ -385,6 +397,21 @@ class _Slot:
     peak_batch: int = 0  # most slots that stepped together with this one
     codec: CodecState | None = None  # the stream's decoder state (codec thread only)
     text_tokens: int = 0
+    # text still arriving (job.text_input): the trailing rows are rebuilt as text settles
+    length_cap: int = 0  # max_new_tokens - 1
+    room: int = 0  # cache positions left after the prompt
+    ref_ids: list[int] = field(default_factory=list)  # ICL: the reference text's tokens
+    skip: int = 0  # rows of ref_ids + text ids that are in the prompt, not in trailing
+    trailing_ids: list[int] = field(default_factory=list)  # ids of the trailing rows so far
+    text_version: int = -1
+    text_closed: bool = True  # the trailing rows end with tts_eos
+    final_chars: int = 0  # text_chars of the final chunk
+    lookahead: int = 0  # EngineConfig.text_lookahead_tokens
+
+    @property
+    def waits_for_text(self) -> bool:
+        """True while the next step would read text that has not arrived (or settled)."""
+        return not self.text_closed and self.trailing.shape[0] <= self.job.frames + self.lookahead
 
 
 @dataclass
@@ -398,6 +425,8 @@ class LoopStats:
     last_step_seconds: float = 0.0
     admitted: int = 0
     rejected: int = 0
+    waiting_for_text: int = 0  # slots holding their cache until their text arrives
+    retokenized: int = 0  # text inputs whose whole-text tokens differed from the settled ones
 
 
 class LoopStreamRunner:
@@ -405,9 +434,9 @@ class LoopStreamRunner:
     `AsyncSynthesisStream` (start with a sink, cancel, join)."""
 
     def __init__(self, loop: StepLoop, prepared: _Prepared, chunking: StreamChunking,
-                 sample_rate: int) -> None:
+                 sample_rate: int, text_input: TextInput | None = None) -> None:
         self._loop = loop
-        self._job = Job(prepared, chunking=chunking)
+        self._job = Job(prepared, chunking=chunking, text_input=text_input)
         self.sample_rate = sample_rate
 
     @property
@@ -506,6 +535,10 @@ class StepLoop:
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._kicked = False  # something changed that the loop has not looked at yet
+        self._sleeping = False  # the loop thread waits for work
+        wrapped = self._tokenize(wrap(""))
+        self._template_head, self._template_tail = wrapped[:, :3], wrapped[:, 3:]
         # codec decoding and sinks run on their own thread, in submission order, so the next
         # step's generation overlaps this step's decoding (torch releases the GIL)
         self._audio: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -567,11 +600,22 @@ class StepLoop:
                     f"{len(self._waiting)} requests are waiting", self._config.retry_after_s)
             self._waiting.append(job)
             self.loop_stats.waiting = len(self._waiting)
+            self._kicked = True
             self._cond.notify()
+        if job.text_input is not None:
+            job.text_input.add_listener(self.wake)
+
+    @property
+    def idle(self) -> bool:
+        """True while the loop has looked at every change and no slot can step (there are
+        none, or all wait for text): what tests wait for between text deltas."""
+        with self._cond:
+            return self._sleeping and not self._kicked
 
     def wake(self) -> None:
-        """Make the loop look at cancellations now (called by `Job.cancel` users)."""
+        """Make the loop look at cancellations and arrived text now."""
         with self._cond:
+            self._kicked = True
             self._cond.notify()
 
     def close(self) -> None:
@@ -587,16 +631,17 @@ class StepLoop:
         torch.set_grad_enabled(False)
         while True:
             with self._cond:
-                while not self._closed and not self._rows and not self._waiting:
+                while not self._closed and not self._kicked and not self._any_runnable():
+                    self._sleeping = True
                     self._cond.wait()
+                    self._sleeping = False
                 if self._closed:
                     break
-                admitting = []
-                while self._waiting and len(self._rows) + len(admitting) < self._slots:
-                    admitting.append(self._waiting.popleft())
-                self.loop_stats.waiting = len(self._waiting)
+                self._kicked = False
+                candidates = list(self._waiting)
             try:
                 with torch.inference_mode():
+                    admitting = self._admissible(candidates)
                     for job in admitting:
                         try:
                             self._admit(job)
@@ -607,8 +652,10 @@ class StepLoop:
                             err = EngineError(f"batched prefill failed: {type(exc).__name__}: {exc}")
                             err.__cause__ = exc
                             self._fail(job, err)
-                    if self._rows:
-                        self._step()
+                    self._refresh_text()
+                    stepping = self._partition()
+                    if stepping:
+                        self._step(stepping)
             except Exception as exc:  # noqa: BLE001 - a failed step fails its jobs, not the loop
                 log.exception("step loop failure")
                 err = EngineError(f"batched generation failed: {type(exc).__name__}: {exc}")
@@ -617,12 +664,128 @@ class StepLoop:
                     self._fail(slot.job, err)
                 self._rows.clear()
             self.loop_stats.active = len(self._rows)
+            self.loop_stats.waiting_for_text = sum(s.waits_for_text for s in self._rows)
             self.observer.on_occupancy(len(self._rows), self.loop_stats.waiting)
         err = EngineError("the engine was shut down")
         for slot in self._rows:
             self._fail(slot.job, err)
         for job in self._waiting:
             self._fail(job, err)
+
+    def _any_runnable(self) -> bool:
+        return any(not s.waits_for_text for s in self._rows)
+
+    def _admissible(self, candidates: list[Job]) -> list[Job]:
+        """The waiting jobs that go into free slots now, in order, taken off the queue: a job
+        whose text is still arriving goes in once its prompt's text has settled (a cancelled
+        one goes in to be failed)."""
+        free = self._slots - len(self._rows)
+        chosen = []
+        for job in candidates:
+            if len(chosen) >= free:
+                break
+            if job.text_input is None or job.cancelled.is_set() or self._prompt_ready(job):
+                chosen.append(job)
+        if chosen:
+            with self._cond:
+                for job in chosen:
+                    self._waiting.remove(job)
+                self.loop_stats.waiting = len(self._waiting)
+        return chosen
+
+    def _prompt_ready(self, job: Job) -> bool:
+        """Settle the job's text so far; True once the prompt has all the text it holds
+        (the first token; with an ICL voice prompt, as many as fill the reference's codes)."""
+        text, closed, _ = job.text_input.snapshot()
+        if job.settled is None:
+            job.settled = SettledTokens(self._tts.processor.tokenizer)
+            vp = job.prepared.voice_prompt
+            if vp is not None and vp.icl_mode:
+                codec_lens = int(np.asarray(vp.ref_code).shape[0]) + 1
+                job.prompt_tokens = max(1, codec_lens - len(self._ref_ids(vp.ref_text)))
+        if closed:
+            return True
+        job.settled.update(text)
+        return len(job.settled.ids) >= job.prompt_tokens
+
+    def _ref_ids(self, ref_text: str) -> list[int]:
+        ids = self._tokenize(f"<|im_start|>assistant\n{ref_text}<|im_end|>\n")
+        return [int(i) for i in ids[0, 3:-2]]
+
+    def _partition(self) -> int:
+        """Put the slots that can step now in rows 0..k-1 (those waiting for text after
+        them: the step reads rows 0..k-1 as views) and return k. A cancelled slot that is
+        waiting for text leaves here (it will not step again)."""
+        for i in range(len(self._rows) - 1, -1, -1):
+            s = self._rows[i]
+            if s.waits_for_text and s.job.cancelled.is_set():
+                self._audio.put(lambda s=s: self._finish(s, FinishReason.CANCELLED))
+                self._release(i)
+        ready = [not s.waits_for_text for s in self._rows]
+        i, j = 0, len(ready) - 1
+        while True:
+            while i <= j and ready[i]:
+                i += 1
+            while i <= j and not ready[j]:
+                j -= 1
+            if i >= j:
+                return i
+            self._swap(i, j)
+            ready[i], ready[j] = True, False
+
+    def _refresh_text(self) -> None:
+        """Bring the trailing rows of every slot whose text is still arriving up to date:
+        newly settled tokens are embedded and appended; on close, tts_eos goes after them and
+        the whole text's tokenization replaces the settled one where it differs and has not
+        been read yet."""
+        for s in self._rows:
+            ti = s.job.text_input
+            if ti is None or s.text_closed:
+                continue
+            text, closed, version = ti.snapshot()
+            if version == s.text_version:
+                continue
+            s.text_version = version
+            settled = s.job.settled
+            if closed:
+                if not settled.close(text):
+                    self.loop_stats.retokenized += 1
+                    log.info("a streamed text tokenized differently as a whole; the unread rest follows the whole text")
+            elif not settled.update(text):
+                continue
+            ids = (s.ref_ids + settled.ids)[s.skip:]
+            keep = 0
+            for old, new in zip(s.trailing_ids, ids, strict=False):
+                if old != new:
+                    break
+                keep += 1
+            keep = max(keep, min(s.job.frames, len(s.trailing_ids)))  # read rows stay
+            rows = [s.trailing[:keep]]
+            if len(ids) > keep:
+                new_ids = torch.tensor([ids[keep:]], dtype=torch.long, device=self._device)
+                rows.append(self._text_embed(new_ids)[0])
+            if closed:
+                rows.append(self._tts_eos[0])
+                s.final_chars = len(text)
+            s.trailing = torch.cat(rows)
+            s.trailing_ids = s.trailing_ids[:keep] + ids[keep:]
+            s.text_closed = closed
+            s.text_tokens = len(settled.ids)
+            s.cap = min(s.length_cap, frame_budget(self._config, s.text_tokens, s.job.prepared.min_frames),
+                        s.room)
+            s.budget_bound = s.cap < s.length_cap
+
+    def _read_chars(self, s: _Slot) -> int:
+        """Characters of a slot's arriving text the model has read (0 for whole-text jobs)."""
+        if s.job.settled is None:
+            return 0
+        return s.job.settled.read_chars(s.skip - len(s.ref_ids) + s.job.frames)
+
+    def _swap(self, a: int, b: int) -> None:
+        self._cache.swap(a, b, int(self._pos[a]), int(self._pos[b]))
+        for t in self._row_tensors:
+            t[[a, b]] = t[[b, a]]
+        self._rows[a], self._rows[b] = self._rows[b], self._rows[a]
 
     # ------------------------------------------------------------------ admission
     def _text_embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -637,11 +800,15 @@ class StepLoop:
         ids = ids.to(self._device)
         return ids.unsqueeze(0) if ids.dim() == 1 else ids
 
-    def _prompt(self, p: _Prepared, non_streaming_mode: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _prompt(self, p: _Prepared, non_streaming_mode: bool, input_id: torch.Tensor | None = None,
+                closed: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(prefill embeds (1, T, D), trailing text hiddens (N, D), text tokens): the inputs
-        `Qwen3TTSForConditionalGeneration.generate` builds for one request."""
+        `Qwen3TTSForConditionalGeneration.generate` builds for one request. `input_id`: the
+        wrapped text's ids when they are not `p.text`'s; `closed=False` (streaming-text mode
+        only): more text will come, so the trailing rows do not end with tts_eos yet."""
         tc = self._tc
-        input_id = self._tokenize(f"<|im_start|>assistant\n{p.text}<|im_end|>\n<|im_start|>assistant\n")
+        if input_id is None:
+            input_id = self._tokenize(wrap(p.text))
         parts: list[torch.Tensor] = []
         if p.instruct:
             instruct_id = self._tokenize(f"<|im_start|>user\n{p.instruct}<|im_end|>\n")
@@ -675,7 +842,7 @@ class StepLoop:
             ref_id = self._tokenize(f"<|im_start|>assistant\n{vp.ref_text}<|im_end|>\n")
             ref_code = torch.as_tensor(np.asarray(vp.ref_code, dtype=np.int64), device=self._device)
             icl, trailing = self._icl_prompt(input_id[:, 3:-5], ref_id[:, 3:-2], ref_code,
-                                             non_streaming_mode)
+                                             non_streaming_mode, closed)
             embed = torch.cat([embed, icl], dim=1)
         else:
             first = self._text_embed(input_id[:, 3:4]) + codec[:, -1:]
@@ -691,16 +858,20 @@ class StepLoop:
                 ], dim=1)
                 trailing = pad
             else:
-                trailing = torch.cat((self._text_embed(input_id[:, 4:-5]), eos), dim=1)
+                trailing = self._text_embed(input_id[:, 4:-5])
+                if closed:
+                    trailing = torch.cat((trailing, eos), dim=1)
         parts.append(embed)
         return torch.cat(parts, dim=1), trailing[0], text_tokens
 
     def _icl_prompt(self, text_id: torch.Tensor, ref_id: torch.Tensor, ref_code: torch.Tensor,
-                    non_streaming_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """`generate_icl_prompt`: reference text + target text beside the reference codes."""
+                    non_streaming_mode: bool, closed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """`generate_icl_prompt`: reference text + target text beside the reference codes.
+        Open text (`closed=False`) has filled the reference's codes already (`_prompt_ready`)."""
         tc = self._tc
-        text_embed = torch.cat([self._text_embed(torch.cat([ref_id, text_id], dim=-1)),
-                                self._tts_eos], dim=1)
+        text_embed = self._text_embed(torch.cat([ref_id, text_id], dim=-1))
+        if closed:
+            text_embed = torch.cat([text_embed, self._tts_eos], dim=1)
         codec_embed = [self._codec_embed(ref_code[:, :1])]
         for i in range(1, self._groups):
             codec_embed.append(self._predictor.get_input_embeddings()[i - 1](ref_code[:, i:i + 1]))
@@ -711,7 +882,7 @@ class StepLoop:
         if non_streaming_mode:
             icl = text_embed + self._codec_embed([tc.codec_pad_id] * text_lens)
             return torch.cat([icl, codec_embed + pad], dim=1), pad
-        if text_lens > codec_lens:
+        if text_lens > codec_lens or not closed:
             return text_embed[:, :codec_lens] + codec_embed, text_embed[:, codec_lens:]
         text_embed = torch.cat([text_embed] + [pad] * (codec_lens - text_lens), dim=1)
         return text_embed + codec_embed, pad
@@ -724,8 +895,20 @@ class StepLoop:
         if job.cancelled.is_set():
             self._fail(job, StreamCancelled())
             return
+        arriving = job.text_input is not None
+        if arriving:
+            text, closed, version = job.text_input.snapshot()
+            if closed and not text.strip():
+                self._fail(job, UnsupportedValueError("text", text, [], "text must not be empty"))
+                return
+            if closed:
+                job.settled.close(text)
+            ids = torch.tensor([job.settled.ids], dtype=torch.long, device=self._device)
+            input_id = torch.cat((self._template_head, ids, self._template_tail), dim=1)
+        else:
+            input_id, closed = None, True
         try:
-            embed, trailing, text_tokens = self._prompt(p, p.non_streaming_mode)
+            embed, trailing, text_tokens = self._prompt(p, p.non_streaming_mode, input_id, closed)
         except Exception as exc:  # noqa: BLE001
             self._fail(job, EngineError(f"prompt failed: {type(exc).__name__}: {exc}"))
             return
@@ -751,6 +934,16 @@ class StepLoop:
                      prompt_len=t, text_tokens=text_tokens)
         if p.voice_prompt is not None and p.voice_prompt.icl_mode:
             slot.prefix = torch.as_tensor(np.asarray(p.voice_prompt.ref_code, dtype=np.int64))
+        if arriving:
+            slot.length_cap, slot.room, slot.lookahead = length_cap, room, self._config.text_lookahead_tokens
+            slot.text_version, slot.text_closed = version, closed
+            if slot.prefix is not None:
+                slot.ref_ids = self._ref_ids(p.voice_prompt.ref_text)
+                slot.skip = int(slot.prefix.shape[0]) + 1  # the codec rows the prompt fills
+            else:
+                slot.skip = 1  # the first text token is in the prompt
+            slot.trailing_ids = (slot.ref_ids + job.settled.ids)[slot.skip:]
+            slot.final_chars = len(text) if closed else 0
         self._last_token[row] = 0
         self._seen[row] = False
         self._t_sample[row], self._t_temp[row] = s.do_sample, s.temperature
@@ -865,10 +1058,10 @@ class StepLoop:
         return _sample_rows(scores, rs, noise)
 
     # ------------------------------------------------------------------ one step
-    def _step(self) -> None:
+    def _step(self, n: int) -> None:
+        """One frame for the slots in rows 0..n-1."""
         t0 = time.perf_counter()
-        n = len(self._rows)
-        slots = list(self._rows)
+        slots = self._rows[:n]
         rows = slice(0, n)
         sampled = [s.generator is not None for s in slots]
         c_noise = self._noise(slots, self._groups - 1, self._cp_vocab) if any(sampled) else None
@@ -943,6 +1136,9 @@ class StepLoop:
                 finished.append((i, FinishReason.EOS))
             elif s.job.frames >= s.cap:
                 finished.append((i, FinishReason.BUDGET if s.budget_bound else FinishReason.LENGTH))
+        for i, _ in finished:
+            if not slots[i].text_closed:  # ended before its text did: what it had read
+                slots[i].final_chars = self._read_chars(slots[i])
         done = {i: r for i, r in finished}
         due = self._due_chunks(slots, done)
         leaving = [(slots[i], done[i]) for i in sorted(done)]
@@ -969,7 +1165,7 @@ class StepLoop:
     # ------------------------------------------------------------------ audio out
     def _due_chunks(self, slots: list[_Slot], done: dict[int, FinishReason]) -> list:
         """The chunk windows due this step (loop thread: reads the codes, marks them taken)."""
-        due: list[tuple[_Slot, torch.Tensor, int, bool]] = []
+        due: list[tuple[_Slot, torch.Tensor, int, bool, int]] = []
         for i, s in enumerate(slots):
             ch = s.job.chunking
             if ch is None or done.get(i) is FinishReason.CANCELLED:
@@ -985,7 +1181,7 @@ class StepLoop:
                 else:
                     ctx = min(ch.left_context_frames, start)
                 window = torch.stack(history[start - ctx:], dim=0)
-                due.append((s, window, ctx, i in done))
+                due.append((s, window, ctx, i in done, self._read_chars(s)))
                 s.emitted = len(s.codes)
                 s.chunks_due += 1
         return due
@@ -993,7 +1189,7 @@ class StepLoop:
     def _deliver(self, due: list, leaving: list[tuple[_Slot, FinishReason]]) -> None:
         """Codec thread: decode the due chunks batched by window length, emit them, then
         finish the jobs that left the loop this step."""
-        groups: dict[tuple[int, int], list[tuple[_Slot, torch.Tensor, int, bool]]] = {}
+        groups: dict[tuple[int, int], list[tuple[_Slot, torch.Tensor, int, bool, int]]] = {}
         for d in due:
             s = d[0]
             if self.stateful_codec and s.codec is None:
@@ -1001,25 +1197,25 @@ class StepLoop:
             context = s.codec.context.shape[1] if s.codec is not None else 0
             groups.setdefault((d[1].shape[0], context), []).append(d)
         for items in groups.values():
-            batch = torch.stack([torch.clamp(w, min=0).T for _, w, _, _ in items]).to(self._device)
+            batch = torch.stack([torch.clamp(d[1], min=0).T for d in items]).to(self._device)
             try:
                 if self.stateful_codec:
-                    wav = self._decoder.step(batch, [s.codec for s, _, _, _ in items])
+                    wav = self._decoder.step(batch, [d[0].codec for d in items])
                 else:
                     wav = self._decoder(batch)
                 wav = wav.to(torch.float32).cpu().numpy()
             except Exception as exc:  # noqa: BLE001
-                for s, _, _, _ in items:
+                for s, *_ in items:
                     s.job.cancel()
                     self._fail(s.job, EngineError(f"codec decode failed: {type(exc).__name__}: {exc}"))
                 continue
-            for j, (s, window, ctx, final) in enumerate(items):
+            for j, (s, window, ctx, final, chars) in enumerate(items):
                 audio = wav[j, 0, ctx * self._spf:window.shape[0] * self._spf]
                 if final:  # the tail goes out with the final chunk
                     s.tail = audio
                 else:
                     try:
-                        self._emit(s, audio, final=False)
+                        self._emit(s, audio, final=False, chars=chars)
                     except Exception as exc:  # noqa: BLE001
                         s.job.cancel()
                         self._fail(s.job, exc)
@@ -1027,7 +1223,7 @@ class StepLoop:
             self._finish(s, reason)
 
     def _emit(self, s: _Slot, audio: np.ndarray, *, final: bool,
-              reason: FinishReason | None = None) -> None:
+              reason: FinishReason | None = None, chars: int = 0) -> None:
         job = s.job
         if job.sink is None or job.done.is_set():
             return
@@ -1038,6 +1234,7 @@ class StepLoop:
             index=s.chunks, frames=audio.size // self._spf, final=final, total_frames=job.frames,
             input_tokens=s.text_tokens if final else 0,
             generation_seconds=time.perf_counter() - job.submitted_at, finish_reason=reason,
+            text_chars=chars,
         ))
         s.chunks += 1
 
@@ -1051,7 +1248,7 @@ class StepLoop:
         try:
             if job.chunking is not None:
                 tail = s.tail if s.tail is not None else np.zeros(0, np.float32)
-                self._emit(s, tail, final=True, reason=reason)
+                self._emit(s, tail, final=True, reason=reason, chars=s.final_chars)
                 self._untrack(job)
             else:
                 job.result = self._whole(s, reason)

@@ -41,6 +41,7 @@ from deployments.engine.streaming import (
     StreamStats,
     SynthesisStream,
 )
+from deployments.engine.text_input import TextInput
 from deployments.engine.types import (
     MODEL_SAMPLE_RATE,
     EngineConfig,
@@ -145,7 +146,19 @@ class _Prepared:
     @property
     def group_key(self) -> tuple:
         """Requests the reference backend can run in one generate call share this."""
-        return (self.max_new_tokens, self.min_frames, self.sampling)
+        return (self.max_new_tokens, self.min_frames, self.sampling, self.non_streaming_mode)
+
+
+def _streaming_text(r: SynthesisRequest, kind: ModelKind, arriving: bool) -> bool:
+    """Whether the talker reads the text one token per frame (see SynthesisRequest)."""
+    if arriving:
+        if r.streaming_text is False:
+            raise UnsupportedValueError("streaming_text", False, [True],
+                                        "text that is still arriving is read in streaming-text mode")
+        return True
+    if r.streaming_text is None:
+        return kind is ModelKind.BASE  # qwen-tts's default per kind
+    return bool(r.streaming_text)
 
 
 _HARD_DEFAULTS = {"do_sample": True, "top_k": 50, "top_p": 1.0, "temperature": 0.9,
@@ -263,10 +276,11 @@ class TTSEngine:
         checkpoint cannot synthesize `request`."""
         self._prepare(request)
 
-    def _prepare(self, r: SynthesisRequest) -> _Prepared:
+    def _prepare(self, r: SynthesisRequest, *, arriving: bool = False) -> _Prepared:
+        """`arriving`: the text comes later through a TextInput (`r.text` is ignored)."""
         info = self.info
         kind = info.kind
-        if not isinstance(r.text, str) or not r.text.strip():
+        if not arriving and (not isinstance(r.text, str) or not r.text.strip()):
             raise UnsupportedValueError("text", r.text, [], "text must not be empty")
         language = (r.language or "auto").lower()
         if language not in info.languages:
@@ -321,7 +335,7 @@ class TTSEngine:
             voice_prompt=r.voice_prompt, seed=r.seed,
             max_new_tokens=min(mnt, limit) if mnt is not None else self.default_max_new_tokens,
             min_frames=mf or 0, sampling=self._resolve_sampling(r.sampling),
-            non_streaming_mode=kind is not ModelKind.BASE,  # qwen-tts's default per kind
+            non_streaming_mode=not _streaming_text(r, kind, arriving),
         )
 
     def _resolve_sampling(self, sp: SamplingParams | None) -> ResolvedSampling:
@@ -547,7 +561,8 @@ class TTSEngine:
         kind = self.info.kind
         sampling = batch[0].sampling
         assert sampling is not None
-        gen = {"max_new_tokens": max_new_tokens, **sampling.generate_kwargs()}
+        gen = {"max_new_tokens": max_new_tokens, **sampling.generate_kwargs(),
+               "non_streaming_mode": batch[0].non_streaming_mode}
         texts = [p.text for p in batch]
         languages = [p.language for p in batch]
         if kind is ModelKind.CUSTOM_VOICE:
@@ -608,6 +623,23 @@ class TTSEngine:
     ) -> AsyncSynthesisStream:
         """`stream` for asyncio consumers: chunks arrive without blocking the event loop."""
         return AsyncSynthesisStream(self._stream_runner(request, chunking))
+
+    def astream_text(
+        self, request: SynthesisRequest, text: TextInput, chunking: StreamChunking | None = None
+    ) -> AsyncSynthesisStream:
+        """Stream a synthesis whose text is still arriving: append to `text` as it comes and
+        close it when it is complete (`request.text` is ignored). The request runs in
+        streaming-text mode in one step-loop slot, admitted once the prompt's text has
+        settled; its slot waits for text (holding its cache, taking no step time) instead of
+        reading past what has arrived. With the whole text given at once the codes equal
+        those of `request` with `streaming_text=True` (greedy). Batched backend only."""
+        if self._loop is None:
+            raise UnsupportedValueError(
+                "backend", self._config.backend, ["batched"],
+                "text that is still arriving needs the batched backend (engine.backend: batched)")
+        prepared = self._prepare(request, arriving=True)
+        return AsyncSynthesisStream(LoopStreamRunner(
+            self._loop, prepared, chunking or StreamChunking(), self.info.sample_rate, text))
 
     def _stream_runner(self, request: SynthesisRequest,
                        chunking: StreamChunking | None) -> StreamRunner | LoopStreamRunner:

@@ -65,6 +65,12 @@ class EngineConfig(BaseModel):
     budget_floor_frames: int = Field(25, ge=1, description="Runaway guard: frames every request "
                                      "may have whatever its text length (25 = 2 s)")
     retry_after_s: int = Field(1, ge=1, description="Retry-After of an overloaded engine")
+    text_lookahead_tokens: int = Field(
+        0, ge=0, le=64, description="Batched backend, text still arriving (incremental input): "
+        "settled text tokens that must be buffered beyond the one a step reads before the step "
+        "runs (0: a slot steps as soon as its next token is known; more: fewer stalls "
+        "mid-phrase, later first audio; the audio is the same)",
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,11 @@ class SynthesisRequest:
     #: weights then give known lengths). The frame cap (max_new_tokens - 1) still applies.
     min_frames: int | None = None
     sampling: SamplingParams | None = None
+    #: How the talker reads the text: False puts all of it in the prompt (qwen-tts
+    #: `non_streaming_mode=True`, its default for CustomVoice and VoiceDesign); True feeds one
+    #: text token per codec frame beside the audio (the Base default, and the mode text that
+    #: is still arriving needs). None: the model kind's qwen-tts default.
+    streaming_text: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +242,10 @@ class AudioChunk:
     input_tokens: int = 0  # text tokens of the request (set when final)
     generation_seconds: float = 0.0  # wall time since the stream started
     finish_reason: FinishReason | None = None  # set when final
+    #: Text still arriving (`TTSEngine.astream_text`): characters of the input the model had
+    #: read when this chunk's last frame was made (it reads ahead of what it speaks); the
+    #: whole input's length on the final chunk. 0 for requests whose text came at once.
+    text_chars: int = 0
 
     @property
     def duration_seconds(self) -> float:
