@@ -2,7 +2,7 @@
 
 Every failure a client can see is an `ApiError` with a status, a machine-readable `code`, a
 message that names the field and the allowed values, and the `param` it concerns. Library
-exceptions (engine, audio, Ray) are translated here and nowhere else. The JSON body is
+exceptions (engine, audio, Ray, the platform's) are translated here and nowhere else. The JSON body is
 `{"error": {"code", "message", "param", "request_id"}}`; the seed-compatible routes add the
 seed's `success: false` and `message` so the existing Go worker reads failures as before.
 """
@@ -22,6 +22,7 @@ from ray.serve.exceptions import (
 
 from deployments.audio.errors import AudioInputError
 from deployments.engine.types import EngineError, EngineOverloadedError, UnsupportedValueError
+from serve_app.platform.errors import PlatformError
 
 logger = logging.getLogger("qtts.errors")
 
@@ -103,6 +104,11 @@ def _find(exc: BaseException, kind: type | tuple[type, ...]) -> BaseException | 
     return None
 
 
+def from_platform(exc: PlatformError) -> ApiError:
+    """A platform failure (401, 403, 404, 429, ...) as the ApiError it already describes."""
+    return ApiError(exc.status, exc.code, exc.message, exc.param, exc.headers)
+
+
 def validation_error(exc: ValidationError) -> ApiError:
     """A pydantic error raised while building a request: 422 naming the first bad field."""
     first = exc.errors()[0]
@@ -114,6 +120,8 @@ def to_api_error(exc: BaseException, *, retry_after_s: int, request_id: str) -> 
     """Translate any exception raised while serving a request into an ApiError."""
     if found := _find(exc, ApiError):
         return found  # type: ignore[return-value]
+    if found := _find(exc, PlatformError):
+        return from_platform(found)  # type: ignore[arg-type]
     if found := _find(exc, UnsupportedValueError):
         return ApiError(422, "unsupported_value", found.message, found.param)  # type: ignore[attr-defined]
     if found := _find(exc, AudioInputError):

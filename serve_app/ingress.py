@@ -1,9 +1,17 @@
 """The ingress deployment: every HTTP route and the handle API, over one SynthesisService.
 
 HTTP: seed-compatible /api/*, OpenAI-compatible /v1/audio/speech and /v1/models, voice design
-and cloning under /v1/audio/, /docs and /openapi.json. Handle API: the typed methods of
-`TTSIngress` (custom_voice, voice_design, voice_clone, voices, health), taking and returning
-the models in `serve_app.protocol.native`.
+and cloning under /v1/audio/, saved voices, jobs, usage, admin, /docs and /openapi.json.
+Handle API: the typed methods of `TTSIngress` (custom_voice, voice_design, voice_clone,
+stream, speech_session, voices, health), taking and returning the models in
+`serve_app.protocol.native`.
+
+Each replica composes its parts once, in `TTSIngress.__init__`: the `Platform`, the
+admission component over it, the SynthesisService with that admission, the saved-voice
+resolver and the job runner. Its HTTP app is then built for it
+(`__serve_build_asgi_app__`, Ray Serve's late-bound ingress app), with those parts in
+`app.state` and the auth middleware handed the admission, so every route is bound to the
+instance serving it (serve_app.routes.common) and nothing lives in a process-global slot.
 """
 
 from __future__ import annotations
@@ -23,9 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deployments.logging_setup import configure_replica_logging, current_request_id
 from deployments.metrics import tts_metrics
 from serve_app import __version__
+from serve_app.admission import TenantAdmission
 from serve_app.args import AppArgs
+from serve_app.auth_middleware import AuthMiddleware
 from serve_app.errors import ApiError, to_api_error
 from serve_app.http_edge import EdgeMiddleware, error_response, route_path
+from serve_app.job_synthesis import JobSynthesis
+from serve_app.platform.service import Platform
 from serve_app.protocol.native import (
     AudioOutput,
     AudioStreamChunk,
@@ -35,10 +47,11 @@ from serve_app.protocol.native import (
 )
 from serve_app.routes import clients, jobs, native, openai, ops, playground, seed, voices
 from serve_app.routes.admin import create_admin_router
-from serve_app.routes.common import REQUEST_ID_HEADER, bind_service, service
+from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices, service
 from serve_app.routes.speech_session import router as speech_session_router
+from serve_app.saved_voices import SavedVoices
 from serve_app.speech_session import SessionEvent, SessionSettings, TextFeed, handle_session
-from serve_app.tenancy import TenancyMiddleware, TenantService, platform
+from serve_app.synthesis_service import SpeechInput, SynthesisService
 
 logger = logging.getLogger("qtts.ingress")
 
@@ -53,12 +66,16 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "request_too_large", 415: "unsupported_media_type"}
 
 
-def create_http_app() -> FastAPI:
+def create_http_app(replica: ReplicaServices) -> FastAPI:
+    """The HTTP app of one replica, its routes reaching `replica` (serve_app.routes.common);
+    without an admission component nothing is authenticated (the Ray-free route tests)."""
     app = FastAPI(
         title="Qwen3-TTS Serve",
         version=__version__,
         description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
     )
+    app.state.replica = replica
+    args = replica.service.args
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -93,7 +110,7 @@ def create_http_app() -> FastAPI:
         return {
             "service": "Qwen3-TTS Serve",
             "version": __version__,
-            "models": service().deployed_models,
+            "models": service(request).deployed_models,
             "docs": "/docs",
             "playground": "/playground",
             "endpoints": [
@@ -109,74 +126,62 @@ def create_http_app() -> FastAPI:
     for module in (seed, openai, native):
         app.include_router(module.router)
     app.include_router(ops.router)
-    app.include_router(voices.router)  # the multi-tenant platform (serve_app.tenancy)
+    app.include_router(voices.router)  # the multi-tenant platform (serve_app.platform)
     app.include_router(jobs.router)
     app.include_router(speech_session_router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)
-    app.include_router(create_admin_router(platform))
-    app.add_middleware(TenancyMiddleware)  # API keys; inside the edge, so 401s are enveloped
+    if replica.admission is not None:
+        platform = replica.admission.platform
+        app.include_router(create_admin_router(lambda: platform))
+        # API keys; inside the edge, so 401s are enveloped
+        app.add_middleware(AuthMiddleware, admission=replica.admission)
     # request ids and the error envelope for everything inside (Serve's proxy echoes
     # X-Request-ID on every response); inside CORS, so errors carry CORS headers
-    app.add_middleware(EdgeMiddleware, retry_after_s=lambda: service().args.ingress.retry_after_s)
-    app.add_middleware(_ConfiguredCORS)
+    app.add_middleware(EdgeMiddleware, retry_after_s=lambda: args.ingress.retry_after_s)
+    if args.ingress.cors_origins:  # IngressArgs.cors_origins; off when empty
+        app.add_middleware(
+            CORSMiddleware, allow_origins=args.ingress.cors_origins, allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER, "X-Audio-Duration", "X-Sample-Rate"])
     return app
-
-
-class _ConfiguredCORS:
-    """CORS as configured in IngressArgs.cors_origins (off when the list is empty).
-
-    The origins are only known once the replica's service is bound, hence built lazily."""
-
-    def __init__(self, app):
-        self.app = app
-        self._cors = None
-
-    async def __call__(self, scope, receive, send):
-        if self._cors is None:
-            origins = service().args.ingress.cors_origins
-            self._cors = (
-                CORSMiddleware(
-                    self.app,
-                    allow_origins=origins,
-                    allow_methods=["*"],
-                    allow_headers=["*"],
-                    expose_headers=[REQUEST_ID_HEADER, "X-Audio-Duration", "X-Sample-Rate"],
-                )
-                if origins
-                else self.app
-            )
-        await self._cors(scope, receive, send)
-
-
-http_app = create_http_app()
 
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 1},
     max_ongoing_requests=256,
 )
-@serve.ingress(http_app)
+@serve.ingress()  # the HTTP app is built in each replica, for it: __serve_build_asgi_app__
 class TTSIngress:
-    def __init__(
+    async def __init__(
         self,
         args: AppArgs,
         models: dict[str, DeploymentHandle],
         audio: DeploymentHandle,
     ):
         configure_replica_logging()
-        self.service = TenantService(args, models, audio)  # SynthesisService + the platform
-        bind_service(self.service)
+        platform = Platform.open(args.platform)
+        logger.info("platform: %r", platform)
+        self.admission = TenantAdmission(platform)
+        self.service = SynthesisService(args, models, audio, self.admission)
+        self.voices = SavedVoices(self.admission, self.service)
+        self.jobs = JobSynthesis(self.service, self.admission, self.voices)
+        self.jobs.start()  # this replica's job runner, in its event loop
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_http_app(ReplicaServices(self.service, self.admission, self.voices,
+                                               self.jobs))
 
     # ----------------------------------------------------------------- handle API (typed)
     async def custom_voice(self, request: CustomVoiceInput) -> AudioOutput:
-        return await self._call(self.service.custom_voice, request)
+        """A preset speaker, or a saved voice of the handle tenant named as `speaker`."""
+        return await self._call(request)
 
     async def voice_design(self, request: VoiceDesignInput) -> AudioOutput:
-        return await self._call(self.service.voice_design, request)
+        return await self._call(request)
 
     async def voice_clone(self, request: VoiceCloneInput) -> AudioOutput:
-        return await self._call(self.service.voice_clone, request)
+        return await self._call(request)
 
     async def stream(
         self, request: CustomVoiceInput | VoiceDesignInput | VoiceCloneInput
@@ -188,7 +193,7 @@ class TTSIngress:
         request_id = current_request_id() or uuid.uuid4().hex
         retry_after = self.service.args.ingress.retry_after_s
         try:
-            opened = await self.service.stream(request, request_id)
+            opened = await self.service.stream(await self._edge(request), request_id)
         except Exception as exc:  # noqa: BLE001 - the same ApiError as HTTP
             raise to_api_error(exc, retry_after_s=retry_after, request_id=request_id) from None
         try:
@@ -203,7 +208,7 @@ class TTSIngress:
     ) -> AsyncIterator[SessionEvent]:
         """The WebSocket session for Ray callers (docs/streaming.md): text pieces from a
         TextFeed (or a list), SessionAudio in order, then SessionDone; errors raise ApiError."""
-        async for event in handle_session(self.service, settings, text):
+        async for event in handle_session(self.service, settings, text, self.voices):
             yield event
 
     async def voices(self) -> list[dict]:
@@ -212,10 +217,17 @@ class TTSIngress:
     async def health(self) -> dict:
         return await self.service.health()
 
-    async def _call(self, operation, request) -> AudioOutput:
+    async def _edge(self, request: SpeechInput) -> SpeechInput:
+        """The handle API's edge: a saved voice named as a CustomVoice `speaker` is resolved
+        here, once, into its VoiceRef."""
+        if isinstance(request, CustomVoiceInput):
+            return await self.voices.speech(request)
+        return request
+
+    async def _call(self, request: SpeechInput) -> AudioOutput:
         request_id = current_request_id() or uuid.uuid4().hex  # Serve's id: the one in the logs
         try:
-            return await operation(request, request_id)
+            return await self.service.synthesize(await self._edge(request), request_id)
         except Exception as exc:  # noqa: BLE001 - handle callers get the same ApiError as HTTP
             error = to_api_error(
                 exc, retry_after_s=self.service.args.ingress.retry_after_s, request_id=request_id

@@ -1,7 +1,13 @@
-"""The typed operations behind every surface: validate, admit, cache, synthesize, render.
+"""The typed operations behind every surface: validate, build the model request, admit and
+meter, cache, synthesize, render.
 
-The ingress owns one `SynthesisService`; the HTTP routes and the handle methods both call it, so a
-request means the same thing whichever way it arrives.
+The ingress composes one `SynthesisService` with the replica's admission
+(serve_app.admission), through which every call is metered (serve_app.metering); every
+surface (seed, OpenAI, design and clone, saved voices, jobs, speech sessions, the handle API)
+calls one public method per operation, so a request means the same thing, and is admitted,
+metered, measured and rendered the same way, whichever way it arrives. Each operation's model
+request is built in one place (`prepare`). Without an admission component (Ray-free route
+tests) nothing is metered and the cache has one scope.
 """
 
 from __future__ import annotations
@@ -12,34 +18,63 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
-from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult
+from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
 from serve_app import catalog
+from serve_app.admission import TenantAdmission
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.audio_stream import AudioStream, check_stream_options, open_stream
 from serve_app.availability import ModelAvailability
 from serve_app.cache import LRUCache, cache_key
 from serve_app.errors import ApiError, invalid, overloaded, replica_gone, unavailable
 from serve_app.health import graph_health
+from serve_app.metering import Characters, Meter, Metered, Unmetered
 from serve_app.protocol.native import (
     AudioOutput,
     CustomVoiceInput,
+    SavedVoiceInput,
     VoiceCloneInput,
     VoiceDesignInput,
 )
+from serve_app.request_context import Caller
 
 logger = logging.getLogger("qtts.service")
 
+SpeechInput = CustomVoiceInput | VoiceDesignInput | VoiceCloneInput | SavedVoiceInput
+#: Starts a model stream: returns the handle's response generator of AudioChunk.
+StartStream = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One operation's model request, built once from its input by `SynthesisService.prepare`.
+    A clone carries its upload, prepared by the AudioProcessor when the call is made."""
+
+    deployment: str
+    info: ModelInfo
+    request: SynthesisRequest
+    cache_extra: dict = field(default_factory=dict)
+    voice: str | None = None  # the saved voice's id, for usage
+    clone: VoiceCloneInput | None = None
+    ref_text: str | None = None
+
 
 class SynthesisService:
-    def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle], audio: DeploymentHandle):
+    def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle],
+                 audio: DeploymentHandle, admission: TenantAdmission | None = None):
         self.args = args
         self._models = models
         self._audio = audio
+        self.admission = admission
+        self.meter: Meter | Unmetered = (
+            Meter(admission, args.platform.concurrency_lease_s / 4) if admission else Unmetered())
         self._info: dict[str, ModelInfo] = {}
         self._cache: LRUCache[tuple[str, AudioOutput]] = LRUCache(
             args.ingress.cache_size if args.ingress.cache_enabled else 0
@@ -88,64 +123,93 @@ class SynthesisService:
 
     # ------------------------------------------------------------------------- operations
     async def custom_voice(self, inp: CustomVoiceInput, request_id: str) -> AudioOutput:
-        info, request = await self._custom_voice_request(inp)
-        return await self._run(CUSTOM_VOICE, info, request, inp.output, request_id)
+        return await self.synthesize(inp, request_id)
 
     async def voice_design(self, inp: VoiceDesignInput, request_id: str) -> AudioOutput:
-        info, request = await self._voice_design_request(inp)
-        return await self._run(VOICE_DESIGN, info, request, inp.output, request_id)
+        return await self.synthesize(inp, request_id)
 
     async def voice_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioOutput:
-        info, request, ref_text = await self._voice_clone_request(inp)
-        reference_digest = hashlib.sha256(inp.reference_audio).hexdigest()
+        return await self.synthesize(inp, request_id)
+
+    async def saved_voice(self, inp: SavedVoiceInput, request_id: str) -> AudioOutput:
+        return await self.synthesize(inp, request_id)
+
+    async def synthesize(self, inp: SpeechInput, request_id: str) -> AudioOutput:
+        """Any operation, whole: admitted and metered for the current caller, cached per
+        tenant, rendered (in the ingress or the AudioProcessor) as `inp.output` asks."""
+        call = await self.prepare(inp)
+        return await self.meter.result(self._metered(call, request_id),
+                                       lambda: self._run(call, inp.output, request_id))
+
+    async def segment(self, inp: SpeechInput, caller: Caller, usage_id: str,
+                      failed_usage_id: str) -> SynthesisResult:
+        """One segment of a job as a request of `caller` (the job's tenant): the same
+        request building, admission, timeout, availability and metrics as a direct request;
+        the model's samples come back unrendered (the job joins its segments, then renders
+        once with `render`). Metered under `usage_id` when it succeeds, `failed_usage_id`
+        when it fails (so a retry can still bill `usage_id`)."""
+        call = await self.prepare(inp)
+        metered = Metered(call.deployment, usage_id, len(call.request.text), call.voice,
+                          caller=caller, failure_id=failed_usage_id)
 
         async def synthesize() -> SynthesisResult:
-            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
-            return await self.handle(VOICE_CLONE).synthesize_with_reference.remote(
-                request, reference, ref_text, inp.x_vector_only
-            )
+            started = time.perf_counter()
+            with self.admitted():
+                result = await self._model_result(call)
+            _observe(call, result, time.perf_counter() - started)
+            return result
 
-        extra = {"reference": reference_digest, "ref_text": ref_text, "xvec": inp.x_vector_only}
-        return await self._run(VOICE_CLONE, info, request, inp.output, request_id, synthesize, extra)
+        return await self.meter.run(metered, synthesize, lambda r: r.duration_seconds)
+
+    async def render(self, audio: np.ndarray, sample_rate: int, options: RenderOptions
+                     ) -> RenderedAudio:
+        """Audio rendered as every result is: packed here when it is WAV/PCM at the model's
+        rate, else by the AudioProcessor."""
+        if needs_processing(options, sample_rate):
+            return await asyncio.wait_for(
+                self._audio.render.remote(audio, sample_rate, options),
+                self.args.ingress.request_timeout_s)
+        # WAV/PCM packing at the model's rate: cheaper here than a hop to AudioProcessor.
+        return render(audio, sample_rate, options)
 
     # ------------------------------------------------------------------------- streaming
-    async def stream(
-        self, inp: CustomVoiceInput | VoiceDesignInput | VoiceCloneInput, request_id: str
-    ) -> AudioStream:
+    async def stream(self, inp: SpeechInput, request_id: str) -> AudioStream:
         """Open a streamed synthesis of any kind: returns once its first audio is there (so
         request errors raise here), then `AudioStream.chunks()` yields encoded pieces as the
-        model makes them. Streams bypass the result cache and count as in flight until they
-        end. Render options that need the whole utterance are refused (400)."""
+        model makes them. Streams bypass the result cache, count as in flight until they
+        end and are metered until then. Render options that need the whole utterance are
+        refused (400)."""
         check_stream_options(inp.output)
-        if isinstance(inp, CustomVoiceInput):
-            _, request = await self._custom_voice_request(inp)
-            deployment = CUSTOM_VOICE
-        elif isinstance(inp, VoiceDesignInput):
-            _, request = await self._voice_design_request(inp)
-            deployment = VOICE_DESIGN
-        else:
-            return await self._stream_clone(inp, request_id)
+        call = await self.prepare(inp)
+        characters = len(call.request.text)
+        return await self.meter.stream(
+            self._metered(call, request_id),
+            lambda: self._open_stream(call.deployment, lambda: self._start_stream(call),
+                                      inp.output, request_id, lambda: characters))
 
-        async def start():
-            return self.handle(deployment).options(stream=True).stream.remote(request)
+    async def stream_from(self, deployment: str, start: StartStream, output: RenderOptions,
+                          request_id: str, *, characters: Characters,
+                          voice: str | None = None) -> AudioStream:
+        """A stream from a model call the caller makes itself (`start()` returns the
+        handle's response generator of AudioChunk), opened, admitted and metered as `stream`
+        opens one: `characters` is an int, or a callable read when the stream ends (text
+        that keeps arriving while it plays)."""
+        check_stream_options(output)
+        metered = Metered(deployment, request_id, characters, voice)
+        return await self.meter.stream(
+            metered, lambda: self._open_stream(deployment, start, output, request_id,
+                                               metered.count))
 
-        return await self._open_stream(start, inp.output, request_id, deployment, request)
+    async def _start_stream(self, call: ModelCall):
+        handle = self.handle(call.deployment).options(stream=True)
+        if call.clone is None:
+            return handle.stream.remote(call.request)
+        reference = await self._audio.prepare_reference.remote(call.clone.reference_audio)
+        return handle.stream_with_reference.remote(call.request, reference, call.ref_text,
+                                                   call.clone.x_vector_only)
 
-    async def _stream_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioStream:
-        _, request, ref_text = await self._voice_clone_request(inp)
-
-        async def start():
-            reference = await self._audio.prepare_reference.remote(inp.reference_audio)
-            return self.handle(VOICE_CLONE).options(stream=True).stream_with_reference.remote(
-                request, reference, ref_text, inp.x_vector_only
-            )
-
-        return await self._open_stream(start, inp.output, request_id, VOICE_CLONE, request)
-
-    async def _open_stream(
-        self, start, output: RenderOptions, request_id: str, deployment: str,
-        request: SynthesisRequest,
-    ) -> AudioStream:
+    async def _open_stream(self, deployment: str, start: StartStream, output: RenderOptions,
+                           request_id: str, characters: Callable[[], int]) -> AudioStream:
         started = time.perf_counter()
         timeout = self.args.ingress.request_timeout_s
         release = contextlib.ExitStack()
@@ -160,38 +224,43 @@ class SynthesisService:
             stream = await open_stream(source, output, request_id, started, timeout, release)
         kind = (await self.model_info(deployment)).kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
-        release.callback(_observe_stream, kind, stream, len(request.text), started)
+        release.callback(lambda: _observe_stream(kind, stream, characters(), started))
         return stream
 
     # ------------------------------------------------------------------ request building
-    async def _custom_voice_request(self, inp: CustomVoiceInput) -> tuple[ModelInfo, SynthesisRequest]:
+    async def prepare(self, inp: SpeechInput) -> ModelCall:
+        """The model request of an operation's input, validated: the one builder of each."""
+        if isinstance(inp, SavedVoiceInput):
+            return await self._saved_voice_call(inp)
+        if isinstance(inp, CustomVoiceInput):
+            return await self._custom_voice_call(inp)
+        if isinstance(inp, VoiceDesignInput):
+            return await self._voice_design_call(inp)
+        return await self._voice_clone_call(inp)
+
+    def _common(self, inp: SpeechInput, info: ModelInfo) -> dict:
+        return {"text": self._text(inp.text),
+                "language": catalog.resolve_language(inp.language, info),
+                "seed": inp.seed, "max_new_tokens": inp.max_new_tokens,
+                "min_frames": inp.min_frames}
+
+    async def _custom_voice_call(self, inp: CustomVoiceInput) -> ModelCall:
         info = await self.model_info(CUSTOM_VOICE)
-        return info, SynthesisRequest(
-            text=self._text(inp.text),
-            language=catalog.resolve_language(inp.language, info),
+        return ModelCall(CUSTOM_VOICE, info, SynthesisRequest(
+            **self._common(inp, info),
             speaker=catalog.resolve_speaker(inp.speaker, info),
             instruct=self.instruction("instruct", inp.instruct) or None,
-            seed=inp.seed,
-            max_new_tokens=inp.max_new_tokens,
-            min_frames=inp.min_frames,
-        )
+        ))
 
-    async def _voice_design_request(self, inp: VoiceDesignInput) -> tuple[ModelInfo, SynthesisRequest]:
+    async def _voice_design_call(self, inp: VoiceDesignInput) -> ModelCall:
         info = await self.model_info(VOICE_DESIGN)
         if not inp.description.strip():
             raise invalid("description", "description must describe the voice to create")
-        return info, SynthesisRequest(
-            text=self._text(inp.text),
-            language=catalog.resolve_language(inp.language, info),
-            instruct=self.instruction("description", inp.description),
-            seed=inp.seed,
-            max_new_tokens=inp.max_new_tokens,
-            min_frames=inp.min_frames,
-        )
+        return ModelCall(VOICE_DESIGN, info, SynthesisRequest(
+            **self._common(inp, info), instruct=self.instruction("description", inp.description),
+        ))
 
-    async def _voice_clone_request(
-        self, inp: VoiceCloneInput
-    ) -> tuple[ModelInfo, SynthesisRequest, str | None]:
+    async def _voice_clone_call(self, inp: VoiceCloneInput) -> ModelCall:
         info = await self.model_info(VOICE_CLONE)
         ref_text = (inp.ref_text or "").strip() or None
         if ref_text is not None:
@@ -203,15 +272,46 @@ class SynthesisService:
                 "or set x_vector_only=true to clone from the speaker embedding alone",
                 "missing_value",
             )
-        self._check_upload(len(inp.reference_audio))
-        request = SynthesisRequest(
-            text=self._text(inp.text),
-            language=catalog.resolve_language(inp.language, info),
-            seed=inp.seed,
-            max_new_tokens=inp.max_new_tokens,
-            min_frames=inp.min_frames,
-        )
-        return info, request, ref_text
+        self.check_upload(len(inp.reference_audio))
+        extra = {"reference": hashlib.sha256(inp.reference_audio).hexdigest(),
+                 "ref_text": ref_text, "xvec": inp.x_vector_only}
+        return ModelCall(VOICE_CLONE, info, SynthesisRequest(**self._common(inp, info)),
+                         extra, clone=inp, ref_text=ref_text)
+
+    async def _saved_voice_call(self, inp: SavedVoiceInput) -> ModelCall:
+        info = await self.model_info(VOICE_CLONE)
+        return ModelCall(VOICE_CLONE, info, SynthesisRequest(
+            **self._common(inp, info), voice_prompt=inp.voice.prompt,
+        ), {"voice": inp.voice.id}, voice=inp.voice.id)
+
+    def _metered(self, call: ModelCall, request_id: str) -> Metered:
+        return Metered(call.deployment, request_id, len(call.request.text), call.voice)
+
+    # ------------------------------------------------------------------ voice creation
+    async def clone_prompt(self, reference_audio: bytes, ref_text: str | None,
+                           x_vector_only: bool) -> VoicePrompt:
+        """A clone prompt from an upload (AudioProcessor, then VoiceClone), to save."""
+        self.check_upload(len(reference_audio))
+        reference = await self._audio.prepare_reference.remote(reference_audio)
+        return await self.handle(VOICE_CLONE).voice_prompt.remote(reference, ref_text,
+                                                                  x_vector_only)
+
+    async def design_sample(self, description: str, text: str, language: str,
+                            seed: int | None) -> tuple[bytes, float]:
+        """A WAV sample of a designed voice, long enough to clone from (a few seeds are
+        tried: a sample shorter than the reference minimum cannot be cloned)."""
+        minimum = self.args.audio.min_reference_seconds
+        base = 0 if seed is None else seed
+        for attempt in range(4):
+            call = await self._voice_design_call(VoiceDesignInput(
+                text=text, description=description, language=language, seed=base + attempt))
+            with self.admitted():
+                result = await self._model_result(call)
+            if result.duration_seconds >= minimum:
+                wav = render(result.audio, result.sample_rate, RenderOptions(format="wav"))
+                return wav.data, result.duration_seconds
+        raise invalid("sample_text", "the designed sample came out shorter than "
+                      f"{minimum} s; use a longer sample_text")
 
     # ---------------------------------------------------------------------------- helpers
     def cached(self, key: str, scope: str) -> AudioOutput | None:
@@ -223,7 +323,7 @@ class SynthesisService:
     async def cache_scope(self) -> str:
         """Whose results these are: the cache never serves one caller another's audio (and a
         hit would tell them what the other synthesized). One scope without tenants."""
-        return ""
+        return await self.admission.cache_scope() if self.admission else ""
 
     def _text(self, text: str, param: str = "text") -> str:
         limit = self.args.ingress.max_text_chars
@@ -240,7 +340,7 @@ class SynthesisService:
                           "are allowed")
         return value
 
-    def _check_upload(self, size: int) -> None:
+    def check_upload(self, size: int) -> None:
         limit = self.args.audio.max_upload_bytes
         if size > limit:
             raise ApiError(
@@ -266,22 +366,27 @@ class SynthesisService:
             self.in_flight -= 1
             tts_metrics().set_queue_length("ingress", self.in_flight)
 
-    async def _run(
-        self,
-        deployment: str,
-        info: ModelInfo,
-        request: SynthesisRequest,
-        output: RenderOptions,
-        request_id: str,
-        synthesize: Callable[[], Awaitable[SynthesisResult]] | None = None,
-        extra: dict | None = None,
-    ) -> AudioOutput:
+    async def _model_result(self, call: ModelCall) -> SynthesisResult:
+        """The model's answer to `call` within the request timeout (count it in flight)."""
+        async def invoke() -> SynthesisResult:
+            handle = self.handle(call.deployment)
+            if call.clone is None:
+                return await handle.synthesize.remote(call.request)
+            reference = await self._audio.prepare_reference.remote(call.clone.reference_audio)
+            return await handle.synthesize_with_reference.remote(
+                call.request, reference, call.ref_text, call.clone.x_vector_only)
+
+        with self._watching(call.deployment):
+            return await asyncio.wait_for(invoke(), self.args.ingress.request_timeout_s)
+
+    async def _run(self, call: ModelCall, output: RenderOptions, request_id: str) -> AudioOutput:
         started = time.perf_counter()
         scope = await self.cache_scope()
+        request = call.request
         key = cache_key(
             scope=scope,
-            deployment=deployment,
-            model=info.model,
+            deployment=call.deployment,
+            model=call.info.model,
             text=request.text,
             language=request.language,
             speaker=request.speaker,
@@ -290,18 +395,15 @@ class SynthesisService:
             max_new_tokens=request.max_new_tokens,
             min_frames=request.min_frames,
             output=output.model_dump(mode="json"),
-            extra=extra or {},
+            extra=call.cache_extra,
         )
         if hit := self.cached(key, scope):
-            tts_metrics().count_cached(info.kind.value)
+            tts_metrics().count_cached(call.info.kind.value)
             return hit.model_copy(update={"request_id": request_id, "cached": True})
         with self.admitted():
-            call = synthesize or (lambda: self.handle(deployment).synthesize.remote(request))
-            timeout = self.args.ingress.request_timeout_s
-            with self._watching(deployment):
-                result: SynthesisResult = await asyncio.wait_for(call(), timeout)
-            rendered = await self._render(result, output, timeout)
-        _observe(info, request, result, time.perf_counter() - started)
+            result = await self._model_result(call)
+            rendered = await self.render(result.audio, result.sample_rate, output)
+        _observe(call, result, time.perf_counter() - started)
         out = AudioOutput(
             audio=rendered.data,
             format=rendered.format,
@@ -314,14 +416,6 @@ class SynthesisService:
         )
         self._cache.put(key, (scope, out))
         return out
-
-    async def _render(self, result: SynthesisResult, options: RenderOptions, timeout: float) -> RenderedAudio:
-        if needs_processing(options, result.sample_rate):
-            return await asyncio.wait_for(
-                self._audio.render.remote(result.audio, result.sample_rate, options), timeout
-            )
-        # WAV/PCM packing at the model's rate: cheaper here than a hop to AudioProcessor.
-        return render(result.audio, result.sample_rate, options)
 
     # ------------------------------------------------------------------------ read models
     async def health(self) -> dict:
@@ -355,8 +449,9 @@ def _observe_stream(kind: str, stream: AudioStream, characters: int, started: fl
     )
 
 
-def _observe(info: ModelInfo, request: SynthesisRequest, result: SynthesisResult, total: float) -> None:
+def _observe(call: ModelCall, result: SynthesisResult, total: float) -> None:
     """Record a finished synthesis (non-streaming: its first audio is its whole audio)."""
+    info, request = call.info, call.request
     # Sizes and timings only: the text and the audio are never logged.
     logger.info("synthesized model_kind=%s chars=%d audio_s=%.2f generation_s=%.2f total_s=%.2f",
                 info.kind.value, len(request.text), result.duration_seconds,

@@ -216,6 +216,11 @@ class Platform:
         """The saved clone prompt for synthesis (404 for another tenant's voice)."""
         return await asyncio.to_thread(self.voices.prompt, principal.tenant_id, voice)
 
+    async def resolve_voice(self, principal: Principal, voice: str) -> tuple[str, VoicePrompt]:
+        """A saved voice (its id or name) as its id and clone prompt, in one read (404 for
+        another tenant's voice, as for a missing one)."""
+        return await asyncio.to_thread(self.voices.resolve, principal.tenant_id, voice)
+
     # ---------------------------------------------------------------------------- jobs
     async def submit_job(self, principal: Principal, request: JobRequest, *,
                          webhook_url: str | None = None,
@@ -243,5 +248,6 @@ class Platform:
         return await asyncio.to_thread(self.usage.summary, tenant_id, period)
 
     def rotate_voice_key(self) -> dict[str, int]:
-        """Re-seal everything sealed with an older key under the newest one."""
-        return {"voices": self.voices.reencrypt(), "webhook_secrets": self.jobs.reencrypt_secrets()}
+        """Re-seal everything sealed with an older key under the newest one; how many of
+        each kind were (voices, and the job store's webhook secrets, results, checkpoints)."""
+        return {"voices": self.voices.reencrypt(), **self.jobs.reencrypt()}

@@ -146,6 +146,10 @@ class VoiceLibrary:
 
     def prompt(self, tenant_id: str, ref: str) -> VoicePrompt:
         """The clone prompt to synthesize with (decrypted once per replica, then cached)."""
+        return self.resolve(tenant_id, ref)[1]
+
+    def resolve(self, tenant_id: str, ref: str) -> tuple[str, VoicePrompt]:
+        """A voice (by id or name, of this tenant only) as its id and clone prompt."""
         with self._db.transaction() as session:
             row = self._row(session, tenant_id, ref)
             voice_id, blob_key = row.id, row.prompt_blob
@@ -154,7 +158,7 @@ class VoiceLibrary:
             cached = self._cache.get(cache_key)
             if cached is not None:
                 self._cache.move_to_end(cache_key)
-                return cached
+                return voice_id, cached
         prompt = decode_prompt(self._keyring.decrypt(
             self._blobs.get(blob_key), _aad(tenant_id, voice_id, "prompt")))
         if self._cache_size > 0:
@@ -162,7 +166,7 @@ class VoiceLibrary:
                 self._cache[cache_key] = prompt
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return prompt
+        return voice_id, prompt
 
     def reference_audio(self, tenant_id: str, ref: str) -> bytes | None:
         with self._db.transaction() as session:

@@ -7,10 +7,13 @@ defined once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
+from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import MaxNewTokens, MinFrames, Seed, SpeechText
 
 
@@ -26,7 +29,8 @@ class _Input(BaseModel):
 
 
 class CustomVoiceInput(_Input):
-    speaker: str = Field(description="A preset speaker (e.g. Vivian), case-insensitive")
+    speaker: str = Field(description="A preset speaker (e.g. Vivian), case-insensitive; the "
+                         "handle API also takes a saved voice's id or name")
     instruct: str | None = Field(None, description="Natural-language style instruction")
 
 
@@ -38,6 +42,24 @@ class VoiceCloneInput(_Input):
     reference_audio: bytes = Field(description="Encoded audio file (wav, flac, mp3, ogg, m4a, ...)")
     ref_text: str | None = Field(None, description="Transcript of the reference (ICL mode)")
     x_vector_only: bool = Field(False, description="Clone from the speaker embedding only")
+
+
+@dataclass(frozen=True)
+class VoiceRef:
+    """A tenant's saved voice, resolved once at the edge (serve_app.saved_voices): its id
+    (what usage records name) and the clone prompt VoiceClone speaks it with."""
+
+    id: str
+    prompt: VoicePrompt = field(repr=False)
+
+
+class SavedVoiceInput(_Input):
+    """Speech in a saved voice (VoiceClone from the stored prompt). Made at the edge: HTTP
+    and handle callers name a saved voice as `voice`/`speaker`, which is resolved into this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    voice: VoiceRef
 
 
 class AudioOutput(BaseModel):
@@ -84,3 +106,5 @@ class AudioStreamChunk(BaseModel):
     request_id: str
     final: bool = False
     usage: StreamUsage | None = None
+    text_chars: int = Field(0, description="Text still arriving (speech sessions): characters "
+                            "of it the model had read when this audio was made")

@@ -17,8 +17,8 @@ on the command line (`qtts admin ...`).
 `{tenant}` is a tenant id or name.
 """
 
-# No `from __future__ import annotations`: Serve pickles these nested routes by value and
-# re-reads their signatures in the replica, where string annotations would not resolve.
+# No `from __future__ import annotations`: FastAPI reads these nested routes' signatures,
+# and string annotations of a closure's names would not resolve.
 
 import asyncio
 import hmac
@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.errors import ApiError
+from serve_app.errors import ApiError, from_platform
 from serve_app.platform.config import TenantLimits
 from serve_app.platform.errors import PlatformError
 from serve_app.platform.service import Platform
@@ -48,19 +48,15 @@ class CreateKey(BaseModel):
     scopes: list[str] = Field(default_factory=list, description="model:NAME / endpoint:NAME")
 
 
-def api_error(exc: PlatformError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.param, exc.headers)
-
-
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except PlatformError as exc:
-        raise api_error(exc) from None
+        raise from_platform(exc) from None
 
 
 def create_admin_router(get_platform: Callable[[], Platform]) -> APIRouter:
-    """The admin routes over the Platform that `get_platform` returns (per replica)."""
+    """The admin routes over the Platform that `get_platform` returns (the replica's)."""
 
     def admin(request: Request) -> Platform:
         platform = get_platform()

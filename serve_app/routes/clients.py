@@ -4,7 +4,7 @@ Open WebUI (backend/open_webui/routers/audio.py) reads `{"models": [{"id": ...}]
 `{base}/audio/models` and `{"voices": [{"id", "name"}]}` from `{base}/audio/voices`, and it
 calls both WITHOUT an API key; Home Assistant's openai_tts calls `{speech_url}/../voices` with
 its key and `?limit=100`; Marinara adds `?model=`. So both listings are public paths
-(serve_app.tenancy.PUBLIC_PATHS): without a key they list the presets and the OpenAI names;
+(serve_app.endpoints.PUBLIC_PATHS): without a key they list the presets and the OpenAI names;
 with a valid key they add the caller's tenant's saved voices (a wrong key is still a 401).
 Query parameters are accepted and ignored. What each client sends and needs: docs/clients.md.
 """
@@ -16,14 +16,10 @@ from pydantic import BaseModel
 
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE
-from serve_app.platform.keys import Principal
+from serve_app.routes.common import admission, service
 from serve_app.routes.openai import models as openai_models
-from serve_app.tenancy import call_platform, tenant_service
 
 router = APIRouter(prefix="/v1/audio", tags=["client compatibility"])
-
-_CREDENTIAL_HEADERS = ("authorization", "x-api-key")
-
 
 class AudioModel(BaseModel):
     id: str
@@ -44,16 +40,6 @@ class AudioVoiceList(BaseModel):
     voices: list[AudioVoice]
 
 
-async def _optional_principal(request: Request) -> Principal | None:
-    """The caller when it sent credentials (a wrong key: 401), else None. With authentication
-    off, every caller is the open tenant, as on every other route."""
-    platform = tenant_service().platform
-    headers = {k: v for k, v in request.headers.items()}
-    if not platform.args.auth_enabled or any(h in headers for h in _CREDENTIAL_HEADERS):
-        return await call_platform(platform.authenticate(headers))
-    return None
-
-
 @router.get("/models", response_model=AudioModelList)
 async def audio_models(request: Request) -> AudioModelList:
     """The same ids as GET /v1/models (one list), in Open WebUI's shape."""
@@ -64,7 +50,7 @@ async def audio_models(request: Request) -> AudioModelList:
 @router.get("/voices", response_model=AudioVoiceList)
 async def audio_voices(request: Request) -> AudioVoiceList:
     """Presets (by display name), the OpenAI voice names, then the caller's saved voices."""
-    svc = tenant_service()
+    svc, gate = service(request), admission(request)
     voices: list[AudioVoice] = []
     if CUSTOM_VOICE in svc.deployed_models:
         info = await svc.model_info(CUSTOM_VOICE)
@@ -73,8 +59,8 @@ async def audio_voices(request: Request) -> AudioVoiceList:
         voices += [AudioVoice(id=name, name=f"{name} ({catalog.display_name(speaker)})",
                               kind="openai")
                    for name, speaker in catalog.OPENAI_VOICES.items() if speaker in info.speakers]
-    principal = await _optional_principal(request)
+    principal = await gate.optional_principal(request.headers)
     if principal is not None:
-        saved = await call_platform(svc.platform.list_voices(principal))
+        saved = await gate.platform.list_voices(principal)
         voices += [AudioVoice(id=v.id, name=v.name, kind="saved") for v in saved]
     return AudioVoiceList(voices=voices)

@@ -1,39 +1,72 @@
-"""What every route shares: the service of this replica, the request id, audio responses."""
+"""What every route shares: the services of the replica serving it, the request id, audio
+responses.
+
+Routes are bound to the ingress instance that serves them: each replica builds its own app
+(`TTSIngress.__serve_build_asgi_app__`, serve_app.ingress) with that replica's
+`ReplicaServices` in `app.state`, and a handler reaches them through its request (or
+WebSocket) with the functions below. Nothing is kept in module or class globals.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 
 from serve_app.http_edge import REQUEST_ID_HEADER
-from serve_app.protocol.native import AudioOutput
-from serve_app.synthesis_service import SynthesisService
+from serve_app.protocol.native import AudioOutput, VoiceRef
+from serve_app.routes.stream_responses import stream_response
+from serve_app.synthesis_service import SpeechInput, SynthesisService
 
-__all__ = ["REQUEST_ID_HEADER", "audio_response", "bind_service", "rid", "service"]
+if TYPE_CHECKING:
+    from serve_app.admission import TenantAdmission
+    from serve_app.job_synthesis import JobSynthesis
+    from serve_app.saved_voices import SavedVoices
 
-
-class _ReplicaService:
-    """The SynthesisService of this ingress replica.
-
-    Serve ships a pickled copy of the FastAPI app into the replica and builds it after the
-    deployment's __init__ runs, so the app object cannot be handed the service there; each
-    replica is its own process, so one slot per process is exactly one per replica.
-    """
-
-    current: SynthesisService | None = None
+__all__ = ["REQUEST_ID_HEADER", "ReplicaServices", "admission", "audio_response", "jobs",
+           "lookup_voice", "rid", "saved_voices", "service", "speech_response"]
 
 
-def bind_service(svc: SynthesisService) -> None:
-    _ReplicaService.current = svc
+@dataclass(frozen=True)
+class ReplicaServices:
+    """What the routes of one ingress replica reach. Without a platform (the Ray-free route
+    tests) only `service` is there, and nothing is authenticated or metered."""
+
+    service: SynthesisService
+    admission: TenantAdmission | None = None
+    voices: SavedVoices | None = None
+    jobs: JobSynthesis | None = None
 
 
-def service(request: Request | None = None) -> SynthesisService:
-    if _ReplicaService.current is None:
-        raise RuntimeError("no SynthesisService bound in this process")
-    return _ReplicaService.current
+def replica(conn: HTTPConnection) -> ReplicaServices:
+    return conn.app.state.replica
 
 
-def rid(request: Request) -> str:
+def service(conn: HTTPConnection) -> SynthesisService:
+    return replica(conn).service
+
+
+def admission(conn: HTTPConnection) -> TenantAdmission:
+    found = replica(conn).admission
+    if found is None:
+        raise RuntimeError("this app has no platform (tenants, keys, usage)")
+    return found
+
+
+def saved_voices(conn: HTTPConnection) -> SavedVoices | None:
+    return replica(conn).voices
+
+
+def jobs(conn: HTTPConnection) -> JobSynthesis:
+    found = replica(conn).jobs
+    if found is None:
+        raise RuntimeError("this app has no job runner")
+    return found
+
+
+def rid(request: HTTPConnection) -> str:
     return request.state.request_id
 
 
@@ -48,3 +81,18 @@ def audio_response(out: AudioOutput) -> Response:
             "X-Cache": "hit" if out.cached else "miss",
         },
     )
+
+
+async def lookup_voice(conn: HTTPConnection, name: str) -> VoiceRef | None:
+    """The caller's saved voice `name` (serve_app.saved_voices), or None for a preset."""
+    voices = saved_voices(conn)
+    return await voices.lookup(name) if voices is not None else None
+
+
+async def speech_response(conn: HTTPConnection, inp: SpeechInput,
+                          stream_format: str | None) -> Response:
+    """One operation's answer: the audio, or (`stream_format` "audio" / "sse") its stream."""
+    svc = service(conn)
+    if stream_format:
+        return stream_response(await svc.stream(inp, rid(conn)), stream_format)
+    return audio_response(await svc.synthesize(inp, rid(conn)))

@@ -23,10 +23,10 @@ from deployments.audio.formats import AudioFormat
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
-from serve_app.platform.jobs.store import JobRequest
+from serve_app.platform.jobs.store import JobParams, JobRequest
 from serve_app.protocol.fields import MaxNewTokens, OpenAISpeed, OutputSampleRate, Seed, SpeechText
+from serve_app.routes.common import admission, jobs, lookup_voice, service
 from serve_app.routes.openai import resolve_model
-from serve_app.tenancy import call_platform, principal_of, tenant_service
 
 router = APIRouter(prefix="/v1", tags=["jobs and usage"])
 
@@ -51,28 +51,27 @@ class JobBody(BaseModel):
 
 @router.post("/jobs", status_code=202)
 async def submit(body: JobBody, request: Request) -> JSONResponse:
-    svc = tenant_service()
-    principal = principal_of(request)
-    params: dict = {"language": body.language, "seed": body.seed,
-                    "max_new_tokens": body.max_new_tokens}
-    saved = await svc.resolve_saved_voice(body.voice or "") if body.voice else None
-    model = VOICE_CLONE if saved else resolve_model(body.model, svc.deployed_models)
-    if saved:
-        params["voice"] = saved
+    svc, gate = service(request), admission(request)
+    caller = gate.request_caller()
+    common = {"language": body.language, "seed": body.seed, "max_new_tokens": body.max_new_tokens}
+    voice = await lookup_voice(request, body.voice or "")
+    model = VOICE_CLONE if voice is not None else resolve_model(body.model, svc.deployed_models)
+    if voice is not None:
+        params = JobParams(**common, voice=voice.id)
     elif model == VOICE_DESIGN:
         description = (body.description or body.instructions or "").strip()
         svc.instruction("description", description)
         if not description:
             raise invalid("description", "VoiceDesign needs description: the voice to create")
-        params["description"] = description
+        params = JobParams(**common, description=description)
     elif model == VOICE_CLONE:
         raise invalid("voice", "VoiceClone jobs need a saved voice id in voice "
                       "(create one with POST /v1/voices)")
     else:
         info = await svc.model_info(CUSTOM_VOICE)
-        params["speaker"] = catalog.resolve_speaker(body.voice or "", info, param="voice",
-                                                    openai_names=True)
-        params["instruct"] = svc.instruction("instructions", body.instructions)
+        params = JobParams(**common, speaker=catalog.resolve_speaker(
+            body.voice or "", info, param="voice", openai_names=True),
+            instruct=svc.instruction("instructions", body.instructions))
     catalog.resolve_language(body.language, await svc.model_info(model))  # 422 now, not later
     output = RenderOptions(format=body.response_format, speed=body.speed,
                            sample_rate=body.sample_rate)
@@ -80,12 +79,12 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
                      output=output.model_dump(mode="json"))
     # a job is one request against the tenant's per-minute and concurrency limits (429 +
     # Retry-After like any request); its segments are billed one by one as they finish
-    admission = await svc.admit(await svc.caller(), model, 0, "jobs")
-    await asyncio.to_thread(admission.release)
-    ticket = await call_platform(svc.platform.submit_job(
-        principal, job, webhook_url=body.webhook_url, webhook_secret=body.webhook_secret))
-    svc.wake_runner()
-    status = await call_platform(svc.platform.job_status(principal, ticket.id))
+    admitted = await gate.admit(caller, model, 0)
+    await asyncio.to_thread(admitted.release)
+    ticket = await gate.platform.submit_job(caller.principal, job, webhook_url=body.webhook_url,
+                                            webhook_secret=body.webhook_secret)
+    jobs(request).wake()
+    status = await gate.platform.job_status(caller.principal, ticket.id)
     answer = status.as_dict()
     if ticket.webhook_secret:
         answer["webhook_secret"] = ticket.webhook_secret  # shown this once
@@ -94,28 +93,29 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
 
 @router.get("/jobs")
 async def list_jobs(request: Request, limit: int = 100) -> dict:
-    jobs = await call_platform(tenant_service().platform.list_jobs(
-        principal_of(request), max(1, min(limit, 1000))))
-    return {"object": "list", "data": [j.as_dict() for j in jobs]}
+    gate = admission(request)
+    found = await gate.platform.list_jobs(gate.request_caller().principal,
+                                          max(1, min(limit, 1000)))
+    return {"object": "list", "data": [j.as_dict() for j in found]}
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> dict:
-    status = await call_platform(tenant_service().platform.job_status(principal_of(request), job_id))
-    return status.as_dict()
+    gate = admission(request)
+    return (await gate.platform.job_status(gate.request_caller().principal, job_id)).as_dict()
 
 
 @router.get("/jobs/{job_id}/audio")
 async def job_audio(job_id: str, request: Request) -> Response:
-    data, content_type = await call_platform(
-        tenant_service().platform.job_result(principal_of(request), job_id))
+    gate = admission(request)
+    data, content_type = await gate.platform.job_result(gate.request_caller().principal, job_id)
     return Response(content=data, media_type=content_type)
 
 
 @router.get("/usage")
 async def usage(request: Request, period: str = "month") -> dict:
     """The caller's tenant's usage: period = month | day | YYYY-MM | YYYY-MM-DD."""
-    principal = principal_of(request)
-    summary = await call_platform(
-        tenant_service().platform.usage_summary(principal.tenant_id, period))
+    gate = admission(request)
+    principal = gate.request_caller().principal
+    summary = await gate.platform.usage_summary(principal.tenant_id, period)
     return {"object": "usage", "tenant": principal.tenant_name, **summary.as_dict()}

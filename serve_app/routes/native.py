@@ -36,8 +36,7 @@ from serve_app.protocol.fields import (
     SpeechText,
 )
 from serve_app.protocol.native import VoiceCloneInput, VoiceDesignInput
-from serve_app.routes.common import audio_response, rid, service
-from serve_app.routes.stream_responses import stream_response
+from serve_app.routes.common import service, speech_response
 
 router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 
@@ -87,9 +86,7 @@ async def design(body: DesignBody, request: Request) -> Response:
         output=body.render_options(svc.args.audio.default_format),
         max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
     )
-    if body.stream_format:
-        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
-    return audio_response(await svc.voice_design(inp, rid(request)))
+    return await speech_response(request, inp, body.stream_format)
 
 
 @router.post("/clone", response_class=Response)
@@ -107,9 +104,7 @@ async def clone(request: Request) -> Response:
         output=body.render_options(svc.args.audio.default_format),
         max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
     )
-    if body.stream_format:
-        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
-    return audio_response(await svc.voice_clone(inp, rid(request)))
+    return await speech_response(request, inp, body.stream_format)
 
 
 #: Room for the form fields or JSON around the audio in an upload's body.

@@ -3,7 +3,8 @@
 `model` takes a deployment name (case-insensitive) or OpenAI's tts-1 / tts-1-hd /
 gpt-4o-mini-tts (aliases of CustomVoice); `voice` takes a preset speaker or an OpenAI voice
 name (mapping in serve_app.catalog.OPENAI_VOICES). With VoiceDesign, `instructions` is the
-voice description. The official openai SDK works against it unchanged.
+voice description; a saved voice's id or name as `voice` speaks with VoiceClone from its
+stored prompt. The official openai SDK works against it unchanged.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from deployments.audio import RenderOptions
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, MODEL_DEPLOYMENTS, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
-from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
+from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
 from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
-from serve_app.routes.common import audio_response, rid, service
-from serve_app.routes.stream_responses import stream_response
-from serve_app.tenancy import saved_voice
+from serve_app.routes.common import lookup_voice, service, speech_response
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -48,44 +47,29 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     svc = service(request)
     model = resolve_model(body.model, svc.deployed_models)
     svc.instruction("instructions", body.instructions)  # named as this API names it
-    output = RenderOptions(
-        format=body.response_format, speed=body.speed, sample_rate=body.sample_rate
-    )
-    saved = None if model == VOICE_DESIGN else await saved_voice(_voice_name(body.voice))
-    if saved is not None:  # a tenant's saved voice (serve_app.tenancy): VoiceClone, its prompt
-        inp = CustomVoiceInput(text=body.input, speaker=saved, language=body.language,
-                               seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
-                               min_frames=body.min_frames)
-        if body.stream_format:
-            return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
-        return audio_response(await svc.custom_voice(inp, rid(request)))
-    if model == VOICE_CLONE:
+    common = {"text": body.input, "language": body.language, "seed": body.seed,
+              "max_new_tokens": body.max_new_tokens, "min_frames": body.min_frames,
+              "output": RenderOptions(format=body.response_format, speed=body.speed,
+                                      sample_rate=body.sample_rate)}
+    voice = None if model == VOICE_DESIGN else await lookup_voice(request, _voice_name(body.voice))
+    if voice is not None:  # a tenant's saved voice: VoiceClone with its prompt
+        inp = SavedVoiceInput(voice=voice, **common)
+    elif model == VOICE_CLONE:
         raise invalid(
             "model",
             "VoiceClone needs reference audio: use POST /v1/audio/clone",
             "unsupported_value",
         )
-    if model == VOICE_DESIGN:
+    elif model == VOICE_DESIGN:
         if not (body.instructions or "").strip():
             raise invalid("instructions", "VoiceDesign needs instructions: the voice description")
-        inp = VoiceDesignInput(
-            text=body.input, description=body.instructions, language=body.language,
-            seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
-            min_frames=body.min_frames,
-        )
-        if body.stream_format:
-            return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
-        return audio_response(await svc.voice_design(inp, rid(request)))
-    info = await svc.model_info(CUSTOM_VOICE)
-    speaker = catalog.resolve_speaker(_voice_name(body.voice), info, param="voice", openai_names=True)
-    inp = CustomVoiceInput(
-        text=body.input, speaker=speaker, instruct=body.instructions, language=body.language,
-        seed=body.seed, output=output, max_new_tokens=body.max_new_tokens,
-        min_frames=body.min_frames,
-    )
-    if body.stream_format:
-        return stream_response(await svc.stream(inp, rid(request)), body.stream_format)
-    return audio_response(await svc.custom_voice(inp, rid(request)))
+        inp = VoiceDesignInput(description=body.instructions, **common)
+    else:
+        info = await svc.model_info(CUSTOM_VOICE)
+        speaker = catalog.resolve_speaker(_voice_name(body.voice), info, param="voice",
+                                          openai_names=True)
+        inp = CustomVoiceInput(speaker=speaker, instruct=body.instructions, **common)
+    return await speech_response(request, inp, body.stream_format)
 
 
 @router.get("/models", response_model=ModelList)

@@ -2,7 +2,7 @@
 
 No build step and nothing fetched from a CDN (it must work offline). The page calls the
 public API with the key the user typed once (kept in localStorage, sent as a Bearer header,
-never put in a URL). These paths are public (serve_app.tenancy.PUBLIC_PATHS): the page itself
+never put in a URL). These paths are public (serve_app.endpoints.PUBLIC_PATHS): the page itself
 holds no data. The server's choices the page needs (languages, formats, the longest text for
 one request) are written into index.html as JSON when it is served, so they are defined once,
 here on the server.
@@ -14,14 +14,14 @@ import json
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from deployments.audio.formats import FORMAT_INFO
 from serve_app import catalog
 from serve_app.args import MODEL_DEPLOYMENTS
 from serve_app.errors import ApiError
-from serve_app.routes.common import service
+from serve_app.routes.common import replica, service
 
 router = APIRouter(tags=["playground"])
 
@@ -38,11 +38,10 @@ def _read(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
-def page_config() -> dict:
-    svc = service()
-    platform = getattr(svc, "platform", None)  # a TenantService in the ingress
+def page_config(request: Request) -> dict:
+    svc, gate = service(request), replica(request).admission
     return {
-        "auth_enabled": bool(platform is None or platform.args.auth_enabled),
+        "auth_enabled": gate is None or gate.auth_enabled,
         "models": [m for m in MODEL_DEPLOYMENTS if m in svc.deployed_models],
         "languages": ["auto", *catalog.LANGUAGE_CODES],
         "language_names": catalog.LANGUAGE_CODES,
@@ -53,8 +52,8 @@ def page_config() -> dict:
 
 
 @router.get("/playground", response_class=HTMLResponse, include_in_schema=False)
-async def playground_page() -> HTMLResponse:
-    config = json.dumps(page_config()).replace("</", "<\\/")
+async def playground_page(request: Request) -> HTMLResponse:
+    config = json.dumps(page_config(request)).replace("</", "<\\/")
     return HTMLResponse(_read("index.html").replace(_CONFIG_MARKER, config), headers=_NO_STORE)
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
 from serve_app.errors import ApiError
-from serve_app.protocol.native import CustomVoiceInput
+from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput
 from serve_app.protocol.seed import (
     SeedHealthResponse,
     SeedSynthesizeRequest,
@@ -21,7 +21,7 @@ from serve_app.protocol.seed import (
     SeedVoice,
     SeedVoicesResponse,
 )
-from serve_app.routes.common import rid, service
+from serve_app.routes.common import lookup_voice, rid, service
 from serve_app.routes.stream_responses import audio_stream_response
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])
@@ -38,22 +38,16 @@ async def synthesize(
     body: SeedSynthesizeRequest, request: Request
 ) -> SeedSynthesizeResponse | StreamingResponse:
     svc = service(request)
-    inp = CustomVoiceInput(
-        text=body.text,
-        language=body.language,
-        speaker=body.speaker,
-        instruct=body.instruct,
-        seed=body.seed,
-        output=RenderOptions(
-            format=svc.args.audio.default_format,
-            sample_rate=svc.args.audio.default_sample_rate,
-            speed=body.speed,
-            pitch=body.pitch,
-        ),
-    )
+    common = {"text": body.text, "language": body.language, "seed": body.seed,
+              "output": RenderOptions(format=svc.args.audio.default_format,
+                                      sample_rate=svc.args.audio.default_sample_rate,
+                                      speed=body.speed, pitch=body.pitch)}
+    voice = await lookup_voice(request, body.speaker)  # a saved voice's id or name
+    inp = (SavedVoiceInput(voice=voice, **common) if voice is not None
+           else CustomVoiceInput(speaker=body.speaker, instruct=body.instruct, **common))
     if body.enable_streaming:  # chunked audio in OUTPUT_FORMAT instead of JSON
         return audio_stream_response(await svc.stream(inp, rid(request)))
-    out = await svc.custom_voice(inp, rid(request))
+    out = await svc.synthesize(inp, rid(request))
     return SeedSynthesizeResponse(
         success=True,
         audio_base64=base64.b64encode(out.audio).decode(),

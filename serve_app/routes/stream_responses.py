@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from serve_app.audio_stream import AudioStream
 from serve_app.errors import ApiError
-from serve_app.routes.common import REQUEST_ID_HEADER
+from serve_app.http_edge import REQUEST_ID_HEADER
 
 logger = logging.getLogger("qtts.streaming")
 

@@ -13,16 +13,17 @@ The voice's id (`voice_...`) then works as `voice` on /v1/audio/speech, `speaker
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
+from serve_app.metering import Metered
+from serve_app.platform.keys import Principal
+from serve_app.platform.voices import VoiceInfo
 from serve_app.protocol.fields import Seed, SpeechText
+from serve_app.routes.common import admission, rid, service
 from serve_app.routes.native import read_upload
-from serve_app.tenancy import call_platform, principal_of, tenant_service
 
 router = APIRouter(prefix="/v1/voices", tags=["saved voices"])
 
@@ -52,21 +53,21 @@ class DesignVoice(BaseModel):
     seed: Seed | None = None
 
 
-def _voice(info) -> dict:
+def _voice(info: VoiceInfo) -> dict:
     return {"object": "voice", **info.as_dict()}
 
 
 @router.post("", status_code=201)
 async def create_voice(request: Request) -> dict:
-    svc = tenant_service()
-    principal = principal_of(request)
+    svc, gate = service(request), admission(request)
+    principal = gate.request_caller().principal
     upload = await read_upload(request, svc.args.audio.max_upload_bytes)
     if upload.audio is None:
         if upload.form:
             raise invalid("reference_audio", "a cloned voice needs reference_audio as a file "
                           "part; or send JSON with a description to design a voice",
                           "missing_value")
-        return await _design(svc, principal, upload.validated(DesignVoice), request)
+        return await _design(request, principal, upload.validated(DesignVoice))
     audio = upload.audio
     body = upload.validated(CloneVoice)
     if not body.consent:
@@ -76,58 +77,51 @@ async def create_voice(request: Request) -> dict:
     if not body.x_vector_only and ref_text is None:
         raise invalid("ref_text", "ref_text (the transcript of reference_audio) is required; or "
                       "set x_vector_only=true", "missing_value")
-    started = time.perf_counter()
-    ctx = await svc.caller()
-    admission = await svc.admit(ctx, VOICE_CLONE, 0)
-    status = "failed"
-    try:
-        prompt = await svc.build_clone_prompt(audio, ref_text, body.x_vector_only)
-        info = await call_platform(svc.platform.create_clone_voice(
+
+    async def create() -> VoiceInfo:
+        prompt = await svc.clone_prompt(audio, ref_text, body.x_vector_only)
+        return await gate.platform.create_clone_voice(
             principal, body.name, prompt, consent=True, reference_audio=audio,
-            language=body.language, description=body.description))
-        status = "ok"
-    finally:
-        await svc.settle(admission, ctx, request_id=request.state.request_id, model=VOICE_CLONE,
-                         status=status, started=started)
-    return _voice(info)
+            language=body.language, description=body.description)
+
+    # metered as a VoiceClone request that produced no audio
+    return _voice(await svc.meter.run(Metered(VOICE_CLONE, rid(request)), create))
 
 
-
-
-async def _design(svc, principal, body: DesignVoice, request: Request) -> dict:
+async def _design(request: Request, principal: Principal, body: DesignVoice) -> dict:
+    svc, gate = service(request), admission(request)
     svc.instruction("description", body.description)
-    started = time.perf_counter()
-    ctx = await svc.caller()
-    admission = await svc.admit(ctx, VOICE_DESIGN, len(body.sample_text))
-    status, seconds = "failed", 0.0
-    try:
+
+    async def create() -> tuple[VoiceInfo, float]:
         sample, seconds = await svc.design_sample(body.description, body.sample_text,
                                                   body.language, body.seed)
-        prompt = await svc.build_clone_prompt(sample, body.sample_text, False)
-        info = await call_platform(svc.platform.create_designed_voice(
+        prompt = await svc.clone_prompt(sample, body.sample_text, False)
+        info = await gate.platform.create_designed_voice(
             principal, body.name, prompt, description=body.description, sample_audio=sample,
-            language=None if body.language == "auto" else body.language))
-        status = "ok"
-    finally:
-        await svc.settle(admission, ctx, request_id=request.state.request_id, model=VOICE_DESIGN,
-                         status=status, characters=len(body.sample_text), audio_seconds=seconds,
-                         started=started)
+            language=None if body.language == "auto" else body.language)
+        return info, seconds
+
+    # metered as the VoiceDesign request that rendered the sample
+    info, _ = await svc.meter.run(Metered(VOICE_DESIGN, rid(request), len(body.sample_text)),
+                                  create, lambda made: made[1])
     return _voice(info)
 
 
 @router.get("")
 async def list_voices(request: Request) -> dict:
-    voices = await call_platform(tenant_service().platform.list_voices(principal_of(request)))
+    gate = admission(request)
+    voices = await gate.platform.list_voices(gate.request_caller().principal)
     return {"object": "list", "data": [_voice(v) for v in voices]}
 
 
 @router.get("/{voice}")
 async def get_voice(voice: str, request: Request) -> dict:
-    return _voice(await call_platform(
-        tenant_service().platform.get_voice(principal_of(request), voice)))
+    gate = admission(request)
+    return _voice(await gate.platform.get_voice(gate.request_caller().principal, voice))
 
 
 @router.delete("/{voice}")
 async def delete_voice(voice: str, request: Request) -> dict:
-    info = await call_platform(tenant_service().platform.delete_voice(principal_of(request), voice))
+    gate = admission(request)
+    info = await gate.platform.delete_voice(gate.request_caller().principal, voice)
     return {"id": info.id, "object": "voice", "deleted": True}

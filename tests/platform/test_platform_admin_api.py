@@ -84,5 +84,6 @@ def test_tenant_key_and_usage_workflow(client, platform, caplog):
     assert client.get("/admin/tenants/acme/usage?period=soon", headers=ADMIN).status_code == 422
     assert client.get("/admin/tenants/nobody", headers=ADMIN).status_code == 404
     rotated = client.post("/admin/voice-keys/rotate", headers=ADMIN).json()
-    assert rotated["reencrypted"] == {"voices": 0, "webhook_secrets": 0}
+    assert rotated["reencrypted"] == {"voices": 0, "webhook_secrets": 0, "job_results": 0,
+                                      "job_segments": 0}
     assert secret not in caplog.text and "test-admin-token" not in caplog.text

@@ -15,7 +15,7 @@ from ray.serve.exceptions import BackPressureError
 from deployments.engine.types import EngineError, ModelInfo, ModelKind, SynthesisResult
 from serve_app.args import AppArgs
 from serve_app.ingress import create_http_app
-from serve_app.routes.common import bind_service
+from serve_app.routes.common import ReplicaServices
 from serve_app.synthesis_service import SynthesisService
 
 SECRET_TEXT = "the confidential sentence 42"
@@ -47,8 +47,8 @@ class FakeModel:
 
 def client_for(synthesize, **ingress) -> TestClient:
     args = AppArgs.model_validate({"ingress": {"retry_after_s": 3, **ingress}})
-    bind_service(SynthesisService(args, {"CustomVoice": FakeModel(synthesize)}, audio=None))
-    return TestClient(create_http_app(), raise_server_exceptions=False)
+    svc = SynthesisService(args, {"CustomVoice": FakeModel(synthesize)}, audio=None)
+    return TestClient(create_http_app(ReplicaServices(svc)), raise_server_exceptions=False)
 
 
 def post(client: TestClient, path: str = "/api/tts/synthesize"):

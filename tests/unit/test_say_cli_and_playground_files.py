@@ -6,9 +6,9 @@ import io
 import re
 
 from serve_app.cli import build_parser
+from serve_app.endpoints import PUBLIC_PATHS, is_public
 from serve_app.routes.playground import ASSETS, STATIC_DIR
 from serve_app.say_cli import ProgressBar, _format_of
-from serve_app.tenancy import PUBLIC_PATHS, is_public
 
 
 def test_say_is_a_subcommand_with_the_issue_flags():

@@ -1,8 +1,9 @@
 """The job runner: an asyncio loop that claims jobs, synthesizes them segment by segment,
 joins and encodes the audio, records the result once and calls the webhook.
 
-The synthesis itself is a callable handed in by the caller (phase 2: the ingress passes one
-that calls the model deployments' handles), so this module knows nothing about Ray:
+The synthesis itself is a callable handed in by the caller (the ingress passes one that
+synthesizes each segment through its SynthesisService, serve_app.job_synthesis), so this
+module knows nothing about Ray:
 
     async def synthesize(job: ClaimedJob, segment: str, index: int) -> SegmentAudio
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -53,7 +55,9 @@ class EncodedAudio:
 
 
 Synthesize = Callable[[ClaimedJob, str, int], Awaitable[SegmentAudio]]
-Encode = Callable[[np.ndarray, int, dict], EncodedAudio]
+#: Joined audio -> the job's result: a plain function (run in a worker thread) or a coroutine
+#: function (the ingress renders through its SynthesisService).
+Encode = Callable[[np.ndarray, int, dict], EncodedAudio | Awaitable[EncodedAudio]]
 
 
 def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
@@ -180,7 +184,10 @@ class JobRunner:
                     return False
             rate = pieces[0].sample_rate if pieces else 0
             joined = crossfade_join([p.audio for p in pieces], rate, self.args.crossfade_ms)
-            encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
+            if inspect.iscoroutinefunction(self._encode):
+                encoded = await self._encode(joined, rate, job.request.output)
+            else:
+                encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
             won = await asyncio.to_thread(self.store.complete, job, encoded.data,
                                           encoded.content_type, encoded.extension,
                                           encoded.audio_seconds, segments=len(segments))

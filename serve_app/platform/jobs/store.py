@@ -65,18 +65,6 @@ class JobParams(BaseModel):
     description: str | None = None
     voice: str | None = Field(None, max_length=100, description="A saved voice's id")
 
-    # Read like the dict `params` used to be, so callers written against it keep working
-    # (`params.get("seed")`, `params["voice"]`); new code reads the attributes.
-    def get(self, name: str, default: Any = None) -> Any:
-        value = getattr(self, name, None) if name in type(self).model_fields else None
-        return default if value is None else value
-
-    def __getitem__(self, name: str) -> Any:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
 
 class JobRequest(BaseModel):
     """What to synthesize: the model, the (long) text, the mode's parameters and the output.
@@ -492,11 +480,6 @@ class JobStore:
         return {"webhook_secrets": self._reencrypt_webhook_secrets(),
                 "job_results": self._reencrypt_results(),
                 "job_segments": self._reencrypt_segments()}
-
-    def reencrypt_secrets(self) -> int:
-        """`reencrypt()`'s total: what `Platform.rotate_voice_key` reports under
-        `webhook_secrets` until it reports `reencrypt()` itself."""
-        return sum(self.reencrypt().values())
 
     def _reencrypt_webhook_secrets(self) -> int:
         n = 0

@@ -1,0 +1,42 @@
+"""Authentication of every HTTP request but the public ones (serve_app.endpoints).
+
+Pure ASGI, inside the HTTP edge (so its 401/403 are rendered in the error envelope):
+`Authorization: Bearer <key>` or `X-API-Key` becomes the request's `Caller`
+(serve_app.request_context) for the routes; the X-RateLimit-* headers its admission set are
+added to the response. WebSockets pass through: a speech session authenticates itself.
+"""
+
+from __future__ import annotations
+
+from serve_app.admission import TenantAdmission
+from serve_app.endpoints import endpoint_of, is_public
+from serve_app.http_edge import route_path
+from serve_app.request_context import acting_as
+
+
+class AuthMiddleware:
+    def __init__(self, app, admission: TenantAdmission):
+        self.app = app
+        self._admission = admission
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = route_path(scope)
+        if is_public(path) or scope.get("method") == "OPTIONS":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        principal = await self._admission.authenticate(
+            path, headers, (scope.get("client") or (None,))[0])
+
+        with acting_as(principal, endpoint_of(path)) as caller:
+            async def send_with_limits(message):
+                if message["type"] == "http.response.start" and caller.headers:
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                             for k, v in caller.headers.items()
+                             if k.lower().encode("latin-1") not in present]
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_limits)
