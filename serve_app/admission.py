@@ -24,7 +24,6 @@ from serve_app.cache import LRUCache
 from serve_app.endpoints import keyless_seed_call, sends_credentials
 from serve_app.errors import ApiError
 from serve_app.platform.config import TenantLimits
-from serve_app.platform.errors import NotFound, PlatformError
 from serve_app.platform.jobs.store import ClaimedJob
 from serve_app.platform.keys import Principal
 from serve_app.platform.limits import Admission
@@ -82,20 +81,9 @@ class TenantAdmission:
         if not self.auth_enabled:
             return await asyncio.to_thread(self.platform.open_principal)
         if self._trusted is None:
-            name = self.platform.args.handle_tenant
-
-            def get_or_create() -> Principal:
-                tenants = self.platform.tenants
-                try:
-                    info = tenants.get(name)
-                except NotFound:
-                    try:
-                        info = tenants.create(name)
-                    except PlatformError:  # another replica created it first
-                        info = tenants.get(name)
-                return Principal(info.id, info.name, None, (), info.limits)
-
-            self._trusted = await asyncio.to_thread(get_or_create)
+            info = await asyncio.to_thread(self.platform.tenants.get_or_create,
+                                           self.platform.args.handle_tenant)
+            self._trusted = Principal(info.id, info.name, None, (), info.limits)
         return self._trusted
 
     async def job_caller(self, job: ClaimedJob) -> Caller:

@@ -155,10 +155,10 @@ class MeteredStream:
         try:
             async with contextlib.aclosing(self._inner.chunks()) as pieces:
                 async for piece in pieces:
-                    yield piece
-                    sent = piece.duration_seconds
+                    sent = piece.duration_seconds  # handed to the consumer: sent
                     if piece.final:
                         status = "ok"
+                    yield piece
                     if time.monotonic() - renewed > self._renew_every_s:
                         renewed = time.monotonic()
                         self._detach(asyncio.to_thread(self._admission.renew))

@@ -23,7 +23,7 @@ from serve_app.platform.blobs import BlobStore, open_blob_store
 from serve_app.platform.config import PlatformArgs
 from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
-from serve_app.platform.errors import ConfigurationError, NotFound, PermissionDenied, PlatformError
+from serve_app.platform.errors import ConfigurationError, PermissionDenied
 from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.keys import ApiKeys, Principal
@@ -108,13 +108,7 @@ class Platform:
 
     def open_principal(self) -> Principal:
         if self._open_principal is None:
-            try:
-                tenant = self.tenants.get(OPEN_TENANT)
-            except Exception:  # noqa: BLE001 - first start: create it (a racing replica may win)
-                try:
-                    tenant = self.tenants.create(OPEN_TENANT)
-                except Exception:  # noqa: BLE001
-                    tenant = self.tenants.get(OPEN_TENANT)
+            tenant = self.tenants.get_or_create(OPEN_TENANT)
             self._open_principal = Principal(tenant.id, tenant.name, None, (), tenant.limits)
         return self._open_principal
 
@@ -139,13 +133,7 @@ class Platform:
 
         def load() -> Principal:
             name = self.args.trusted_network_tenant
-            try:
-                tenant = self.tenants.get(name)
-            except NotFound:
-                try:
-                    tenant = self.tenants.create(name)
-                except PlatformError:  # another replica created it first
-                    tenant = self.tenants.get(name)
+            tenant = self.tenants.get_or_create(name)
             if tenant.disabled:
                 raise PermissionDenied(f"tenant {name!r} (TRUSTED_NETWORK_TENANT) is disabled",
                                        code="tenant_disabled")

@@ -78,6 +78,17 @@ class TenantDirectory:
             raise Conflict(f"a tenant named {name!r} exists", param="name") from exc
         return _info(tenant, row)
 
+    def get_or_create(self, name: str) -> TenantInfo:
+        """The tenant `name`, created (with the default limits) on first use; a replica that
+        races another to create it reads the one that won."""
+        try:
+            return self.get(name)
+        except NotFound:
+            try:
+                return self.create(name)
+            except Conflict:
+                return self.get(name)
+
     def get(self, ref: str) -> TenantInfo:
         with self._db.transaction() as session:
             tenant = find_tenant(session, ref)

@@ -10,7 +10,7 @@ WebSocket) with the functions below. Nothing is kept in module or class globals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi.responses import Response
 from starlette.requests import HTTPConnection
@@ -20,8 +20,11 @@ from serve_app.protocol.native import AudioOutput, VoiceRef
 from serve_app.routes.stream_responses import stream_response
 from serve_app.synthesis_service import SpeechInput, SynthesisService
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from serve_app.admission import TenantAdmission
+    from serve_app.incremental_speech import ReplicaTextRelay
     from serve_app.job_synthesis import JobSynthesis
     from serve_app.saved_voices import SavedVoices
 
@@ -38,6 +41,7 @@ class ReplicaServices:
     admission: TenantAdmission | None = None
     voices: SavedVoices | None = None
     jobs: JobSynthesis | None = None
+    text_relay: ReplicaTextRelay | None = None  # incremental speech sessions
 
 
 def replica(conn: HTTPConnection) -> ReplicaServices:
@@ -49,10 +53,7 @@ def service(conn: HTTPConnection) -> SynthesisService:
 
 
 def admission(conn: HTTPConnection) -> TenantAdmission:
-    found = replica(conn).admission
-    if found is None:
-        raise RuntimeError("this app has no platform (tenants, keys, usage)")
-    return found
+    return _present(replica(conn).admission, "a platform (tenants, keys, usage)")
 
 
 def saved_voices(conn: HTTPConnection) -> SavedVoices | None:
@@ -60,10 +61,13 @@ def saved_voices(conn: HTTPConnection) -> SavedVoices | None:
 
 
 def jobs(conn: HTTPConnection) -> JobSynthesis:
-    found = replica(conn).jobs
-    if found is None:
-        raise RuntimeError("this app has no job runner")
-    return found
+    return _present(replica(conn).jobs, "a job runner")
+
+
+def _present(part: T | None, what: str) -> T:
+    if part is None:
+        raise RuntimeError(f"this app has no {what}")
+    return part
 
 
 def rid(request: HTTPConnection) -> str:
