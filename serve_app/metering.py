@@ -106,6 +106,11 @@ class Meter:
             raise
         return MeteredStream(opened, admission, settle, self._detach, self._renew_every_s)
 
+    async def settled(self) -> None:
+        """Wait for the usage writes in flight (tests; a replica shutting down)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     def _detach(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)  # survives a cancelled request
         self._background.add(task)

@@ -2,9 +2,11 @@
 meter, cache, synthesize, render.
 
 The ingress composes one `SynthesisService` with the replica's admission
-(serve_app.admission), through which every call is metered (serve_app.metering); every
+(serve_app.admission), through which every call is metered (serve_app.metering). Every
 surface (seed, OpenAI, design and clone, saved voices, jobs, speech sessions, the handle API)
-calls one public method per operation, so a request means the same thing, and is admitted,
+hands it a typed input (the operation is the input's type) and calls one public method:
+`synthesize` (the whole audio), `stream`, `segment` (a job's), or `stream_from` (a stream
+from the caller's own model call); so a request means the same thing, and is admitted,
 metered, measured and rendered the same way, whichever way it arrives. Each operation's model
 request is built in one place (`prepare`). Without an admission component (Ray-free route
 tests) nothing is metered and the cache has one scope.
@@ -122,20 +124,9 @@ class SynthesisService:
         return info
 
     # ------------------------------------------------------------------------- operations
-    async def custom_voice(self, inp: CustomVoiceInput, request_id: str) -> AudioOutput:
-        return await self.synthesize(inp, request_id)
-
-    async def voice_design(self, inp: VoiceDesignInput, request_id: str) -> AudioOutput:
-        return await self.synthesize(inp, request_id)
-
-    async def voice_clone(self, inp: VoiceCloneInput, request_id: str) -> AudioOutput:
-        return await self.synthesize(inp, request_id)
-
-    async def saved_voice(self, inp: SavedVoiceInput, request_id: str) -> AudioOutput:
-        return await self.synthesize(inp, request_id)
-
     async def synthesize(self, inp: SpeechInput, request_id: str) -> AudioOutput:
-        """Any operation, whole: admitted and metered for the current caller, cached per
+        """Any operation, whole (the operation is the input's type: CustomVoice, VoiceDesign,
+        VoiceClone or a saved voice): admitted and metered for the current caller, cached per
         tenant, rendered (in the ingress or the AudioProcessor) as `inp.output` asks."""
         call = await self.prepare(inp)
         return await self.meter.result(self._metered(call, request_id),

@@ -7,6 +7,8 @@ import uuid
 
 import httpx
 
+from tests.samples import wav_bytes
+
 
 def create_tenant_key(base_url: str, admin_token: str, name: str, **limits) -> str:
     """A new tenant (through the admin API) and an API key of it."""
@@ -27,6 +29,17 @@ def unique_name(prefix: str) -> str:
 def as_tenant(graph, key: str) -> httpx.Client:
     """An HTTP client of the graph that calls with `key`."""
     return graph.client(headers={"Authorization": f"Bearer {key}"})
+
+
+def save_clone_voice(graph, key: str, name: str) -> dict:
+    """A saved voice of the key's tenant, cloned (x-vector only, consent given) from a 2 s
+    sample: the voice as POST /v1/voices answers it."""
+    with as_tenant(graph, key) as client:
+        r = client.post("/v1/voices", data={"name": name, "consent": "true",
+                                            "x_vector_only": "true"},
+                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 def fresh_minute(needed_s: float = 40.0) -> None:

@@ -19,7 +19,7 @@ from serve_app.platform.jobs.text import segment_text
 from serve_app.platform.models import UsageRecordRow
 from serve_app.profiles import load_profile
 from tests.graph.conftest import CPU_PROFILE
-from tests.graph.tenants import as_tenant, create_tenant_key, unique_name
+from tests.graph.tenants import as_tenant, create_tenant_key, save_clone_voice, unique_name
 from tests.samples import wav_bytes
 
 LIMIT = 1000  # requests per minute: high enough never to refuse, set so admission shows
@@ -41,11 +41,7 @@ def key(graph) -> str:
 def voice(graph, key) -> tuple[str, str]:
     """The tenant's saved voice: (id, name)."""
     name = unique_name("paths-voice")
-    with as_tenant(graph, key) as http:
-        r = http.post("/v1/voices", data={"name": name, "consent": "true", "x_vector_only": "true"},
-                      files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
-    assert r.status_code == 201, r.text
-    return r.json()["id"], name
+    return save_clone_voice(graph, key, name)["id"], name
 
 
 def request_id(surface: str) -> str:
@@ -156,13 +152,15 @@ def test_a_refused_request_is_billed_nothing(graph, key, usage_db):
 
 # ------------------------------------------------------------------------------- jobs
 def test_a_job_of_three_segments_is_one_request_and_three_billed_segments(graph, key, usage_db):
+    """Admitted once at submission (its segments use none of the tenant's minute), each
+    segment billed as its own row, the joined audio rendered as a direct request's is."""
     text = " ".join(f"This is sentence number {i} of a job, split at its end." for i in range(12))
     segment_chars = load_profile(CPU_PROFILE).args.platform.jobs.segment_chars
     segments = segment_text(text, segment_chars)
     assert len(segments) == 3
     with as_tenant(graph, key) as http:
         r = http.post("/v1/jobs", json={"input": text, "voice": "alloy", "seed": 4,
-                                        "max_new_tokens": 16, "response_format": "wav"})
+                                        "max_new_tokens": 16, "response_format": "mp3"})
         assert r.status_code == 202, r.text
         left_after_submit = assert_admitted(r)
         job = r.json()
@@ -172,6 +170,8 @@ def test_a_job_of_three_segments_is_one_request_and_three_billed_segments(graph,
             time.sleep(0.5)
             job = http.get(f"/v1/jobs/{job['id']}").json()
         assert job["status"] == "succeeded", job
+        audio = http.get(f"/v1/jobs/{job['id']}/audio")  # rendered as a direct request's mp3
+        assert audio.headers["content-type"] == "audio/mpeg" and audio.content
         # the segments did not use up the tenant's minute: the next request is the next one
         # (unless the minute turned meanwhile, which resets the count)
         after = http.post("/api/tts/synthesize", json={"text": "Next.", "speaker": "Ryan"})

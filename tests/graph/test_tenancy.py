@@ -18,7 +18,13 @@ from ray import serve
 
 from serve_app.protocol.native import CustomVoiceInput
 from tests.graph.conftest import small_app
-from tests.graph.tenants import as_tenant, create_tenant_key, fresh_minute, unique_name
+from tests.graph.tenants import (
+    as_tenant,
+    create_tenant_key,
+    fresh_minute,
+    save_clone_voice,
+    unique_name,
+)
 from tests.samples import wav_bytes
 
 
@@ -34,13 +40,9 @@ def tenant_b(graph) -> str:
 
 @pytest.fixture(scope="module")
 def saved_voice(graph, tenant_a) -> str:
-    with as_tenant(graph, tenant_a) as client:
-        r = client.post("/v1/voices", data={"name": "narrator", "consent": "true",
-                                            "x_vector_only": "true"},
-                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
-    assert r.status_code == 201, r.text
-    assert r.json()["kind"] == "clone" and r.json()["consent"] is True
-    return r.json()["id"]
+    voice = save_clone_voice(graph, tenant_a, "narrator")
+    assert voice["kind"] == "clone" and voice["consent"] is True
+    return voice["id"]
 
 
 # ------------------------------------------------------------------------------- auth

@@ -17,7 +17,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from tests.graph.tenants import as_tenant, create_tenant_key, unique_name
+from tests.graph.tenants import as_tenant, create_tenant_key, save_clone_voice, unique_name
 from tests.samples import wav_bytes
 
 #: What must never reach a client: Ray's remote traceback and what it carries.
@@ -53,11 +53,7 @@ def _assert_clean_error(r: httpx.Response, status: int | tuple[int, ...], param:
 def narrator(graph, key_a) -> tuple[str, str]:
     """Tenant A's saved voice: (id, name)."""
     name = unique_name("narrator")
-    with as_tenant(graph, key_a) as http:
-        r = http.post("/v1/voices", data={"name": name, "consent": "true", "x_vector_only": "true"},
-                      files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
-    assert r.status_code == 201, r.text
-    return r.json()["id"], name
+    return save_clone_voice(graph, key_a, name)["id"], name
 
 
 # ---------------------------------------------------------------- 2. saved voices stream

@@ -60,8 +60,8 @@ def run_as(platform, tenant, use_meter):
         try:
             with acting_as(tenant, "speech"):
                 return await use_meter(meter)
-        finally:  # the usage writes, detached from the call
-            await asyncio.gather(*meter._background)
+        finally:
+            await meter.settled()  # the usage writes, detached from the call
 
     return asyncio.run(main())
 
