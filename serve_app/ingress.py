@@ -164,13 +164,14 @@ class TTSIngress:
         logger.info("platform: %r", platform)
         self.admission = TenantAdmission(platform)
         self.service = SynthesisService(args, models, audio, self.admission)
-        self.voices = SavedVoices(self.admission, self.service)
-        self.jobs = JobSynthesis(self.service, self.admission, self.voices)
-        self.jobs.start()  # this replica's job runner, in its event loop
+        # (not `self.voices`: that name is a handle method)
+        self.saved_voices = SavedVoices(self.admission, self.service)
+        self.job_synthesis = JobSynthesis(self.service, self.admission, self.saved_voices)
+        self.job_synthesis.start()  # this replica's job runner, in its event loop
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_http_app(ReplicaServices(self.service, self.admission, self.voices,
-                                               self.jobs))
+        return create_http_app(ReplicaServices(self.service, self.admission, self.saved_voices,
+                                               self.job_synthesis))
 
     # ----------------------------------------------------------------- handle API (typed)
     async def custom_voice(self, request: CustomVoiceInput) -> AudioOutput:
@@ -208,7 +209,7 @@ class TTSIngress:
     ) -> AsyncIterator[SessionEvent]:
         """The WebSocket session for Ray callers (docs/streaming.md): text pieces from a
         TextFeed (or a list), SessionAudio in order, then SessionDone; errors raise ApiError."""
-        async for event in handle_session(self.service, settings, text, self.voices):
+        async for event in handle_session(self.service, settings, text, self.saved_voices):
             yield event
 
     async def voices(self) -> list[dict]:
@@ -221,7 +222,7 @@ class TTSIngress:
         """The handle API's edge: a saved voice named as a CustomVoice `speaker` is resolved
         here, once, into its VoiceRef."""
         if isinstance(request, CustomVoiceInput):
-            return await self.voices.speech(request)
+            return await self.saved_voices.speech(request)
         return request
 
     async def _call(self, request: SpeechInput) -> AudioOutput:
