@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Speech-session benchmark: a simulated LLM sends a reply word by word at --rate tokens/s
-into the WebSocket /v1/audio/speech/stream (sentence mode) on the tiny CPU checkpoints.
+into the WebSocket /v1/audio/speech/stream, in incremental mode (one engine slot reads the
+text as it arrives) and in sentence mode, on the tiny CPU checkpoints.
 
     python benchmarks/speech_session.py [--rate 20] [--runs 3] [--frames 25]
 
@@ -8,8 +9,8 @@ Measured from the client: first text delta -> first audio byte, and close -> las
 byte. Against the baseline a client without a session has: wait for the whole reply, then one
 streamed POST /v1/audio/speech (chunked pcm) of all of it (first delta -> first audio byte =
 the LLM's time + that request's first audio). Each sentence is seeded and held to --frames
-codec frames (12.5 per second; the random checkpoint otherwise stops at random), the baseline
-to the same total. Prints figures (medians over --runs); asserts nothing.
+codec frames (12.5 per second; the random checkpoint otherwise stops at random); the
+incremental session's one request and the baseline to the same total. Prints figures (medians over --runs); asserts nothing.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def tokens(text: str) -> list[str]:
     return out + [text[start:]]
 
 
-def session_run(base_url: str, key: str, rate: float, frames: int, seed: int) -> dict:
+def session_run(base_url: str, key: str, rate: float, frames: int, seed: int,
+                mode: str = "sentence") -> dict:
     url = base_url.replace("http://", "ws://") + "/v1/audio/speech/stream"
     first_audio = last_audio = None
     audio_bytes = 0
     with connect(url, additional_headers={"Authorization": f"Bearer {key}"},
                  max_size=None, open_timeout=60) as ws:
-        ws.send(json.dumps({"type": "session", "voice": "vivian", "seed": seed,
+        ws.send(json.dumps({"type": "session", "voice": "vivian", "seed": seed, "mode": mode,
                             "response_format": "pcm", "min_frames": frames,
                             "max_new_tokens": frames}))
         assert json.loads(ws.recv(timeout=60))["type"] == "session.created"
@@ -76,7 +78,9 @@ def session_run(base_url: str, key: str, rate: float, frames: int, seed: int) ->
                 last_audio = time.perf_counter()
                 first_audio = first_audio or last_audio
                 audio_bytes += len(message)
-            elif json.loads(message)["type"] in ("done", "error"):
+            elif (event := json.loads(message))["type"] == "error":
+                raise RuntimeError(f"session error: {event}")
+            elif event["type"] == "done":
                 break
         sender.join()
     return {"first_audio": first_audio - sent["first"], "close_to_last": last_audio - sent["close"],
@@ -133,9 +137,13 @@ def main() -> None:
         splitter = SentenceSplitter()
         sentences = len(splitter.feed(REPLY) + splitter.flush())
         session_run(base_url, key, 200, 4, 0)  # warm the path
+        session_run(base_url, key, 200, 4, 0, "incremental")
         whole_reply_run(base_url, key, 200, 4, 0)
-        rows = {"session (sentence mode)": [], "whole reply, then one stream": []}
+        rows = {"session (incremental mode)": [], "session (sentence mode)": [],
+                "whole reply, then one stream": []}
         for run in range(args.runs):
+            rows["session (incremental mode)"].append(
+                session_run(base_url, key, args.rate, args.frames * sentences, run, "incremental"))
             rows["session (sentence mode)"].append(
                 session_run(base_url, key, args.rate, args.frames, run))
             rows["whole reply, then one stream"].append(

@@ -38,6 +38,7 @@ from deployments.engine.types import (
 )
 from deployments.logging_setup import configure_replica_logging
 from deployments.metrics import tts_metrics
+from deployments.text_relay import TextSource
 
 logger = logging.getLogger("qtts.model_server")
 
@@ -161,6 +162,34 @@ class ModelServer:
         prompt = await self.voice_prompt(reference, ref_text, x_vector_only)
         async for chunk in self.stream(_with_prompt(request, prompt)):
             yield chunk
+
+    async def stream_text(self, request: SynthesisRequest, source: TextSource) -> AsyncIterator[AudioChunk]:
+        """Stream `request` while its text is still arriving: the text is read from `source`
+        (deployments.text_relay; `request.text` is ignored) and the engine's slot reads it
+        as it settles (TTSEngine.astream_text). Chunks carry `text_chars`, how much of the
+        text the model had read. Ends after the final chunk; the caller going away (or the
+        text's relay) stops generation at the next step."""
+        from deployments.engine import TextInput
+
+        text = TextInput()
+        stream = self._engine.astream_text(request, text, self._args.streaming)  # validates
+        pump = asyncio.get_running_loop().create_task(source.pump(text))
+
+        def relay_gone(task: asyncio.Task) -> None:  # no more text can come: stop
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("text relay failed: %s", type(task.exception()).__name__)
+                stream.cancel()
+
+        pump.add_done_callback(relay_gone)
+        try:
+            async for chunk in stream:
+                yield chunk
+        except Exception as exc:
+            self._note_failure(exc)
+            raise
+        finally:
+            pump.cancel()
+            stream.cancel()
 
     async def stream_stats(self) -> dict:
         """Streaming counters of this replica (frames generated, streams started/cancelled,

@@ -56,6 +56,10 @@ class IngressArgs(_Strict):
     cache_enabled: bool = Field(True, description="ENABLE_CACHE")
     cache_size: int = Field(256, ge=0, description="CACHE_SIZE: results kept per ingress replica")
     cors_origins: list[str] = Field(default_factory=list, description="CORS_ORIGINS (comma list)")
+    session_idle_timeout_s: float = Field(
+        60.0, gt=0, description="A speech session (WebSocket) whose client sends nothing for "
+        "this long while its text is open ends with error session_idle (close 4408): an "
+        "incremental session holds an engine slot while it waits")
 
 
 class AppArgs(_Strict):

@@ -118,6 +118,7 @@ class AudioStream:
             duration_seconds=self._encoder.num_samples / self.sample_rate,
             elapsed_seconds=time.perf_counter() - self._started,
             request_id=self.request_id, final=chunk.final, usage=usage,
+            text_chars=chunk.text_chars,
         )
 
     async def aclose(self) -> None:

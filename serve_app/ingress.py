@@ -36,6 +36,7 @@ from serve_app.args import AppArgs
 from serve_app.auth_middleware import AuthMiddleware
 from serve_app.errors import ApiError, to_api_error
 from serve_app.http_edge import EdgeMiddleware, error_response, route_path
+from serve_app.incremental_speech import ReplicaTextRelay
 from serve_app.job_synthesis import JobSynthesis
 from serve_app.platform.service import Platform
 from serve_app.protocol.native import (
@@ -168,10 +169,11 @@ class TTSIngress:
         self.saved_voices = SavedVoices(self.admission, self.service)
         self.job_synthesis = JobSynthesis(self.service, self.admission, self.saved_voices)
         self.job_synthesis.start()  # this replica's job runner, in its event loop
+        self.text_relay = ReplicaTextRelay()  # incremental speech sessions' text
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_http_app(ReplicaServices(self.service, self.admission, self.saved_voices,
-                                               self.job_synthesis))
+                                               self.job_synthesis, self.text_relay))
 
     # ----------------------------------------------------------------- handle API (typed)
     async def custom_voice(self, request: CustomVoiceInput) -> AudioOutput:
@@ -209,7 +211,8 @@ class TTSIngress:
     ) -> AsyncIterator[SessionEvent]:
         """The WebSocket session for Ray callers (docs/streaming.md): text pieces from a
         TextFeed (or a list), SessionAudio in order, then SessionDone; errors raise ApiError."""
-        async for event in handle_session(self.service, settings, text, self.saved_voices):
+        async for event in handle_session(self.service, settings, text, self.saved_voices,
+                                          self.text_relay):
             yield event
 
     async def voices(self) -> list[dict]:

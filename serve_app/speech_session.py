@@ -2,15 +2,16 @@
 
 Mode "sentence" (the only one so far): the text is cut at sentence boundaries as it arrives
 (the rules of serve_app.platform.jobs.text, applied to a growing buffer) and each sentence is
-one streamed request on the session's voice and seed, through `TenantService.stream`, so every
+one streamed request on the session's voice and seed, through `SynthesisService.stream`, so every
 sentence is admitted, limited and metered (one usage row each, request id
 `<session id>-<n>`) exactly as a streamed HTTP request is. Sentences are spoken in order while
 later text keeps arriving; their PCM goes through one `StreamEncoder` for the whole session,
 so the output is one continuous pcm / mp3 / Ogg Opus stream (one resampler too).
 
-Mode "incremental" (one engine slot fed text as it arrives) belongs to the protocol but is
-refused until the engine offers it. Both surfaces use this module: the WebSocket route
-(serve_app.routes.speech_session) and the handle method `TTSIngress.speech_session`.
+Mode "incremental" (serve_app.incremental_speech): one engine slot reads the text as it
+arrives, through the same metering and the same encoder. Both surfaces use this module: the
+WebSocket route (serve_app.routes.speech_session) and the handle method
+`TTSIngress.speech_session`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from deployments.audio import RenderOptions, StreamEncoder
 from serve_app import catalog
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import ApiError, invalid, to_api_error
+from serve_app.incremental_speech import PLACEHOLDER_TEXT, IncrementalSpeaker, ReplicaTextRelay
 from serve_app.platform.jobs.text import CLAUSE_BREAK, SENTENCE_END
-from serve_app.protocol.native import CustomVoiceInput, VoiceDesignInput
+from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
 from serve_app.protocol.speech_session import (
     Close,
     Flush,
@@ -40,10 +42,10 @@ from serve_app.protocol.speech_session import (
     TextSpan,
 )
 from serve_app.routes.openai import resolve_model
-from serve_app.tenancy import saved_voice
 
 if TYPE_CHECKING:
-    from serve_app.tenancy import TenantService
+    from serve_app.saved_voices import SavedVoices
+    from serve_app.synthesis_service import SynthesisService
 
 #: A sentence longer than this (characters) is cut at its last clause mark or word boundary
 #: before it ends, so a run-on sentence does not hold back audio (and stays a valid request).
@@ -99,7 +101,7 @@ class SentenceSplitter:
         return space + 1 if space > self._max_chars // 2 else self._max_chars
 
 
-SpeechInput = CustomVoiceInput | VoiceDesignInput
+SpeechInput = CustomVoiceInput | VoiceDesignInput | SavedVoiceInput
 #: What a session yields: audio in order, then one SessionDone.
 SessionEvent = SessionAudio | SessionDone
 
@@ -108,8 +110,14 @@ class SpeechSession:
     """One session of one caller. `await open()` checks the settings and resolves the voice
     (ApiError before any text is read); then iterate `run(messages)` once."""
 
-    def __init__(self, svc: TenantService, settings: SessionSettings, session_id: str) -> None:
+    def __init__(self, svc: SynthesisService, settings: SessionSettings, session_id: str,
+                 voices: SavedVoices | None = None, relay: ReplicaTextRelay | None = None) -> None:
         self._svc = svc
+        self._voices = voices
+        self._relay = relay
+        self._incremental: IncrementalSpeaker | None = None
+        self.voice_id: str | None = None  # the saved voice, for usage
+        self.pcm_output = RenderOptions(format="pcm")  # what each request returns
         self.settings = settings
         self.session_id = session_id
         self._splitter = SentenceSplitter(min(MAX_SENTENCE_CHARS, svc.args.ingress.max_text_chars))
@@ -124,21 +132,21 @@ class SpeechSession:
     # ------------------------------------------------------------------------- setup
     async def open(self) -> None:
         s = self.settings
-        if s.mode == "incremental":
-            raise ApiError(422, "unsupported_value",
-                           "mode 'incremental' (the model reading text as it arrives) is not "
-                           "available yet; use mode 'sentence' (each sentence one request on "
-                           "the session's voice and seed)", "mode")
+        if s.mode == "incremental" and self._relay is None:
+            raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
+                           "this surface; use mode 'sentence'", "mode")
         svc = self._svc
         model = resolve_model(s.model, svc.deployed_models)
         svc.instruction("instructions", s.instructions)
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
-        common = {"language": s.language, "seed": seed, "output": RenderOptions(format="pcm"),
+        common = {"language": s.language, "seed": seed, "output": self.pcm_output,
                   "max_new_tokens": s.max_new_tokens, "min_frames": s.min_frames}
-        saved = None if model == VOICE_DESIGN else await saved_voice(s.voice)
-        if saved is not None:  # a saved voice: VoiceClone from its stored prompt (tenancy)
+        saved = (None if model == VOICE_DESIGN or self._voices is None
+                 else await self._voices.lookup(s.voice))
+        if saved is not None:  # a saved voice: VoiceClone from its stored prompt
             deployment = VOICE_CLONE
-            self._make = lambda text: CustomVoiceInput(text=text, speaker=saved, **common)
+            self._make = lambda text: SavedVoiceInput(text=text, voice=saved, **common)
+            self.voice_id = saved.id
         elif model == VOICE_CLONE:
             raise invalid("model", "VoiceClone needs a saved voice: create one with POST "
                           "/v1/voices and pass its id or name as voice", "unsupported_value")
@@ -160,6 +168,20 @@ class SpeechSession:
         self._encoder = StreamEncoder(s.response_format, info.sample_rate,
                                       sample_rate=s.sample_rate)
         self.sample_rate = self._encoder.sample_rate
+        if s.mode == "incremental":
+            call = await svc.prepare(self._make(PLACEHOLDER_TEXT))  # the operation's one builder
+            self._incremental = IncrementalSpeaker(
+                self, await self._relay.get(), call.deployment, call.request,
+                svc.args.ingress.max_text_chars)
+
+    @property
+    def service(self) -> SynthesisService:
+        return self._svc
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        """The session's output bytes for the next PCM samples (one encoder per session)."""
+        assert self._encoder is not None
+        return self._encoder.write(samples)
 
     @property
     def usage(self) -> SessionUsage:
@@ -170,7 +192,7 @@ class SpeechSession:
     @property
     def text(self) -> str:
         """All text received so far."""
-        return self._splitter.text
+        return self._incremental.text if self._incremental is not None else self._splitter.text
 
     # ----------------------------------------------------------------------- running
     async def run(
@@ -181,26 +203,37 @@ class SpeechSession:
         generator early (the caller cancelled) cancels the sentence in flight."""
         if self._make is None or self._encoder is None:
             raise RuntimeError("SpeechSession.open() first")
+        finished = False
+        last: SessionAudio | None = None
+        try:
+            if self._incremental is not None:
+                audio = self._incremental.run(messages)
+            else:
+                audio = self._sentences(messages)
+            async with contextlib.aclosing(audio) as pieces:
+                async for last in pieces:
+                    yield last
+            tail = self._encoder.close()
+            finished = True
+            if tail and last is not None:
+                yield self.audio_event(tail, last.span, last.sentence)  # the encoder's tail
+            yield SessionDone(usage=self.usage)
+        finally:
+            if not finished:
+                self._encoder.abort()
+
+    async def _sentences(self, messages: AsyncIterable[TextDelta | Flush | Close]
+                         ) -> AsyncIterator[SessionAudio]:
         sentences: asyncio.Queue[TextSpan | BaseException | None] = asyncio.Queue()
         reader = asyncio.get_running_loop().create_task(self._read(messages, sentences))
-        finished = False
         try:
-            span = None
             while (item := await sentences.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                span = item
-                async for audio in self._speak(span):
+                async for audio in self._speak(item):
                     yield audio
-            tail = self._encoder.close()
-            finished = True
-            if tail and span is not None:
-                yield self._audio(tail, span, self.requests - 1)
-            yield SessionDone(usage=self.usage)
         finally:
             reader.cancel()
-            if not finished:
-                self._encoder.abort()
 
     async def _read(self, messages: AsyncIterable[TextDelta | Flush | Close],
                     sentences: asyncio.Queue) -> None:
@@ -238,9 +271,9 @@ class SpeechSession:
                     self.characters += len(text)
                 data = self._encoder.write(samples)
                 if data:
-                    yield self._audio(data, span, sentence)
+                    yield self.audio_event(data, span, sentence)
 
-    def _audio(self, data: bytes, span: TextSpan, sentence: int) -> SessionAudio:
+    def audio_event(self, data: bytes, span: TextSpan, sentence: int) -> SessionAudio:
         assert self._encoder is not None
         end = self._encoder.num_samples / self.sample_rate
         start, self._audio_end = self._audio_end, end
@@ -314,11 +347,12 @@ def new_session_id() -> str:
 
 
 async def handle_session(
-    svc: TenantService, settings: SessionSettings, text: TextFeed | Iterable[str]
+    svc: SynthesisService, settings: SessionSettings, text: TextFeed | Iterable[str],
+    voices: SavedVoices | None = None, relay: ReplicaTextRelay | None = None,
 ) -> AsyncIterator[SessionAudio | SessionDone]:
     """The handle API's session (TTSIngress.speech_session): the trusted in-cluster tenant,
     errors raised as ApiError (setup errors before the first event)."""
-    session = SpeechSession(svc, settings, new_session_id())
+    session = SpeechSession(svc, settings, new_session_id(), voices, relay)
     try:
         if settings.api_key is not None:
             raise invalid("api_key", "handle callers act as the in-cluster tenant; api_key is "

@@ -766,7 +766,6 @@ class StepLoop:
                 rows.append(self._text_embed(new_ids)[0])
             if closed:
                 rows.append(self._tts_eos[0])
-                s.final_chars = len(text)
             s.trailing = torch.cat(rows)
             s.trailing_ids = s.trailing_ids[:keep] + ids[keep:]
             s.text_closed = closed
@@ -943,7 +942,6 @@ class StepLoop:
             else:
                 slot.skip = 1  # the first text token is in the prompt
             slot.trailing_ids = (slot.ref_ids + job.settled.ids)[slot.skip:]
-            slot.final_chars = len(text) if closed else 0
         self._last_token[row] = 0
         self._seen[row] = False
         self._t_sample[row], self._t_temp[row] = s.do_sample, s.temperature
@@ -1136,9 +1134,8 @@ class StepLoop:
                 finished.append((i, FinishReason.EOS))
             elif s.job.frames >= s.cap:
                 finished.append((i, FinishReason.BUDGET if s.budget_bound else FinishReason.LENGTH))
-        for i, _ in finished:
-            if not slots[i].text_closed:  # ended before its text did: what it had read
-                slots[i].final_chars = self._read_chars(slots[i])
+        for i, _ in finished:  # arriving text: what it had read (all of it, or a cap ended it)
+            slots[i].final_chars = self._read_chars(slots[i])
         done = {i: r for i, r in finished}
         due = self._due_chunks(slots, done)
         leaving = [(slots[i], done[i]) for i in sorted(done)]

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.protocol.fields import MaxNewTokens, MinFrames, OutputSampleRate, Seed
 
-#: How text becomes requests. "sentence": each sentence (or flushed piece) is one request on
-#: the session's voice and seed. "incremental" (the model reading text as it arrives, one slot
-#: per session) is part of the protocol but not available yet: it is refused at the start.
+#: How text becomes requests. "incremental": one request (one engine slot) reads the text as
+#: it arrives, in the model's streaming-text mode, and waits when it runs out; a flush ends
+#: that request (it speaks what it has) and later text starts the next one. "sentence": each
+#: sentence (or flushed piece) is one request on the session's voice and seed (any backend,
+#: the model kind's default text mode). docs/streaming.md says which to use when.
 SessionMode = Literal["sentence", "incremental"]
 #: Formats a session streams: raw s16le, or one continuous mp3 / Ogg Opus file.
 SessionFormat = Literal["pcm", "mp3", "opus"]
@@ -44,8 +46,9 @@ class SessionSettings(BaseModel):
     mode: SessionMode = "sentence"
     api_key: str | None = Field(None, description="For browsers, which cannot set headers on "
                                 "a WebSocket; a header key is preferred")
-    max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per sentence")
-    min_frames: MinFrames | None = Field(None, description="Per sentence (benchmarking aid)")
+    max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per request (a "
+                                                "sentence, or an incremental utterance)")
+    min_frames: MinFrames | None = Field(None, description="Per request (benchmarking aid)")
 
 
 class TextDelta(BaseModel):
@@ -55,7 +58,8 @@ class TextDelta(BaseModel):
 
 
 class Flush(BaseModel):
-    """Speak what has arrived so far now, even without a sentence end."""
+    """Speak what has arrived so far now, even without a sentence end (incremental mode:
+    end the current utterance; the next text starts another)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["flush"] = "flush"
@@ -93,8 +97,10 @@ class SessionAudio(BaseModel):
 
     audio: bytes
     index: int = Field(description="0, 1, 2, ... in order")
-    sentence: int = Field(description="Which request (sentence) this audio belongs to")
-    span: TextSpan
+    sentence: int = Field(description="Which request (a sentence, or an incremental "
+                          "utterance) this audio belongs to")
+    span: TextSpan = Field(description="The text this audio belongs to: the sentence, or "
+                           "(incremental) the text the model read while making it")
     audio_start: float = Field(description="Seconds into the session's audio")
     audio_end: float
     format: SessionFormat
@@ -110,9 +116,10 @@ class SessionAudio(BaseModel):
 class SessionUsage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    characters: int = Field(description="Characters of the sentences spoken (what is billed)")
+    characters: int = Field(description="Characters spoken (what is billed)")
     audio_seconds: float = Field(description="Audio returned, in seconds")
-    requests: int = Field(description="Sentence requests made (one usage row each)")
+    requests: int = Field(description="Requests made: sentences, or incremental utterances "
+                          "(one usage row each)")
 
 
 class SessionDone(BaseModel):

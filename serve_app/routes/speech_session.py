@@ -7,7 +7,9 @@ close code 1008. Every other error is an error event (the envelope of serve_app.
 `retry_after` when the server asks to retry) and close code 4000 + the HTTP status (4422,
 4404, 4429, 4503, ...). After `done` the client closes (the server does, with 1000, if it
 has not within CLIENT_CLOSE_WAIT_S). A `cancel` message
-or a closed socket stops generation (the sentence in flight is cancelled in the model).
+or a closed socket stops generation (the request in flight is cancelled in the model); a
+client that sends nothing for `ingress.session_idle_timeout_s` while its text is open gets
+error `session_idle` (close 4408), which frees the engine slot an incremental session holds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from serve_app.errors import ApiError, invalid, to_api_error, validation_error
+from serve_app.errors import ApiError, from_platform, invalid, to_api_error, validation_error
 from serve_app.platform.errors import PlatformError
 from serve_app.platform.keys import key_from_headers
 from serve_app.protocol.speech_session import (
@@ -32,8 +34,9 @@ from serve_app.protocol.speech_session import (
     SessionDone,
     SessionSettings,
 )
+from serve_app.request_context import acting_as
+from serve_app.routes.common import replica, saved_voices, service
 from serve_app.speech_session import SpeechSession, new_session_id
-from serve_app.tenancy import acting_as, api_error, tenant_service
 
 logger = logging.getLogger("qtts.speech_session")
 
@@ -83,7 +86,7 @@ def error_event(error: ApiError, session_id: str) -> dict:
 
 @router.websocket("/audio/speech/stream")
 async def speech_stream(websocket: WebSocket) -> None:
-    svc = tenant_service()
+    svc = service(websocket)
     session_id = new_session_id()
     await websocket.accept()
     try:
@@ -106,10 +109,10 @@ async def _authenticate(svc, headers: dict[str, str], api_key: str | None):
     if api_key is not None and key_from_headers(headers) is None:
         headers = {"x-api-key": api_key}
     try:
-        principal = await svc.platform.authenticate(headers)
+        principal = await svc.admission.platform.authenticate(headers)
         principal.require(endpoint=ENDPOINT)
     except PlatformError as exc:
-        raise api_error(exc) from None
+        raise from_platform(exc) from None
     return principal
 
 
@@ -128,7 +131,8 @@ async def _serve(websocket: WebSocket, svc, session_id: str) -> None:
     except ValidationError as exc:
         raise validation_error(exc) from None
     with acting_as(principal, ENDPOINT):
-        session = SpeechSession(svc, settings, session_id)
+        session = SpeechSession(svc, settings, session_id, saved_voices(websocket),
+                                replica(websocket).text_relay)
         await session.open()
         await websocket.send_json({"type": "session.created", "session_id": session_id,
                                    "mode": settings.mode, "format": settings.response_format,
@@ -149,15 +153,27 @@ async def _run(websocket: WebSocket, session: SpeechSession) -> None:
             if isinstance(item, Close):
                 return
 
+    idle_s = session.service.args.ingress.session_idle_timeout_s
+
     async def receive() -> None:
+        text_open = True
         while True:
-            try:
-                message = _parse(await _receive_json(websocket))
+            try:  # while the text is open, a silent client ends the session (raised: sent)
+                raw = await asyncio.wait_for(_receive_json(websocket), idle_s if text_open else None)
+            except TimeoutError:
+                raise ApiError(408, "session_idle", f"no message for {idle_s:g} s "
+                               "(ingress.session_idle_timeout_s); the session ended") from None
             except ApiError as exc:
                 incoming.put_nowait(exc)  # the session fails with it (sent as the error)
                 continue
+            try:
+                message = _parse(raw)
+            except ApiError as exc:
+                incoming.put_nowait(exc)
+                continue
             if isinstance(message, Cancel):
                 raise _Cancelled
+            text_open = text_open and not isinstance(message, Close)
             incoming.put_nowait(message)
 
     async def send() -> None:

@@ -150,5 +150,6 @@ def edge_app(graph: Graph) -> Iterator[str]:
     with small_app(graph, EDGE_APP,
                    platform=defaults.platform.model_copy(
                        update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
-                   ingress=defaults.ingress.model_copy(update={"cache_enabled": False})) as url:
+                   ingress=defaults.ingress.model_copy(update={
+                       "cache_enabled": False, "session_idle_timeout_s": 2.0})) as url:
         yield url

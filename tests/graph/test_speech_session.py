@@ -1,5 +1,6 @@
-"""Speech sessions through the whole graph: WebSocket /v1/audio/speech/stream (sentence mode)
-and the handle method TTSIngress.speech_session, with a client that sends text in pieces."""
+"""Speech sessions through the whole graph: WebSocket /v1/audio/speech/stream and the handle
+method TTSIngress.speech_session, with a client that sends text in pieces, in sentence mode
+(each sentence a request) and incremental mode (one engine slot reads the text as it comes)."""
 
 from __future__ import annotations
 
@@ -256,7 +257,7 @@ def test_closing_the_socket_stops_generation(graph):
     ({"type": "session", "voice": "vivian", "colour": "red"}, "colour"),
     ({"type": "session", "voice": "vivian", "response_format": "wav"}, "response_format"),
     ({"type": "session", "voice": "nobody"}, "voice"),
-    ({"type": "session", "voice": "vivian", "mode": "incremental"}, "mode"),
+    ({"type": "session", "voice": "vivian", "mode": "whole"}, "mode"),
     ("not json at all", "type"),
 ])
 def test_a_bad_first_message_or_unknown_voice_is_an_error_event_and_a_clean_close(
@@ -271,7 +272,7 @@ def test_a_bad_first_message_or_unknown_voice_is_an_error_event_and_a_clean_clos
     assert error["request_id"].startswith("sess_")
     assert got.close_code == 4422
     if param == "mode":
-        assert "not available yet" in error["message"]
+        assert "incremental" in error["message"] and "sentence" in error["message"]
     if param == "voice":
         assert "vivian" in error["message"].lower()  # names the valid voices
 
@@ -336,7 +337,176 @@ def test_a_tenant_over_its_limit_gets_a_429_event_with_retry_after(graph):
     assert error["error"]["retry_after"] >= 1 and got.close_code == 4429
 
 
+# ------------------------------------------------------------------ incremental mode
+#: One utterance for the whole of TEXT: EOS is held back past the text's tokens (about 60 on
+#: the tiny tokenizer), so the model reads all of it, waiting between words, and ends only
+#: after the close.
+ONE_UTTERANCE = {"mode": "incremental", "min_frames": 100, "max_new_tokens": 120}
+
+
+def _send_slowly(ws, got: Received, text: str, hold_last: int = 3) -> bool:
+    """Send `text` word by word at 20 words/s, holding the last words until audio came;
+    then close. True when audio arrived before the close."""
+    tokens = words(text)
+    for i, token in enumerate(tokens):
+        ws.send(json.dumps({"type": "text", "text": token}))
+        time.sleep(0.05)
+        if i == len(tokens) - hold_last:
+            got.first_audio.wait(60)
+    before_close = got.first_audio.is_set()
+    ws.send(json.dumps({"type": "close"}))
+    return before_close
+
+
+def _assert_spans_cover(got: Received, text: str) -> None:
+    spans = [span for span, _ in got.frames]
+    assert [s["index"] for s in spans] == list(range(len(spans)))  # in order
+    ranges = [(s["span"]["start"], s["span"]["end"]) for s in spans]
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(text)
+    assert all(a[1] == b[0] or a == b for a, b in pairwise(ranges))  # contiguous
+    assert all(a <= b for a, b in ranges)
+
+
+def test_incremental_mode_speaks_before_the_close_from_one_slot_and_bills_what_was_sent(
+        graph, tenant_key):
+    got = Received()
+    before = model_stats(graph)
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings(**ONE_UTTERANCE))
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        assert _send_slowly(ws, got, TEXT), "no audio before the input was closed"
+        receiver.join(120)
+    created, done = got.events[0], got.events[-1]
+    assert created["type"] == "session.created" and created["mode"] == "incremental"
+    assert done["type"] == "done" and got.close_code == 1000, got.events[-3:]
+    _assert_spans_cover(got, TEXT)
+    assert {s["sentence"] for s, _ in got.frames} == {0}  # one utterance, one request
+    marks = [s["span"]["end"] for s, _ in got.frames]
+    assert marks[0] < len(TEXT)  # its first audio came while it had read only part of it
+    usage = done["usage"]
+    assert usage == {"characters": len(TEXT), "requests": 1,
+                     "audio_seconds": pytest.approx(len(got.audio) / 2 / created["sample_rate"],
+                                                    abs=1e-6)}
+    after = wait_for(lambda: (s := model_stats(graph))["active"] == 0 and s)
+    assert after["streams_started"] == before["streams_started"] + 1  # one slot for it all
+    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"] == 1 and u)
+    assert billed, usage_of(graph, tenant_key)
+    assert billed["characters"] == len(TEXT)
+    assert billed["audio_seconds"] == pytest.approx(usage["audio_seconds"], abs=2e-3)
+
+
+def test_incremental_utterances_cut_by_their_cap_go_on_with_the_unread_text(graph, tenant_key):
+    """A frame cap far below the text ends each utterance early: the text it had not read
+    opens the next one, so every character is spoken and billed exactly once."""
+    got = Received()
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings(mode="incremental", min_frames=6, max_new_tokens=10))
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        _send_slowly(ws, got, TEXT)
+        receiver.join(180)
+    done = got.events[-1]
+    assert done["type"] == "done", got.events[-3:]
+    _assert_spans_cover(got, TEXT)
+    utterances = [s["sentence"] for s, _ in got.frames]
+    assert utterances == sorted(utterances) and utterances[-1] >= 2
+    assert done["usage"]["characters"] == len(TEXT)
+    assert done["usage"]["requests"] == utterances[-1] + 1
+    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"]
+                      == done["usage"]["requests"] and u)
+    assert billed and billed["characters"] == len(TEXT)
+
+
+def test_incremental_flush_ends_an_utterance_and_a_saved_voice_speaks_by_id(graph, tenant_key):
+    from tests.samples import wav_bytes
+
+    with httpx.Client(base_url=graph.base_url, timeout=120,
+                      headers={"Authorization": f"Bearer {tenant_key}"}) as client:
+        r = client.post("/v1/voices", data={"name": "incremental-narrator", "consent": "true",
+                                            "x_vector_only": "true"},
+                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
+        assert r.status_code == 201, r.text
+        voice_id = r.json()["id"]
+    got = Received()
+    with open_socket(graph, tenant_key) as ws:
+        ws.send(settings(voice=voice_id, mode="incremental", min_frames=4, max_new_tokens=30,
+                         response_format="mp3"))
+        ws.send(json.dumps({"type": "text", "text": "First words without an end"}))
+        ws.send(json.dumps({"type": "flush"}))
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        assert got.first_audio.wait(60), "flush did not speak"
+        ws.send(json.dumps({"type": "text", "text": " then more"}))
+        ws.send(json.dumps({"type": "close"}))
+        receiver.join(120)
+    done = got.events[-1]
+    assert done["type"] == "done", got.events[-3:]
+    assert done["usage"]["characters"] == len("First words without an end then more")
+    assert done["usage"]["requests"] >= 2  # the flush ended the first utterance
+    assert got.audio[:3] == b"ID3" or got.audio[0] == 0xFF  # one mp3 stream
+    by_model = wait_for(lambda: "VoiceClone" in str(usage_of(graph, tenant_key)["by_model"]))
+    assert by_model, usage_of(graph, tenant_key)
+
+
+def test_incremental_cancel_while_the_slot_waits_for_text_frees_it(graph):
+    before = model_stats(graph)
+    got = Received()
+    with open_socket(graph, graph.api_key) as ws:
+        ws.send(settings(mode="incremental", min_frames=4, max_new_tokens=400))
+        ws.send(json.dumps({"type": "text", "text": "A few words and then a long pause"}))
+        receiver = threading.Thread(target=receive_all, args=(ws, got), daemon=True)
+        receiver.start()
+        assert got.first_audio.wait(60)
+        assert wait_for(lambda: model_stats(graph)["active"] == before["active"] + 1)
+        ws.send(json.dumps({"type": "cancel"}))
+        receiver.join(60)
+    done = got.events[-1]
+    assert done["type"] == "done" and done["cancelled"] is True and got.close_code == 1000
+    stats = wait_for(lambda: (s := model_stats(graph))["active"] == before["active"] and s)
+    assert stats and stats["streams_cancelled"] > before["streams_cancelled"]
+
+
+def test_an_idle_incremental_session_ends_and_frees_its_slot(graph, edge_app):
+    """The edge app's sessions end after 2 s without a message (session_idle_timeout_s)."""
+    handle = serve.get_deployment_handle("CustomVoice", "edge")
+    url = edge_app.replace("http://", "ws://") + PATH
+    got = Received()
+    with connect(url, additional_headers={"Authorization": f"Bearer {graph.api_key}"},
+                 open_timeout=60, max_size=None, close_timeout=30) as ws:
+        ws.send(settings(mode="incremental", min_frames=4, max_new_tokens=400))
+        ws.send(json.dumps({"type": "text", "text": "Words and then the client goes quiet"}))
+        receive_all(ws, got, timeout=60)
+    error = got.events[-1]
+    assert error["type"] == "error" and error["error"]["code"] == "session_idle", got.events
+    assert got.close_code == 4408
+    assert wait_for(lambda: handle.stream_stats.remote().result(timeout_s=30)["active"] == 0)
+
+
 # ------------------------------------------------------------------------------ handle
+def test_handle_session_in_incremental_mode(graph):
+    ingress = serve.get_app_handle(graph.app_name)
+    session = SessionSettings(voice="Ryan", seed=5, **ONE_UTTERANCE)
+
+    async def run() -> list:
+        feed = TextFeed()
+        events = ingress.options(stream=True).speech_session.remote(session, feed)
+        try:
+            for token in words(TEXT):
+                await feed.put(token)
+            first = await asyncio.wait_for(events.__anext__(), 60)  # before the close
+            await feed.close()
+            return [first] + [event async for event in events]
+        finally:
+            feed.shutdown()
+
+    events = asyncio.run(run())
+    assert isinstance(events[0], SessionAudio)
+    assert isinstance(events[-1], SessionDone) and events[-1].usage.characters == len(TEXT)
+    audio = [e for e in events if isinstance(e, SessionAudio)]
+    assert audio[0].span.start == 0 and audio[-1].span.end == len(TEXT)
+
+
 def test_handle_session_takes_text_as_it_is_produced(graph):
     ingress = serve.get_app_handle(graph.app_name)
     session = SessionSettings(voice="Ryan", seed=5, **SHORT)

@@ -219,7 +219,7 @@ def test_a_slot_waiting_for_text_takes_no_step_time_from_the_others(cv):
     async def run():
         # all but "and" settles: a few frames (the first chunk), then the slot waits for more
         text = TextInput("Hello there my good old friend and")
-        stream = bat.astream_text(SynthesisRequest(text="", speaker="vivian",
+        stream = bat.astream_text(SynthesisRequest(text="", speaker="vivian", min_frames=30,
                                                    max_new_tokens=200), text, CHUNKING)
         first = await asyncio.wait_for(stream.__anext__(), 60)
         while loop.loop_stats.waiting_for_text != 1:
