@@ -85,7 +85,8 @@ class ModelServer:
         loop = self._engine.loop
         if loop is not None:
             st = loop.loop_stats
-            out.update(slots=loop.capacity, active_slots=st.active, waiting=st.waiting)
+            out.update(slots=loop.capacity, active_slots=st.active, waiting=st.waiting,
+                       waiting_for_text=st.waiting_for_text)
         return out
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:

@@ -13,6 +13,7 @@ reaches the engine one actor call after the ingress put it.
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import ray
 #: A poll with no news returns after this long (the caller polls again); it bounds how long
 #: a reader of a session whose ingress went away keeps an actor call open.
 POLL_SECONDS = 15.0
+_DROPPED_KEPT = 10_000
 
 
 class _Text:
@@ -28,6 +30,16 @@ class _Text:
         self.text = ""
         self.closed = False
         self.changed = asyncio.Event()
+        #: pieces that arrived before the text in front of them: an async actor does not run
+        #: one caller's calls in the order they were made
+        self.early: dict[int, tuple[str, bool]] = {}
+
+    def add(self, start: int, delta: str, closed: bool) -> None:
+        self.early[start] = (delta, closed)
+        while not self.closed and (piece := self.early.pop(len(self.text), None)) is not None:
+            self.text += piece[0]
+            self.closed = piece[1]
+            self.changed.set()
 
 
 @ray.remote(num_cpus=0)
@@ -36,20 +48,25 @@ class TextRelay:
 
     def __init__(self) -> None:
         self._texts: dict[str, _Text] = {}
+        #: recently dropped keys: a late put or poll of one does not bring it back
+        self._dropped: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def _entry(self, key: str) -> _Text:
         entry = self._texts.get(key)
         if entry is None:
-            entry = self._texts[key] = _Text()
+            entry = _Text()
+            if key in self._dropped:
+                entry.closed = True  # answered as closed, and not kept
+            else:
+                self._texts[key] = entry
         return entry
 
-    async def put(self, key: str, delta: str, closed: bool = False) -> None:
+    async def put(self, key: str, start: int, delta: str, closed: bool = False) -> None:
+        """`delta` goes at character `start` of the key's text (calls may run out of order);
+        `closed`: nothing follows it."""
         entry = self._entry(key)
-        if entry.closed:
-            return
-        entry.text += delta
-        entry.closed = closed
-        entry.changed.set()
+        if not entry.closed:
+            entry.add(start, delta, closed)
 
     async def read(self, key: str, cursor: int, timeout_s: float = POLL_SECONDS) -> tuple[str, bool]:
         """(text after `cursor`, closed), as soon as there is any or the input closed; ("",
@@ -65,6 +82,9 @@ class TextRelay:
 
     async def drop(self, key: str) -> None:
         entry = self._texts.pop(key, None)
+        self._dropped[key] = None
+        while len(self._dropped) > _DROPPED_KEPT:
+            self._dropped.popitem(last=False)
         if entry is not None:
             entry.closed = True
             entry.changed.set()

@@ -97,13 +97,13 @@ class IncrementalSpeaker:
         return u
 
     def _put(self, u: _Utterance, delta: str) -> None:
+        self._relay.put.remote(u.key, len(u.text), delta)
         u.text += delta
-        self._relay.put.remote(u.key, delta)
 
     def _end_input(self, u: _Utterance) -> None:
         if not u.closed:
             u.closed = True
-            self._relay.put.remote(u.key, "", True)
+            self._relay.put.remote(u.key, len(u.text), "", True)
         if self._current is u:
             self._current = None
 
