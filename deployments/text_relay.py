@@ -25,7 +25,9 @@ POLL_SECONDS = 15.0
 _DROPPED_KEPT = 10_000
 
 
-class _Text:
+class RelayedText:
+    """One key's text in the relay: pieces are applied at their offsets, in order."""
+
     def __init__(self) -> None:
         self.text = ""
         self.closed = False
@@ -47,14 +49,14 @@ class TextRelay:
     """The arriving texts of one ingress replica's sessions (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._texts: dict[str, _Text] = {}
+        self._texts: dict[str, RelayedText] = {}
         #: recently dropped keys: a late put or poll of one does not bring it back
         self._dropped: collections.OrderedDict[str, None] = collections.OrderedDict()
 
-    def _entry(self, key: str) -> _Text:
+    def _entry(self, key: str) -> RelayedText:
         entry = self._texts.get(key)
         if entry is None:
-            entry = _Text()
+            entry = RelayedText()
             if key in self._dropped:
                 entry.closed = True  # answered as closed, and not kept
             else:
