@@ -142,15 +142,8 @@ class ModelServer:
         `handle.options(stream=True).stream.remote(request)`. The last chunk has final=True.
         When the caller stops reading (Ray cancels this generator), generation stops at the
         next frame and the engine lock is released for the next request."""
-        stream = self._engine.astream(request, self._args.streaming)  # validates first
-        try:
-            async for chunk in stream:
-                yield chunk
-        except Exception as exc:
-            self._note_failure(exc)
-            raise
-        finally:
-            stream.cancel()  # no-op after the final chunk; stops generation otherwise
+        async for chunk in self._relay(self._engine.astream(request, self._args.streaming)):
+            yield chunk
 
     async def stream_with_reference(
         self,
@@ -183,13 +176,22 @@ class ModelServer:
 
         pump.add_done_callback(relay_gone)
         try:
+            async for chunk in self._relay(stream):
+                yield chunk
+        finally:
+            pump.cancel()
+
+    async def _relay(self, stream) -> AsyncIterator[AudioChunk]:
+        """The chunks of an engine stream (validated when it was made); a failure is noted
+        for health, and the stream is cancelled when the caller stops early (a no-op after
+        its final chunk)."""
+        try:
             async for chunk in stream:
                 yield chunk
         except Exception as exc:
             self._note_failure(exc)
             raise
         finally:
-            pump.cancel()
             stream.cancel()
 
     async def stream_stats(self) -> dict:
