@@ -142,7 +142,7 @@ class ModelServer:
         `handle.options(stream=True).stream.remote(request)`. The last chunk has final=True.
         When the caller stops reading (Ray cancels this generator), generation stops at the
         next frame and the engine lock is released for the next request."""
-        async for chunk in self._relay(self._engine.astream(request, self._args.streaming)):
+        async for chunk in self._forward(self._engine.astream(request, self._args.streaming)):
             yield chunk
 
     async def stream_with_reference(
@@ -176,12 +176,12 @@ class ModelServer:
 
         pump.add_done_callback(relay_gone)
         try:
-            async for chunk in self._relay(stream):
+            async for chunk in self._forward(stream):
                 yield chunk
         finally:
             pump.cancel()
 
-    async def _relay(self, stream) -> AsyncIterator[AudioChunk]:
+    async def _forward(self, stream) -> AsyncIterator[AudioChunk]:
         """The chunks of an engine stream (validated when it was made); a failure is noted
         for health, and the stream is cancelled when the caller stops early (a no-op after
         its final chunk)."""
