@@ -38,18 +38,11 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
+from tests.graph.test_speech_session import words as tokens  # noqa: E402 - an LLM's tokens
+
 REPLY = ("Sure, I can help with that. The train leaves at nine in the morning from platform "
          "four. It takes about two hours to reach the coast. Would you like me to book a "
          "seat by the window?")
-
-
-def tokens(text: str) -> list[str]:
-    out, start = [], 0
-    for i in range(1, len(text)):
-        if text[i] == " ":
-            out.append(text[start:i])
-            start = i
-    return out + [text[start:]]
 
 
 def session_run(base_url: str, key: str, rate: float, frames: int, seed: int,

@@ -340,6 +340,7 @@ class Job:
         self.text_input = text_input
         self.settled: SettledTokens | None = None  # its tokens (loop thread)
         self.prompt_tokens = 1  # settled text tokens the prompt needs (loop thread)
+        self.text_version = -1  # of the text last settled (loop thread)
         self.submitted_at = time.perf_counter()
         self.started_at = self.submitted_at
         self.cancelled = threading.Event()
@@ -403,7 +404,6 @@ class _Slot:
     ref_ids: list[int] = field(default_factory=list)  # ICL: the reference text's tokens
     skip: int = 0  # rows of ref_ids + text ids that are in the prompt, not in trailing
     trailing_ids: list[int] = field(default_factory=list)  # ids of the trailing rows so far
-    text_version: int = -1
     text_closed: bool = True  # the trailing rows end with tts_eos
     final_chars: int = 0  # text_chars of the final chunk
     lookahead: int = 0  # EngineConfig.text_lookahead_tokens
@@ -696,7 +696,7 @@ class StepLoop:
     def _prompt_ready(self, job: Job) -> bool:
         """Settle the job's text so far; True once the prompt has all the text it holds
         (the first token; with an ICL voice prompt, as many as fill the reference's codes)."""
-        text, closed, _ = job.text_input.snapshot()
+        text, closed, version = job.text_input.snapshot()
         if job.settled is None:
             job.settled = SettledTokens(self._tts.processor.tokenizer)
             vp = job.prepared.voice_prompt
@@ -705,7 +705,9 @@ class StepLoop:
                 job.prompt_tokens = max(1, codec_lens - len(self._ref_ids(vp.ref_text)))
         if closed:
             return True
-        job.settled.update(text)
+        if version != job.text_version:  # nothing new: no tokenizing at every step
+            job.text_version = version
+            job.settled.update(text)
         return len(job.settled.ids) >= job.prompt_tokens
 
     def _ref_ids(self, ref_text: str) -> list[int]:
@@ -743,9 +745,9 @@ class StepLoop:
             if ti is None or s.text_closed:
                 continue
             text, closed, version = ti.snapshot()
-            if version == s.text_version:
+            if version == s.job.text_version:
                 continue
-            s.text_version = version
+            s.job.text_version = version
             settled = s.job.settled
             if closed:
                 if not settled.close(text):
@@ -935,7 +937,7 @@ class StepLoop:
             slot.prefix = torch.as_tensor(np.asarray(p.voice_prompt.ref_code, dtype=np.int64))
         if arriving:
             slot.length_cap, slot.room, slot.lookahead = length_cap, room, self._config.text_lookahead_tokens
-            slot.text_version, slot.text_closed = version, closed
+            job.text_version, slot.text_closed = version, closed
             if slot.prefix is not None:
                 slot.ref_ids = self._ref_ids(p.voice_prompt.ref_text)
                 slot.skip = int(slot.prefix.shape[0]) + 1  # the codec rows the prompt fills

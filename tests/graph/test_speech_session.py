@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from serve_app.errors import ApiError
 from serve_app.protocol.speech_session import SessionAudio, SessionDone, SessionSettings
 from serve_app.speech_session import TextFeed
-from tests.graph.tenants import create_tenant_key, unique_name
+from tests.graph.tenants import create_tenant_key, save_clone_voice, unique_name
 
 PATH = "/v1/audio/speech/stream"
 TEXT = ("Hello there, this is the first sentence. Here comes a second one! "
@@ -278,14 +278,7 @@ def test_a_bad_first_message_or_unknown_voice_is_an_error_event_and_a_clean_clos
 
 
 def test_a_saved_voice_by_name_speaks_and_an_unknown_voice_id_is_a_404_event(graph, tenant_key):
-    from tests.samples import wav_bytes
-
-    with httpx.Client(base_url=graph.base_url, timeout=120,
-                      headers={"Authorization": f"Bearer {tenant_key}"}) as client:
-        r = client.post("/v1/voices", data={"name": "session-narrator", "consent": "true",
-                                            "x_vector_only": "true"},
-                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
-    assert r.status_code == 201, r.text
+    save_clone_voice(graph, tenant_key, "session-narrator")
     got = Received()
     with open_socket(graph, tenant_key) as ws:
         ws.send(settings(voice="session-narrator"))
@@ -419,15 +412,7 @@ def test_incremental_utterances_cut_by_their_cap_go_on_with_the_unread_text(grap
 
 
 def test_incremental_flush_ends_an_utterance_and_a_saved_voice_speaks_by_id(graph, tenant_key):
-    from tests.samples import wav_bytes
-
-    with httpx.Client(base_url=graph.base_url, timeout=120,
-                      headers={"Authorization": f"Bearer {tenant_key}"}) as client:
-        r = client.post("/v1/voices", data={"name": "incremental-narrator", "consent": "true",
-                                            "x_vector_only": "true"},
-                        files={"reference_audio": ("ref.wav", wav_bytes(2.0), "audio/wav")})
-        assert r.status_code == 201, r.text
-        voice_id = r.json()["id"]
+    voice_id = save_clone_voice(graph, tenant_key, "incremental-narrator")["id"]
     got = Received()
     with open_socket(graph, tenant_key) as ws:
         ws.send(settings(voice=voice_id, mode="incremental", min_frames=4, max_new_tokens=30,
