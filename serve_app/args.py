@@ -60,6 +60,30 @@ class IngressArgs(_Strict):
         60.0, gt=0, description="A speech session (WebSocket) whose client sends nothing for "
         "this long while its text is open ends with error session_idle (close 4408): an "
         "incremental session holds an engine slot while it waits")
+    session_start_timeout_s: float = Field(
+        5.0, gt=0, description="A WebSocket must send its first message (the session settings, "
+        "with `api_key` when no key header was sent) within this long of connecting, or it is "
+        "closed with 1008 (error session_start_timeout)")
+    max_pending_sockets: int = Field(
+        32, ge=1, description="WebSockets not yet authenticated per ingress replica; more are "
+        "refused at the handshake (503 overloaded)")
+    max_pending_sockets_per_client: int = Field(
+        8, ge=1, description="WebSockets not yet authenticated from one client address; more "
+        "are refused at the handshake (429 too_many_connections)")
+    max_sessions: int = Field(
+        64, ge=1, description="Speech sessions open per ingress replica; more are refused "
+        "(503 overloaded)")
+    max_sessions_per_tenant: int = Field(
+        16, ge=1, description="Speech sessions of one tenant per ingress replica when the "
+        "tenant has no max_concurrent limit (with one, that limit applies); more are refused "
+        "(429 too_many_sessions)")
+
+    @property
+    def socket_budget(self) -> int:
+        """The most Serve slots of an ingress replica that requests and sockets can hold
+        while the gates (MAX_CONCURRENT, serve_app.socket_gate) refuse the rest: a replica's
+        `max_ongoing_requests` above it leaves room for probes and refusals."""
+        return self.max_concurrent + self.max_sessions + self.max_pending_sockets
 
 
 class AppArgs(_Strict):

@@ -1,17 +1,25 @@
 """Which model deployments can take a request right now, as the ingress sees it.
 
 A model replica that dies (a crash, an OOM kill, a lost node) is replaced by Serve, and the
-replacement needs tens of seconds to start. Requests routed to the deployment meanwhile would
-wait in the handle until it is back (25-70 s were measured) while /api/health already says
-"unhealthy". Instead the ingress refuses them at once with 503 + Retry-After.
+replacement needs tens of seconds to start. Serve's router makes every request that meets
+the dead replica wait for it: `Router.route_and_send_request` catches the `ActorDiedError`,
+drops the replica and routes the request again, and with no replica left it waits "until a
+replica is available" (the controller's next replica set), 12-25 s here. The ingress answers
+503 `model_unavailable` + Retry-After instead, at once:
 
-`ModelAvailability` polls Serve's controller (the same `serve.status()` /api/health reads)
-on the ingress's event loop while requests arrive, at most once per `poll_interval_s` (0.5 s),
-and is told of a replica death directly by the request that saw it, so the next request is
-refused without waiting for a poll. A
-deployment is down when it has no RUNNING replica and Serve reports it UNHEALTHY or failed:
-a deployment scaled to zero (HEALTHY) or scaling up from zero keeps taking requests, which
-wait for the cold start as they should.
+- new requests: `reason_down` refuses them up front while a deployment is down;
+- requests already waiting on the model: `call` races each model call against the
+  deployment going down and cancels the call when it does (the request that met the dead
+  replica is among them: Serve's router has swallowed its error and is waiting).
+
+It learns of a death from whichever comes first: a call that fails with a replica-gone
+error (`note_replica_lost`), or Serve's controller (`serve.status()`, polled on the
+ingress's event loop every `poll_interval_s` while any model call is waiting, and at most
+that often as requests arrive, so an idle ingress asks nothing). A deployment is down when
+it has no RUNNING replica and Serve reports it UNHEALTHY or failed: a deployment scaled to
+zero (HEALTHY) or scaling up from zero keeps taking requests, which wait for the cold start
+as they should. A lost replica of a deployment that has others running is not "down": the
+router already routes around it.
 """
 
 from __future__ import annotations
@@ -20,13 +28,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 from ray import serve
 
+from serve_app.health import controller_status
+
 logger = logging.getLogger("qtts.availability")
 
+T = TypeVar("T")
 _DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
+
+
+class DeploymentDown(Exception):
+    """A model call was cancelled because its deployment went down while it waited."""
+
+    def __init__(self, deployment: str, reason: str):
+        super().__init__(f"{deployment}: {reason}")
+        self.deployment = deployment
+        self.reason = reason
 
 
 class ModelAvailability:
@@ -37,7 +58,10 @@ class ModelAvailability:
         self._loss_hold_s = loss_hold_s
         self._stale_after_s = stale_after_s
         self._down: dict[str, str] = {}  # deployment -> why it is down (from the last poll)
+        self._running: dict[str, int] = {}  # deployment -> RUNNING replicas at the last poll
         self._lost: dict[str, float] = {}  # deployment -> when a request saw a replica die
+        self._went_down: dict[str, asyncio.Event] = {}  # set when the deployment goes down
+        self._waiting = 0  # model calls in `call` right now
         self._task: asyncio.Task | None = None
         self.polled_at = 0.0
 
@@ -55,10 +79,42 @@ class ModelAvailability:
             return None
         return self._down.get(deployment)
 
+    async def call(self, deployment: str, awaitable: Awaitable[T]) -> T:
+        """Await a model call to `deployment`; if the deployment goes down before it answers,
+        cancel it and raise DeploymentDown (the caller answers 503 at once). While any call
+        waits, the controller is polled every `poll_interval_s`."""
+        event = self._went_down.setdefault(deployment, asyncio.Event())
+        task = asyncio.ensure_future(awaitable)
+        down = asyncio.ensure_future(event.wait())
+        self._waiting += 1
+        self.refresh()
+        try:
+            await asyncio.wait({task, down}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()  # our caller was cancelled: so is the model call
+            raise
+        finally:
+            self._waiting -= 1
+            down.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise DeploymentDown(deployment, self.reason_down(deployment)
+                             or "its replica was lost")
+
     def note_replica_lost(self, deployment: str) -> None:
-        """A request saw a replica of `deployment` die: down for `loss_hold_s`, the time Serve
-        may take to notice (its health check), and after that as long as polls say so."""
+        """A request saw a replica of `deployment` die. With no other replica running (as
+        far as the last poll knew) the deployment is down at once, for `loss_hold_s` (the
+        time Serve may take to notice) and after that as long as polls say so, and the calls
+        waiting on it are refused; with others running, the router serves from those."""
+        if self._running.get(deployment, 1) > 1:
+            self.refresh()
+            return
         self._lost[deployment] = time.monotonic()
+        self._mark_down(deployment)
+        self.refresh()
 
     def note_served(self, deployment: str) -> None:
         """A call to `deployment` just succeeded: it serves, whatever the last poll said (a
@@ -67,19 +123,29 @@ class ModelAvailability:
         self._lost.pop(deployment, None)
 
     def refresh(self) -> None:
-        """Start one poll in the background unless one is running. Polls follow requests
-        (at most one per `poll_interval_s`), so an idle ingress asks the controller nothing."""
+        """Start polling in the background unless a poll is running: one poll, then another
+        every `poll_interval_s` while model calls wait."""
         if self._task is None or self._task.done():
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to poll from
-                self._task = asyncio.get_running_loop().create_task(self._poll_once())
+                self._task = asyncio.get_running_loop().create_task(self._poll_loop())
 
-    async def _poll_once(self) -> None:
-        with contextlib.suppress(Exception):  # never fatal: a failed poll keeps the last view
-            await self.poll()
+    async def _poll_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # never fatal: a failed poll keeps the view
+                await self.poll()
+            if self._waiting == 0:
+                return
+            await asyncio.sleep(self._interval)
+
+    def _mark_down(self, deployment: str) -> None:
+        event = self._went_down.get(deployment)
+        if event is not None:
+            event.set()  # wake every call waiting on it
+        self._went_down[deployment] = asyncio.Event()  # later calls wait on a fresh one
 
     async def poll(self) -> None:
         app_name = serve.get_replica_context().app_name
-        status = await asyncio.to_thread(serve.status)
+        status = await controller_status()
         app = status.applications.get(app_name)
         if app is None:
             return
@@ -89,6 +155,7 @@ class ModelAvailability:
             if dep is None:
                 continue
             running = int(dep.replica_states.get("RUNNING", 0))
+            self._running[name] = running
             serve_status = str(getattr(dep.status, "value", dep.status))
             if running == 0 and serve_status in _DOWN_STATUSES:
                 starting = int(dep.replica_states.get("STARTING", 0))
@@ -100,3 +167,5 @@ class ModelAvailability:
             logger.info("model deployment %s serves again", name)
         self._down = down
         self.polled_at = time.monotonic()
+        for name in down:
+            self._mark_down(name)

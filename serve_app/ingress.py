@@ -16,6 +16,7 @@ instance serving it (serve_app.routes.common) and nothing lives in a process-glo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -51,6 +52,7 @@ from serve_app.routes.admin import create_admin_router
 from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices, service
 from serve_app.routes.speech_session import router as speech_session_router
 from serve_app.saved_voices import SavedVoices
+from serve_app.socket_gate import SocketGate
 from serve_app.speech_session import SessionEvent, SessionSettings, TextFeed, handle_session
 from serve_app.synthesis_service import SpeechInput, SynthesisService
 
@@ -75,8 +77,10 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         version=__version__,
         description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
     )
-    app.state.replica = replica
     args = replica.service.args
+    if replica.socket_gate is None:
+        replica = dataclasses.replace(replica, socket_gate=SocketGate(args.ingress))
+    app.state.replica = replica
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

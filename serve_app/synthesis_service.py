@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
@@ -33,10 +33,10 @@ from serve_app import catalog
 from serve_app.admission import TenantAdmission
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
 from serve_app.audio_stream import AudioStream, check_stream_options, open_stream
-from serve_app.availability import ModelAvailability
+from serve_app.availability import DeploymentDown, ModelAvailability
 from serve_app.cache import LRUCache, cache_key
 from serve_app.errors import ApiError, invalid, overloaded, replica_gone, unavailable
-from serve_app.health import graph_health
+from serve_app.health import GraphHealth, ModelDetails, graph_health
 from serve_app.metering import Characters, Meter, Metered, Unmetered
 from serve_app.protocol.native import (
     AudioOutput,
@@ -47,6 +47,7 @@ from serve_app.protocol.native import (
 )
 from serve_app.request_context import Caller
 
+T = TypeVar("T")
 logger = logging.getLogger("qtts.service")
 
 SpeechInput = CustomVoiceInput | VoiceDesignInput | VoiceCloneInput | SavedVoiceInput
@@ -84,6 +85,7 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
+        self._details = ModelDetails()  # each model's own status, for health
 
     # ----------------------------------------------------------------------------- models
     @property
@@ -115,6 +117,16 @@ class SynthesisService:
                 self.availability.note_replica_lost(deployment)
             raise
         self.availability.note_served(deployment)
+
+    async def _unless_down(self, deployment: str, awaitable: Awaitable[T]) -> T:
+        """A model call that answers 503 `model_unavailable` at once when `deployment` goes
+        down while it waits (serve_app.availability: Serve's router would hold it until a
+        replacement runs)."""
+        try:
+            return await self.availability.call(deployment, awaitable)
+        except DeploymentDown as exc:
+            raise unavailable(f"{deployment} cannot serve right now: {exc.reason}. Retry "
+                              "shortly.", self.args.ingress.retry_after_s, "model") from None
 
     async def model_info(self, name: str) -> ModelInfo:
         info = self._info.get(name)
@@ -212,7 +224,8 @@ class SynthesisService:
             release.close()
             raise
         with self._watching(deployment):
-            stream = await open_stream(source, output, request_id, started, timeout, release)
+            stream = await self._unless_down(deployment, open_stream(
+                source, output, request_id, started, timeout, release))
         kind = (await self.model_info(deployment)).kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         release.callback(lambda: _observe_stream(kind, stream, characters(), started))
@@ -368,7 +381,8 @@ class SynthesisService:
                 call.request, reference, call.ref_text, call.clone.x_vector_only)
 
         with self._watching(call.deployment):
-            return await asyncio.wait_for(invoke(), self.args.ingress.request_timeout_s)
+            return await asyncio.wait_for(self._unless_down(call.deployment, invoke()),
+                                          self.args.ingress.request_timeout_s)
 
     async def _run(self, call: ModelCall, output: RenderOptions, request_id: str) -> AudioOutput:
         started = time.perf_counter()
@@ -409,16 +423,24 @@ class SynthesisService:
         return out
 
     # ------------------------------------------------------------------------ read models
-    async def health(self) -> dict:
-        """The seed's health fields plus each deployment's replicas and model state."""
-        report = await graph_health(self._models)
+    async def graph_health(self) -> GraphHealth:
+        """Every deployment's state (serve_app.health): the controller's view and each
+        running model's own, never waiting behind synthesis."""
+        return await graph_health(self._models, self._details)
+
+    async def health(self, detailed: bool = True) -> dict:
+        """The seed's health fields plus each deployment's state: with `detailed`, replicas
+        and the model's own status (path, load time, slots: for operators, not the public)."""
+        report = await self.graph_health()
+        deployments = report.deployments if detailed else {
+            name: {"status": entry["status"]} for name, entry in report.deployments.items()}
         return {
             "status": "healthy" if report.ready else "degraded",
             "model_loaded": report.models_loaded,
             "device": report.device,
             "concurrent_tasks": self.in_flight,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
-            "deployments": report.deployments,
+            "deployments": deployments,
         }
 
     async def voices(self) -> list[catalog.VoiceEntry]:

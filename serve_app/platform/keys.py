@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from serve_app.platform.config import TenantLimits
@@ -134,6 +135,17 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
             return value.strip()
     api_key = lowered.get("x-api-key", "").strip()
     return api_key or None
+
+
+def admin_token_sent(headers: Mapping[str, str], admin_token: SecretStr | None) -> bool:
+    """Whether `Authorization: Bearer` carries the admin token (compared in constant time;
+    never true when ADMIN_TOKEN is unset)."""
+    if admin_token is None or not admin_token.get_secret_value():
+        return False
+    lowered = {k.lower(): v for k, v in headers.items()}
+    scheme, _, supplied = lowered.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        supplied.strip().encode(), admin_token.get_secret_value().encode())
 
 
 class ApiKeys:

@@ -21,7 +21,6 @@ on the command line (`qtts admin ...`).
 # and string annotations of a closure's names would not resolve.
 
 import asyncio
-import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve_app.errors import ApiError, from_platform
 from serve_app.platform.config import TenantLimits
 from serve_app.platform.errors import PlatformError
+from serve_app.platform.keys import admin_token_sent
 from serve_app.platform.service import Platform
 
 
@@ -63,9 +63,7 @@ def create_admin_router(get_platform: Callable[[], Platform]) -> APIRouter:
         token = platform.args.admin_token
         if token is None or not token.get_secret_value():
             raise ApiError(503, "admin_disabled", "the admin API is off: set ADMIN_TOKEN")
-        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), expected):
+        if not admin_token_sent(request.headers, token):
             raise ApiError(401, "invalid_admin_token", "a valid admin token is required",
                            headers={"WWW-Authenticate": 'Bearer realm="qtts-admin"'})
         return platform

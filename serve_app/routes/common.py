@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from serve_app.http_edge import REQUEST_ID_HEADER
 from serve_app.protocol.native import AudioOutput, VoiceRef
 from serve_app.routes.stream_responses import stream_response
+from serve_app.socket_gate import SocketGate
 from serve_app.synthesis_service import SpeechInput, SynthesisService
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class ReplicaServices:
     voices: SavedVoices | None = None
     jobs: JobSynthesis | None = None
     text_relay: ReplicaTextRelay | None = None  # incremental speech sessions
+    socket_gate: SocketGate | None = None  # WebSocket budgets (create_http_app makes one)
 
 
 def replica(conn: HTTPConnection) -> ReplicaServices:

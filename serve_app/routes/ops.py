@@ -14,7 +14,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.health import graph_health
 from serve_app.routes.common import service
 
 router = APIRouter(tags=["operations"])
@@ -27,8 +26,7 @@ async def livez() -> dict:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    svc = service(request)
-    report = await graph_health({name: svc.handle(name) for name in svc.deployed_models})
+    report = await service(request).graph_health()
     waiting = {name: d["status"] for name, d in report.deployments.items()
                if d["status"] not in ("ready", "scaled_to_zero")}
     body = {"status": "ready" if report.ready else "not_ready", "deployments": {

@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
 from serve_app.errors import ApiError
+from serve_app.platform.keys import admin_token_sent
 from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput
 from serve_app.protocol.seed import (
     SeedHealthResponse,
@@ -70,7 +71,11 @@ async def cached_audio(key: str, request: Request) -> Response:
 
 @router.get("/health", response_model=SeedHealthResponse)
 async def health(request: Request) -> SeedHealthResponse:
-    return SeedHealthResponse(**await service(request).health())
+    """Public: the seed's fields and each deployment's status. With the admin token
+    (`Authorization: Bearer <ADMIN_TOKEN>`): replicas, model paths, load times, slots."""
+    svc = service(request)
+    detailed = admin_token_sent(request.headers, svc.args.platform.admin_token)
+    return SeedHealthResponse(**await svc.health(detailed=detailed))
 
 
 @router.get("/voices", response_model=SeedVoicesResponse)

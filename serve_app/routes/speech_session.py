@@ -1,15 +1,22 @@
 """WebSocket `/v1/audio/speech/stream`: a speech session over one socket (docs/streaming.md).
 
-The socket is accepted, then authenticated before any work: a header key (`Authorization:
-Bearer` / `X-API-Key`) is checked at once; without one, the first message's `api_key` is
-(browsers cannot set WebSocket headers). A refused key ends the socket with an error event and
-close code 1008. Every other error is an error event (the envelope of serve_app.errors, plus
-`retry_after` when the server asks to retry) and close code 4000 + the HTTP status (4422,
-4404, 4429, 4503, ...). After `done` the client closes (the server does, with 1000, if it
-has not within CLIENT_CLOSE_WAIT_S). A `cancel` message
-or a closed socket stops generation (the request in flight is cancelled in the model); a
-client that sends nothing for `ingress.session_idle_timeout_s` while its text is open gets
-error `session_idle` (close 4408), which frees the engine slot an incremental session holds.
+Nothing holds the door without a key (serve_app.socket_gate): a socket is authenticated
+before anything is held for it. A header key (`Authorization: Bearer` / `X-API-Key`), or no
+key at all with authentication off, is checked at the handshake, and a refused key or a
+socket over the gate's caps is refused there (an HTTP 401/403/429/503 in the error envelope,
+with Retry-After where a retry helps). Without a header key the socket is accepted as
+pending (browsers cannot set WebSocket headers) and its first message's `api_key` is checked;
+a socket whose first message does not come within `ingress.session_start_timeout_s` gets
+error `session_start_timeout` and close 1008, as does a refused key. An authenticated
+session then holds a place of its tenant's (the gate), not only of the replica's.
+
+Every other error is an error event (the envelope of serve_app.errors, plus `retry_after`
+when the server asks to retry) and close code 4000 + the HTTP status (4422, 4404, 4429,
+4503, ...). After `done` the client closes (the server does, with 1000, if it has not within
+CLIENT_CLOSE_WAIT_S). A `cancel` message or a closed socket stops generation (the request in
+flight is cancelled in the model); a client that sends nothing for
+`ingress.session_idle_timeout_s` while its text is open gets error `session_idle` (close
+4408), which frees the engine slot an incremental session holds.
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import json
 import logging
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from deployments.metrics import tts_metrics
 from serve_app.errors import ApiError, from_platform, invalid, to_api_error, validation_error
+from serve_app.http_edge import route_path
 from serve_app.platform.errors import PlatformError
 from serve_app.platform.keys import key_from_headers
 from serve_app.protocol.speech_session import (
@@ -45,6 +55,7 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 ENDPOINT = "speech"  # key scopes: the same family as POST /v1/audio/speech
 AUTH_CLOSE = 1008
 CLIENT_CLOSE_WAIT_S = 5.0
+START_TIMEOUT = "session_start_timeout"
 _MESSAGE = TypeAdapter(ClientMessage)
 
 
@@ -87,10 +98,27 @@ def error_event(error: ApiError, session_id: str) -> dict:
 @router.websocket("/audio/speech/stream")
 async def speech_stream(websocket: WebSocket) -> None:
     svc = service(websocket)
+    gate = replica(websocket).socket_gate
     session_id = new_session_id()
+    client = websocket.client.host if websocket.client else None
+    pending = contextlib.ExitStack()
+    try:  # before the handshake is accepted: a refusal is an HTTP answer
+        pending.enter_context(gate.pending_socket(client))
+        principal = None
+        if key_from_headers(websocket.headers) is not None or not svc.args.platform.auth_enabled:
+            principal = await _authenticate(svc, dict(websocket.headers), None)
+            pending.close()  # authenticated: no longer pending
+    except Exception as exc:  # noqa: BLE001 - every refusal is the error envelope
+        pending.close()
+        await _refuse(websocket, svc, exc, session_id)
+        return
     await websocket.accept()
     try:
-        await _serve(websocket, svc, session_id)
+        with pending:
+            raw, principal = await _first_message(websocket, svc, principal)
+        limits = principal.limits
+        with gate.session(principal.tenant_id, limits.max_concurrent if limits else None):
+            await _serve(websocket, svc, session_id, raw, principal)
     except WebSocketDisconnect:
         return
     except Exception as exc:  # noqa: BLE001 - every failure is an error event and a close
@@ -98,11 +126,27 @@ async def speech_stream(websocket: WebSocket) -> None:
                              request_id=session_id)
         if error.status >= 500:
             logger.error("session %s failed: %s %s", session_id, error.code, type(exc).__name__)
-        code = AUTH_CLOSE if error.status in (401, 403) else 4000 + error.status
+        code = AUTH_CLOSE if error.status in (401, 403) or error.code == START_TIMEOUT \
+            else 4000 + error.status
         with contextlib.suppress(Exception):
             if websocket.application_state == WebSocketState.CONNECTED:
                 await websocket.send_json(error_event(error, session_id))
                 await websocket.close(code, error.code)
+
+
+async def _refuse(websocket: WebSocket, svc, exc: Exception, session_id: str) -> None:
+    """Refuse the handshake: the error envelope as the HTTP answer where the server can send
+    one (uvicorn's denial-response extension), else a close before accepting (a 403)."""
+    error = to_api_error(exc, retry_after_s=svc.args.ingress.retry_after_s,
+                         request_id=session_id)
+    tts_metrics().count_error(error.code, error.status)
+    with contextlib.suppress(Exception):
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(JSONResponse(
+                error.body(session_id, route_path(websocket.scope)),
+                status_code=error.status, headers=error.headers))
+        else:
+            await websocket.close(AUTH_CLOSE, error.code)
 
 
 async def _authenticate(svc, headers: dict[str, str], api_key: str | None):
@@ -116,16 +160,24 @@ async def _authenticate(svc, headers: dict[str, str], api_key: str | None):
     return principal
 
 
-async def _serve(websocket: WebSocket, svc, session_id: str) -> None:
-    headers = dict(websocket.headers)
-    timeout = svc.args.ingress.request_timeout_s
-    principal = None
-    if key_from_headers(headers) is not None or not svc.args.platform.auth_enabled:
-        principal = await _authenticate(svc, headers, None)  # before reading anything
-    raw = await asyncio.wait_for(_receive_json(websocket), timeout)
+async def _first_message(websocket: WebSocket, svc, principal):
+    """The session settings, within `session_start_timeout_s` of connecting, and the
+    principal (from their `api_key` when the handshake carried no key)."""
+    deadline = svc.args.ingress.session_start_timeout_s
+    try:
+        raw = await asyncio.wait_for(_receive_json(websocket), deadline)
+    except TimeoutError:
+        raise ApiError(408, START_TIMEOUT, f"no session message within {deadline:g} s of "
+                       "connecting (ingress.session_start_timeout_s): send "
+                       '{"type": "session", ...} first, with "api_key" unless a key header '
+                       "was sent") from None
     if principal is None:
-        principal = await _authenticate(svc, headers, raw.get("api_key")
+        principal = await _authenticate(svc, dict(websocket.headers), raw.get("api_key")
                                         if isinstance(raw.get("api_key"), str) else None)
+    return raw, principal
+
+
+async def _serve(websocket: WebSocket, svc, session_id: str, raw: dict, principal) -> None:
     try:
         settings = SessionSettings.model_validate(raw)
     except ValidationError as exc:

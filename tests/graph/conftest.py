@@ -151,5 +151,6 @@ def edge_app(graph: Graph) -> Iterator[str]:
                    platform=defaults.platform.model_copy(
                        update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
                    ingress=defaults.ingress.model_copy(update={
-                       "cache_enabled": False, "session_idle_timeout_s": 2.0})) as url:
+                       "cache_enabled": False, "session_idle_timeout_s": 2.0,
+                       "session_start_timeout_s": 30.0})) as url:
         yield url
