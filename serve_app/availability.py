@@ -13,13 +13,15 @@ replica is available" (the controller's next replica set), 12-25 s here. The ing
   replica is among them: Serve's router has swallowed its error and is waiting).
 
 It learns of a death from whichever comes first: a call that fails with a replica-gone
-error (`note_replica_lost`), or Serve's controller (`serve.status()`, polled on the
-ingress's event loop every `poll_interval_s` while any model call is waiting, and at most
-that often as requests arrive, so an idle ingress asks nothing). A deployment is down when
-it has no RUNNING replica and Serve reports it UNHEALTHY or failed: a deployment scaled to
-zero (HEALTHY) or scaling up from zero keeps taking requests, which wait for the cold start
-as they should. A lost replica of a deployment that has others running is not "down": the
-router already routes around it.
+error (`note_replica_lost`), or a poll of the controller's replicas checked against the
+actors alive in Ray's GCS (serve_app.health.deployment_states: the GCS knows of a killed
+replica at once, the controller only at its next health check, 7-10 s later). Polls run on
+the ingress's event loop every `poll_interval_s` while any model call is waiting, and at
+most that often as requests arrive, so an idle ingress asks nothing. A deployment is down
+when no replica it counts as RUNNING is alive and either one of them died or Serve reports
+it UNHEALTHY or failed: a deployment scaled to zero (HEALTHY) or scaling up from zero keeps
+taking requests, which wait for the cold start as they should. A lost replica of a
+deployment that has others running is not "down": the router already routes around it.
 """
 
 from __future__ import annotations
@@ -31,14 +33,11 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
-from ray import serve
-
-from serve_app.health import controller_status
+from serve_app.health import deployment_states
 
 logger = logging.getLogger("qtts.availability")
 
 T = TypeVar("T")
-_DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
 
 
 class DeploymentDown(Exception):
@@ -144,23 +143,15 @@ class ModelAvailability:
         self._went_down[deployment] = asyncio.Event()  # later calls wait on a fresh one
 
     async def poll(self) -> None:
-        app_name = serve.get_replica_context().app_name
-        status = await controller_status()
-        app = status.applications.get(app_name)
-        if app is None:
-            return
+        states = await deployment_states()
         down: dict[str, str] = {}
         for name in self._deployments:
-            dep = app.deployments.get(name)
-            if dep is None:
+            state = states.get(name)
+            if state is None:
                 continue
-            running = int(dep.replica_states.get("RUNNING", 0))
-            self._running[name] = running
-            serve_status = str(getattr(dep.status, "value", dep.status))
-            if running == 0 and serve_status in _DOWN_STATUSES:
-                starting = int(dep.replica_states.get("STARTING", 0))
-                down[name] = (f"no replica is running ({starting} starting)" if starting
-                              else "no replica is running")
+            self._running[name] = state.running
+            if reason := state.down:
+                down[name] = reason
         for name in set(down) - set(self._down):
             logger.warning("model deployment %s is down: %s", name, down[name])
         for name in set(self._down) - set(down):

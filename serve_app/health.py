@@ -21,11 +21,14 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 #: Serve deployment statuses in which a deployment serves (or will, on demand).
 SERVING = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
+#: Statuses in which a deployment with no running replica cannot serve.
+DOWN_STATUSES = frozenset({"UNHEALTHY", "DEPLOY_FAILED"})
 STATUS_TIMEOUT_S = 5.0
 #: How long a model replica's own status (loaded, warmed, device) is reused.
 DETAIL_MAX_AGE_S = 10.0
@@ -33,16 +36,65 @@ DETAIL_MAX_AGE_S = 10.0
 FIRST_DETAIL_WAIT_S = 2.0
 
 _CONTROLLER = ThreadPoolExecutor(1, thread_name_prefix="serve-status")
-_status_call: asyncio.Future | None = None
+_states_call: asyncio.Future | None = None
 
 
-async def controller_status():
-    """`serve.status()` on the controller thread; callers that ask while a call is out share
-    its answer."""
-    global _status_call
-    if _status_call is None or _status_call.done():
-        _status_call = asyncio.get_running_loop().run_in_executor(_CONTROLLER, serve.status)
-    return await asyncio.shield(_status_call)
+@dataclass(frozen=True)
+class DeploymentState:
+    """One deployment as Serve's controller and Ray's GCS see it now."""
+
+    serve_status: str  # HEALTHY, UPSCALING, UNHEALTHY, ...
+    running: int  # replicas RUNNING whose actor is alive
+    starting: int
+    dead: int  # replicas the controller still counts RUNNING whose actor has died
+
+    @property
+    def down(self) -> str | None:
+        """Why it cannot serve now, or None. Scaled to zero (HEALTHY, nothing running) or
+        scaling up from zero is not down: a request waits for the cold start."""
+        if self.running:
+            return None
+        if self.dead:
+            return "its replica died and is being replaced"
+        if self.serve_status in DOWN_STATUSES:
+            return (f"no replica is running ({self.starting} starting)" if self.starting
+                    else "no replica is running")
+        return None
+
+
+def _read_states(app_name: str) -> dict[str, DeploymentState]:
+    """The controller's replicas of `app_name`, checked against the actors alive in the GCS:
+    the controller learns of a killed replica at its next health check (7-10 s were seen),
+    the GCS at once (a dead replica's actor name is released)."""
+    from ray.serve.context import _get_global_client  # what serve.status() itself uses
+
+    details = _get_global_client().get_serve_details()
+    alive = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    app = details.get("applications", {}).get(app_name)
+    states: dict[str, DeploymentState] = {}
+    for name, dep in (app or {}).get("deployments", {}).items():
+        replicas = [(_text(r["state"]), r.get("actor_name")) for r in dep.get("replicas", ())]
+        states[name] = DeploymentState(
+            serve_status=_text(dep.get("status")),
+            running=sum(1 for st, actor in replicas if st == "RUNNING" and actor in alive),
+            starting=sum(1 for st, _ in replicas if st == "STARTING"),
+            dead=sum(1 for st, actor in replicas if st == "RUNNING" and actor not in alive))
+    return states
+
+
+def _text(value) -> str:
+    return str(getattr(value, "value", value))
+
+
+async def deployment_states() -> dict[str, DeploymentState]:
+    """This application's deployments now, read on the controller thread; callers that ask
+    while a read is out share its answer."""
+    global _states_call
+    if _states_call is None or _states_call.done():
+        app_name = serve.get_replica_context().app_name
+        _states_call = asyncio.get_running_loop().run_in_executor(
+            _CONTROLLER, _read_states, app_name)
+    return await asyncio.shield(_states_call)
 
 
 @dataclass
@@ -70,12 +122,14 @@ class GraphHealth:
                      if "device" in self.deployments.get(m, {})), "unknown")
 
 
-def _classify(serve_status: str, running: int) -> str:
-    if serve_status not in SERVING:
-        return "unhealthy" if serve_status in ("UNHEALTHY", "DEPLOY_FAILED") else "starting"
-    if running == 0:
+def _classify(state: DeploymentState) -> str:
+    if state.down:
+        return "unhealthy"
+    if state.serve_status not in SERVING:
+        return "starting"
+    if state.running == 0:
         # HEALTHY with no replica: the autoscaler's target is zero (min_replicas 0, idle).
-        return "scaled_to_zero" if serve_status == "HEALTHY" else "starting"
+        return "scaled_to_zero" if state.serve_status == "HEALTHY" else "starting"
     return "ready"
 
 
@@ -115,22 +169,15 @@ class ModelDetails:
 
 async def graph_health(models: Mapping[str, DeploymentHandle],
                        details: ModelDetails) -> GraphHealth:
-    """Ask Serve's controller for this application's deployments, then each running model
-    (through `details`)."""
-    app_name = serve.get_replica_context().app_name
-    status = await controller_status()
-    app = status.applications.get(app_name)
+    """This application's deployments (`deployment_states`), then each running model's own
+    status (through `details`)."""
     report = GraphHealth(models=tuple(models))
-    if app is None:
-        return report
-    for name, dep in app.deployments.items():
-        running = int(dep.replica_states.get("RUNNING", 0))
+    for name, state in (await deployment_states()).items():
         report.deployments[name] = {
-            "status": _classify(str(dep.status.value if hasattr(dep.status, "value") else dep.status),
-                                running),
-            "serve_status": str(getattr(dep.status, "value", dep.status)),
-            "replicas_running": running,
-            "replicas_starting": int(dep.replica_states.get("STARTING", 0)),
+            "status": _classify(state),
+            "serve_status": state.serve_status,
+            "replicas_running": state.running,
+            "replicas_starting": state.starting,
         }
     running_models = [m for m in models if report.deployments.get(m, {}).get("replicas_running")]
     answers = await asyncio.gather(*(details.get(m, models[m]) for m in running_models))

@@ -114,8 +114,9 @@ def test_liveness_and_readiness_probes(http):
     assert set(ready.json()["deployments"].values()) == {"ready"}
 
 
-def test_health_reports_replicas_and_warmed_models_per_deployment(http):
-    deployments = http.get("/api/health").json()["deployments"]
+def test_health_reports_replicas_and_warmed_models_per_deployment_to_the_admin(graph, http):
+    admin = {"Authorization": f"Bearer {graph.admin_token}"}
+    deployments = http.get("/api/health", headers=admin).json()["deployments"]
     assert set(deployments) == {"CustomVoice", "VoiceDesign", "VoiceClone", "AudioProcessor",
                                 "TTSIngress"}
     for name in ("CustomVoice", "VoiceDesign", "VoiceClone"):
@@ -123,6 +124,23 @@ def test_health_reports_replicas_and_warmed_models_per_deployment(http):
         assert entry["status"] == "ready" and entry["replicas_running"] == 1, entry
         assert entry["loaded"] is True and entry["warmed"] is True and entry["device"] == "cpu"
     assert deployments["AudioProcessor"]["replicas_running"] >= 1
+
+
+@pytest.mark.parametrize("credentials", [None, "api_key", "wrong_admin_token"])
+def test_public_health_says_each_deployments_status_and_nothing_more(graph, credentials):
+    """Without the admin token (no credentials, a tenant's API key, a wrong token) health
+    names each deployment's status: no model path, load time, replica or slot count."""
+    headers = {None: {}, "api_key": graph.auth,
+               "wrong_admin_token": {"Authorization": "Bearer not-the-admin-token"}}[credentials]
+    with httpx.Client(base_url=graph.base_url, timeout=60) as client:
+        r = client.get("/api/health", headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"status", "model_loaded", "device", "concurrent_tasks",
+                         "uptime_seconds", "deployments"}
+    for name, entry in body["deployments"].items():
+        assert entry == {"status": "ready"}, (name, entry)
+    assert "tiny-models" not in r.text and "load_seconds" not in r.text
 
 
 @pytest.mark.parametrize("path", ["/livez", "/readyz"])
