@@ -35,6 +35,10 @@ ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
 __all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs"]
 
 
+#: Serve slots of an ingress replica kept free of synthesis and sockets (IngressArgs).
+PROBE_HEADROOM = 64
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,10 +84,16 @@ class IngressArgs(_Strict):
 
     @property
     def socket_budget(self) -> int:
-        """The most Serve slots of an ingress replica that requests and sockets can hold
-        while the gates (MAX_CONCURRENT, serve_app.socket_gate) refuse the rest: a replica's
-        `max_ongoing_requests` above it leaves room for probes and refusals."""
+        """The most Serve slots of an ingress replica that synthesis and sockets can hold
+        while the gates (MAX_CONCURRENT, serve_app.socket_gate) refuse the rest."""
         return self.max_concurrent + self.max_sessions + self.max_pending_sockets
+
+    @property
+    def min_serve_slots(self) -> int:
+        """The least `max_ongoing_requests` an ingress replica needs: the socket budget plus
+        PROBE_HEADROOM for probes, listings and refusals in flight. Below it, Serve's proxy
+        queues a health check behind synthesis (tests/config checks every profile)."""
+        return self.socket_budget + PROBE_HEADROOM
 
 
 class AppArgs(_Strict):

@@ -22,6 +22,11 @@ ENDPOINT_PREFIXES = (
 #: The family of a path none of the prefixes names (the seed's other routes, /v1/models).
 DEFAULT_ENDPOINT = "synthesize"
 
+#: The routes that synthesize: refused before any other step when the replica is full
+#: (serve_app.http_edge.LoadShedding).
+SYNTHESIS_PATHS = frozenset({"/api/tts/synthesize", "/v1/audio/speech", "/v1/audio/design",
+                             "/v1/audio/clone"})
+
 #: The seed service's routes: the only ones a trusted network may call without a key.
 SEED_PREFIX = "/api/"
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from starlette.responses import JSONResponse
 
 from deployments.metrics import tts_metrics
+from serve_app.endpoints import SYNTHESIS_PATHS
 from serve_app.errors import ApiError, to_api_error
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -73,3 +74,20 @@ class EdgeMiddleware:
                 raise  # mid-response: abort the transfer (see the module docstring)
             error = to_api_error(exc, retry_after_s=self._retry_after_s(), request_id=request_id)
             await error_response(error, request_id, route_path(scope))(scope, receive, send)
+
+
+class LoadShedding:
+    """A synthesis request that comes while the replica is full is refused (503 +
+    Retry-After, rendered by EdgeMiddleware) before anything else: before its key is checked
+    or its body read, so under overload a refusal costs microseconds, not a place in the
+    thread pool that authentication and usage share. `check()` raises the refusal."""
+
+    def __init__(self, app, check: Callable[[], None]):
+        self.app = app
+        self._check = check
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] == "http" and scope.get("method") == "POST"
+                and route_path(scope) in SYNTHESIS_PATHS):
+            self._check()
+        return await self.app(scope, receive, send)

@@ -36,7 +36,7 @@ from serve_app.admission import TenantAdmission
 from serve_app.args import AppArgs
 from serve_app.auth_middleware import AuthMiddleware
 from serve_app.errors import ApiError, to_api_error
-from serve_app.http_edge import EdgeMiddleware, error_response, route_path
+from serve_app.http_edge import EdgeMiddleware, LoadShedding, error_response, route_path
 from serve_app.incremental_speech import ReplicaTextRelay
 from serve_app.job_synthesis import JobSynthesis
 from serve_app.platform.service import Platform
@@ -141,6 +141,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         app.include_router(create_admin_router(lambda: platform))
         # API keys; inside the edge, so 401s are enveloped
         app.add_middleware(AuthMiddleware, admission=replica.admission)
+    # a full replica refuses synthesis before authentication (inside the edge: enveloped)
+    app.add_middleware(LoadShedding, check=replica.service.check_capacity)
     # request ids and the error envelope for everything inside (Serve's proxy echoes
     # X-Request-ID on every response); inside CORS, so errors carry CORS headers
     app.add_middleware(EdgeMiddleware, retry_after_s=lambda: args.ingress.retry_after_s)
@@ -154,7 +156,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 1},
-    max_ongoing_requests=256,
+    max_ongoing_requests=1024,  # well above IngressArgs.socket_budget: see the profiles
 )
 @serve.ingress()  # the HTTP app is built in each replica, for it: __serve_build_asgi_app__
 class TTSIngress:

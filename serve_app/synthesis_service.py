@@ -140,6 +140,7 @@ class SynthesisService:
         """Any operation, whole (the operation is the input's type: CustomVoice, VoiceDesign,
         VoiceClone or a saved voice): admitted and metered for the current caller, cached per
         tenant, rendered (in the ingress or the AudioProcessor) as `inp.output` asks."""
+        self.check_capacity()
         call = await self.prepare(inp)
         return await self.meter.result(self._metered(call, request_id),
                                        lambda: self._run(call, inp.output, request_id))
@@ -183,6 +184,7 @@ class SynthesisService:
         end and are metered until then. Render options that need the whole utterance are
         refused (400)."""
         check_stream_options(inp.output)
+        self.check_capacity()
         call = await self.prepare(inp)
         characters = len(call.request.text)
         return await self.meter.stream(
@@ -198,6 +200,7 @@ class SynthesisService:
         opens one: `characters` is an int, or a callable read when the stream ends (text
         that keeps arriving while it plays)."""
         check_stream_options(output)
+        self.check_capacity()
         metered = Metered(deployment, request_id, characters, voice)
         return await self.meter.stream(
             metered, lambda: self._open_stream(deployment, start, output, request_id,
@@ -354,14 +357,20 @@ class SynthesisService:
         if size == 0:
             raise invalid("reference_audio", "reference_audio is empty", "audio_empty")
 
-    @contextlib.contextmanager
-    def admitted(self):
-        """Count a request in flight, or refuse it with 503 + Retry-After when full."""
+    def check_capacity(self) -> None:
+        """503 + Retry-After when MAX_CONCURRENT requests are in flight: asked first, before
+        a request is authenticated, read or metered (a refusal costs nothing), and again
+        when it is counted in flight."""
         if self.in_flight >= self.args.ingress.max_concurrent:
             raise overloaded(
                 f"{self.in_flight} requests are in flight (MAX_CONCURRENT); retry later.",
                 self.args.ingress.retry_after_s,
             )
+
+    @contextlib.contextmanager
+    def admitted(self):
+        """Count a request in flight, or refuse it with 503 + Retry-After when full."""
+        self.check_capacity()
         self.in_flight += 1
         tts_metrics().set_queue_length("ingress", self.in_flight)
         try:

@@ -89,3 +89,16 @@ def test_production_config_serves_the_published_checkpoints_on_gpus():
         dep = deployments(config)[name]
         assert dep["ray_actor_options"]["num_gpus"] >= 1
         assert dep["max_queued_requests"] > 0 and "autoscaling_config" in dep
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_the_ingress_has_serve_slots_beyond_what_its_gates_let_work_hold(path):
+    """Synthesis (MAX_CONCURRENT), speech sessions and unauthenticated sockets together hold
+    at most `socket_budget` of an ingress replica's Serve slots; `max_ongoing_requests` must
+    leave PROBE_HEADROOM beyond it, or Serve's proxy queues health checks behind work."""
+    from serve_app.ingress import TTSIngress
+
+    profile = load_profile(path)
+    slots = profile.overrides["TTSIngress"].get(
+        "max_ongoing_requests", TTSIngress._deployment_config.max_ongoing_requests)
+    assert slots >= profile.args.ingress.min_serve_slots, (slots, profile.args.ingress)

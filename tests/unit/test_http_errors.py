@@ -150,3 +150,22 @@ def test_a_remote_traceback_never_reaches_the_message():
         assert error.status in (415, 422) and error.param in ("reference_audio", "speaker")
         assert "Traceback" not in error.message and "4242" not in error.message
         assert error.message == (cause.message if hasattr(cause, "message") else cause.args[0])
+
+
+@pytest.mark.parametrize("path", ["/api/tts/synthesize", "/v1/audio/speech", "/v1/audio/design",
+                                  "/v1/audio/clone"])
+def test_a_full_replica_refuses_synthesis_before_reading_the_request(path):
+    """MAX_CONCURRENT requests in flight: a synthesis request is refused with 503 +
+    Retry-After before anything else is done with it (its body, even one that is not valid,
+    is never read; its key never checked), while other routes still answer."""
+    client = client_for(_engine_fails, max_concurrent=1)
+    service = client.app.state.replica.service
+    service.in_flight = 1  # as if one request were being synthesized
+    response = client.post(path, content=b"not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3"
+    assert response.json()["error"]["code"] == "overloaded"
+    assert "MAX_CONCURRENT" in response.json()["error"]["message"]
+    assert client.get("/livez").status_code == 200
+    service.in_flight = 0
+    assert client.post(path, content=b"not json",
+                       headers={"Content-Type": "application/json"}).status_code in (400, 415, 422)
