@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,9 @@ FIRST_DETAIL_WAIT_S = 2.0
 
 _CONTROLLER = ThreadPoolExecutor(1, thread_name_prefix="serve-status")
 _states_call: asyncio.Future | None = None
+_states_at = -math.inf  # when the last read answered
+#: A read of the deployments' states is shared by every caller for this long.
+STATES_MAX_AGE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,21 @@ def _text(value) -> str:
 
 async def deployment_states() -> dict[str, DeploymentState]:
     """This application's deployments now, read on the controller thread; callers that ask
-    while a read is out share its answer."""
-    global _states_call
-    if _states_call is None or _states_call.done():
+    while a read is out, or within STATES_MAX_AGE_S of its answer, share it."""
+    global _states_call, _states_at
+    fresh = time.monotonic() - _states_at < STATES_MAX_AGE_S
+    if _states_call is None or (_states_call.done() and not fresh):
+        _states_at = math.inf  # until this read answers: shared while out
         app_name = serve.get_replica_context().app_name
         _states_call = asyncio.get_running_loop().run_in_executor(
             _CONTROLLER, _read_states, app_name)
+        _states_call.add_done_callback(_answered)
     return await asyncio.shield(_states_call)
+
+
+def _answered(call: asyncio.Future) -> None:
+    global _states_at
+    _states_at = -math.inf if call.cancelled() or call.exception() else time.monotonic()
 
 
 @dataclass
