@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.fields import Seed, SpeechText
+from serve_app.protocol.fields import Flag, Seed, SpeechText
 
 
 class SeedSynthesizeRequest(BaseModel):
@@ -16,7 +16,7 @@ class SeedSynthesizeRequest(BaseModel):
     instruct: str | None = Field(None, description="Style instruction (1.7B CustomVoice)")
     speed: float = Field(1.0, ge=0.5, le=2.0)
     pitch: float = Field(1.0, ge=0.5, le=2.0)
-    enable_streaming: bool = Field(
+    enable_streaming: Flag = Field(
         False, description="true: the response is a chunked audio stream (OUTPUT_FORMAT, "
         "SAMPLE_RATE) sent while generating, instead of JSON"
     )
