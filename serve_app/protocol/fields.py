@@ -58,3 +58,33 @@ OutputSampleRate = Annotated[int, *_integer(ge=8000, le=48000)]
 Flag = Annotated[bool, Strict()]
 #: OpenAI's speed range (the seed API keeps its own narrower 0.5-2.0).
 OpenAISpeed = Annotated[float, Field(ge=0.25, le=4.0)]
+
+
+# ------------------------------------------------ rules between fields, for the JSON schema
+# What the service refuses for a combination of fields, said in the published schema too
+# (pydantic's `json_schema_extra`), so that a request the schema allows is one it accepts.
+#: Text with something besides whitespace (as SpeechText and the checks of ref_text,
+#: description and instructions want it).
+NOT_BLANK = {"type": "string", "pattern": "\\S"}
+
+
+def when(field: str, value: object, then: dict) -> dict:
+    """JSON Schema: if `field` is sent as `value`, `then` applies."""
+    return {"if": {"properties": {field: {"const": value}}, "required": [field]}, "then": then}
+
+
+def streaming_keeps(stream_field: str, streaming: object, **neutral: object) -> dict:
+    """While streaming, render options that need the whole utterance keep their neutral
+    value (serve_app.audio_stream refuses any other with a 400 naming it)."""
+    rule = {"properties": {k: {"const": v} for k, v in neutral.items()}}
+    if isinstance(streaming, list):
+        return {"if": {"properties": {stream_field: {"enum": streaming}},
+                       "required": [stream_field]}, "then": rule}
+    return when(stream_field, streaming, rule)
+
+
+#: A clone reads its reference's transcript (ICL) unless it clones the speaker embedding alone.
+TRANSCRIPT_UNLESS_X_VECTOR = {
+    "if": {"properties": {"x_vector_only": {"const": True}}, "required": ["x_vector_only"]},
+    "else": {"required": ["ref_text"], "properties": {"ref_text": NOT_BLANK}},
+}

@@ -25,7 +25,14 @@ from serve_app.api_contract import audio_content, errors
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
 from serve_app.platform.jobs.store import JobParams, JobRequest
-from serve_app.protocol.fields import MaxNewTokens, OpenAISpeed, OutputSampleRate, Seed, SpeechText
+from serve_app.protocol.fields import (
+    NOT_BLANK,
+    MaxNewTokens,
+    OpenAISpeed,
+    OutputSampleRate,
+    Seed,
+    SpeechText,
+)
 from serve_app.routes.common import admission, jobs, lookup_voice, service
 from serve_app.routes.openai import resolve_model
 
@@ -41,8 +48,9 @@ class JobBody(BaseModel):
     # OpenAI voice or a saved voice)
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "if": {"properties": {"model": {"const": VOICE_DESIGN}}, "required": ["model"]},
-        "then": {"anyOf": [{"required": ["description"]}, {"required": ["instructions"]}]},
-        "else": {"required": ["voice"]},
+        "then": {"anyOf": [{"required": [field], "properties": {field: NOT_BLANK}}
+                           for field in ("description", "instructions")]},
+        "else": {"required": ["voice"], "properties": {"voice": NOT_BLANK}},
     })
 
     model: str = Field("tts-1", description="CustomVoice, VoiceDesign, VoiceClone or an alias")

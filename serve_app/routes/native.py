@@ -29,6 +29,7 @@ from deployments.audio.formats import AudioFormat
 from serve_app.api_contract import audio_content, errors, upload_body
 from serve_app.errors import ApiError, invalid, validation_error
 from serve_app.protocol.fields import (
+    TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
     MaxNewTokens,
     MinFrames,
@@ -36,6 +37,7 @@ from serve_app.protocol.fields import (
     OutputSampleRate,
     Seed,
     SpeechText,
+    streaming_keeps,
 )
 from serve_app.protocol.native import VoiceCloneInput, VoiceDesignInput
 from serve_app.routes.common import service, speech_response
@@ -47,8 +49,12 @@ BodyModel = TypeVar("BodyModel", bound=BaseModel)
 _RENDER_FIELDS = ("speed", "pitch", "sample_rate", "loudness_lufs")
 
 
+_STREAMING = streaming_keeps("stream_format", ["audio", "sse"], speed=1.0, pitch=1.0,
+                             loudness_lufs=None)
+
+
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_STREAMING)
 
     input: SpeechText
     language: str = "auto"
@@ -75,6 +81,9 @@ class DesignBody(_Common):
 
 class CloneBody(_Common):
     """The clone fields besides reference_audio, which arrives as a file part or data URL."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": [_STREAMING,
+                                                           TRANSCRIPT_UNLESS_X_VECTOR]})
 
     ref_text: str | None = None
     x_vector_only: Flag = False

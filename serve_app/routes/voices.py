@@ -22,7 +22,7 @@ from serve_app.errors import invalid
 from serve_app.metering import Metered
 from serve_app.platform.keys import Principal
 from serve_app.platform.voices import VoiceInfo
-from serve_app.protocol.fields import Flag, Seed, SpeechText
+from serve_app.protocol.fields import TRANSCRIPT_UNLESS_X_VECTOR, Flag, Seed, SpeechText
 from serve_app.routes.common import admission, rid, service
 from serve_app.routes.native import read_upload
 
@@ -34,10 +34,11 @@ DEFAULT_SAMPLE_TEXT = (
 
 
 class CloneVoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=TRANSCRIPT_UNLESS_X_VECTOR)
 
     name: str = Field(min_length=1, max_length=100)
-    consent: Flag = Field(description="The speaker consented to being cloned (required)")
+    consent: Flag = Field(description="The speaker consented to being cloned (required: true)",
+                          json_schema_extra={"const": True})
     ref_text: str | None = None
     x_vector_only: Flag = False
     language: str | None = None
