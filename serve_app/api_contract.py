@@ -8,7 +8,7 @@ and data-URL uploads they read themselves. `contract_openapi` then adds, for eve
   (serve_app.endpoints); a route that reads an optional key declares its own;
 - 401 and 403 where a key is required or read (no key, an unknown or revoked one; a key
   scoped elsewhere, a disabled tenant); 404 on paths with a parameter; 422 wherever a
-  parameter or a body is read; 500 everywhere (the edge turns any failure into one, its
+  parameter or a body is read, and 400 for a body that is not text; 500 everywhere (the edge turns any failure into one, its
   message naming the request id);
 - the error envelope (serve_app.protocol.errors) as the schema of every error status, in
   place of FastAPI's `{"detail": ...}`, which the server never sends;
@@ -32,7 +32,8 @@ from serve_app.protocol.errors import ErrorEnvelope
 
 #: What each error status means on this service (docs/api.md has the codes).
 ERROR_STATUSES: dict[int, str] = {
-    400: "Not possible as asked (speed, pitch or loudness_lufs while streaming)",
+    400: "A body that cannot be parsed (not UTF-8), or speed, pitch or loudness_lufs while "
+         "streaming",
     401: "No API key, or an unknown or revoked one (WWW-Authenticate: Bearer)",
     403: "The key is scoped to other endpoints or models, or its tenant is disabled",
     404: "No such resource (another tenant's is 404 too), or the model is not deployed",
@@ -166,6 +167,8 @@ def _complete(path: str, operation: dict[str, Any]) -> None:
         statuses.add(404)
     if operation.get("parameters") or operation.get("requestBody"):
         statuses.add(422)
+    if operation.get("requestBody"):
+        statuses.add(400)  # FastAPI's "There was an error parsing the body" (not UTF-8)
     for status in statuses:
         responses.setdefault(str(status), {"description": ERROR_STATUSES[status]})
     for status, response in responses.items():

@@ -119,3 +119,10 @@ def test_marks_go_to_one_filter_on_serves_logger_and_stay_bounded():
         assert len(markers) == 1 and len(markers[0]._marked) == AbortedResponses.KEEP
     finally:
         serve_logger.filters = before
+
+
+def test_a_body_that_is_not_text_is_a_declared_400(client, spec):
+    r = client.post("/v1/audio/speech", content=b"\xff",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+    assert "400" in spec["paths"]["/v1/audio/speech"]["post"]["responses"]
