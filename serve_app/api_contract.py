@@ -13,7 +13,9 @@ and data-URL uploads they read themselves. `contract_openapi` then adds, for eve
 - the error envelope (serve_app.protocol.errors) as the schema of every error status, in
   place of FastAPI's `{"detail": ...}`, which the server never sends;
 - `model`: the models this app deploys and their OpenAI aliases (names are matched
-  case-insensitively; the document lists their spelling).
+  case-insensitively; the document lists their spelling);
+- the longest text each text field takes, from the deployment's settings (`max_text_chars`,
+  `max_instruction_chars`, `jobs.max_text_chars`).
 tests/graph/test_contract.py fuzzes every operation against the document it serves.
 """
 
@@ -27,6 +29,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from deployments.audio.formats import FORMAT_INFO
+from serve_app.args import AppArgs
 from serve_app.endpoints import is_public
 from serve_app.protocol.errors import ErrorEnvelope
 
@@ -131,7 +134,40 @@ def _inline(schema: dict) -> dict:
     return walk(schema)
 
 
-def contract_openapi(app: FastAPI, models: list[str]) -> dict[str, Any]:
+def length_limits(args: AppArgs) -> dict[str, dict[str, int]]:
+    """Request model -> text field -> the most characters the service takes in it."""
+    text, instruction = args.ingress.max_text_chars, args.ingress.max_instruction_chars
+    return {
+        "SpeechRequest": {"input": text, "instructions": instruction},
+        "SeedSynthesizeRequest": {"text": text, "instruct": instruction},
+        "DesignBody": {"input": text, "description": instruction},
+        "CloneBody": {"input": text, "ref_text": text},
+        "CloneVoice": {"ref_text": text},
+        "DesignVoice": {"description": instruction},
+        "JobBody": {"input": args.platform.jobs.max_text_chars, "instructions": instruction,
+                    "description": instruction},
+    }
+
+
+def _limit_lengths(node: Any, limits: dict[str, dict[str, int]]) -> None:
+    """Put each limit on its field, wherever the model's schema is (components, or inline in
+    an upload's body)."""
+    if isinstance(node, list):
+        for item in node:
+            _limit_lengths(item, limits)
+        return
+    if not isinstance(node, dict):
+        return
+    for field, limit in limits.get(node.get("title", ""), {}).items():
+        prop = node.get("properties", {}).get(field)
+        for schema in (prop.get("anyOf", [prop]) if prop else []):
+            if schema.get("type") == "string":
+                schema["maxLength"] = min(schema.get("maxLength", limit), limit)
+    for value in node.values():
+        _limit_lengths(value, limits)
+
+
+def contract_openapi(app: FastAPI, models: list[str], args: AppArgs) -> dict[str, Any]:
     """The app's OpenAPI document, completed as the module docstring says (built once)."""
     if app.openapi_schema is not None:
         return app.openapi_schema
@@ -152,6 +188,7 @@ def contract_openapi(app: FastAPI, models: list[str]) -> dict[str, Any]:
     for name in ("SpeechRequest", "JobBody"):
         if name in schemas:
             schemas[name]["properties"]["model"]["enum"] = models
+    _limit_lengths(spec, length_limits(args))
     app.openapi_schema = spec
     return spec
 

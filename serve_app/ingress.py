@@ -140,7 +140,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         }
 
     deployed = replica.service.deployed_models
-    app.openapi = lambda: contract_openapi(app, openai.allowed_models(deployed))  # type: ignore[method-assign]
+    app.openapi = lambda: contract_openapi(app, openai.allowed_models(deployed), args)  # type: ignore[method-assign]
 
     for module in (seed, openai, native):
         app.include_router(module.router)

@@ -77,8 +77,11 @@ def test_uploads_and_audio_answers_are_declared(spec):
         content = paths[path][method]["responses"]["200"]["content"]
         assert {"audio/wav", "audio/mpeg", "audio/ogg"} <= set(content), path
         assert "application/json" not in content, path
-    model = spec["components"]["schemas"]["SpeechRequest"]["properties"]["model"]
-    assert model["enum"] == ["CustomVoice", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    speech = spec["components"]["schemas"]["SpeechRequest"]["properties"]
+    assert speech["model"]["enum"] == ["CustomVoice", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    ingress = AppArgs.model_validate({}).ingress  # the text limits come from the settings
+    assert speech["input"]["maxLength"] == ingress.max_text_chars
+    assert speech["instructions"]["anyOf"][0]["maxLength"] == ingress.max_instruction_chars
 
 
 @pytest.mark.parametrize("method, path, allowed", [
