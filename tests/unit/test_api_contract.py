@@ -129,3 +129,37 @@ def test_a_body_that_is_not_text_is_a_declared_400(client, spec):
                     headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
     assert "400" in spec["paths"]["/v1/audio/speech"]["post"]["responses"]
+
+
+def test_the_edge_marks_a_response_that_fails_after_its_headers(monkeypatch):
+    """The edge (serve_app.http_edge) marks the Serve request id of a response cut short."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    import serve_app.http_edge as http_edge
+
+    marked: list[str | None] = []
+    monkeypatch.setattr(http_edge, "current_request_id", lambda: "serve-id-7")
+    monkeypatch.setattr(http_edge, "mark_aborted", marked.append)
+    app = FastAPI()
+
+    @app.get("/cut")
+    async def cut() -> StreamingResponse:
+        async def body():
+            yield b"RIFF"
+            raise RuntimeError("the model replica died")
+
+        return StreamingResponse(body(), media_type="audio/wav")
+
+    @app.get("/whole")
+    async def whole() -> StreamingResponse:
+        async def body():
+            yield b"RIFF"
+
+        return StreamingResponse(body(), media_type="audio/wav")
+
+    client = TestClient(http_edge.EdgeMiddleware(app, retry_after_s=lambda: 1))
+    with pytest.raises(RuntimeError):
+        client.get("/cut")
+    assert client.get("/whole").content == b"RIFF"
+    assert marked == ["serve-id-7"]
