@@ -69,6 +69,7 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "request_too_large", 415: "unsupported_media_type"}
 
 
+#: The methods a route of this app may take (what a 405's Allow can list).
 _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 

@@ -25,8 +25,9 @@ async def livez() -> dict:
     return {"status": "alive"}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: the same report, with "
-                                        "waiting_for", "content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.get("/readyz", responses={503: {  # its own report, not the error envelope
+    "description": "Not ready: the same report, with waiting_for",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def readyz(request: Request) -> JSONResponse:
     svc = service(request)
     report = await graph_health({name: svc.handle(name) for name in svc.deployed_models})

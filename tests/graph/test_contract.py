@@ -95,7 +95,7 @@ def test_the_contract_declares_auth_uploads_and_audio(http):
     paths = spec["paths"]
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     assert paths["/v1/audio/speech"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
-    assert "security" not in paths["/livez"]["get"]
+    assert "security" not in paths["/v1/audio/models"]["get"]
     for path in ("/v1/audio/clone", "/v1/voices"):
         body = paths[path]["post"]["requestBody"]["content"]
         assert set(body) == {"multipart/form-data", "application/json"}
