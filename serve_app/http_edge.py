@@ -4,7 +4,8 @@
 exception that escapes a route or the auth layer into the error envelope, once. A failure
 after the response has started (a stream cut short) is re-raised instead: the server then
 drops the connection without the terminating chunk, so a client sees a truncated transfer,
-never a short file that looks complete. (Starlette's BaseHTTPMiddleware, used here before,
+never a short file that looks complete, and Serve's access log says `200 aborted` for it
+(deployments.logging_setup.mark_aborted). (Starlette's BaseHTTPMiddleware, used here before,
 ended such a stream with the normal terminating chunk.)
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from starlette.responses import JSONResponse
 
+from deployments.logging_setup import current_request_id, mark_aborted
 from deployments.metrics import tts_metrics
 from serve_app.endpoints import SYNTHESIS_PATHS
 from serve_app.errors import ApiError, to_api_error
@@ -70,8 +72,9 @@ class EdgeMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # noqa: BLE001 - every failure leaves as an ApiError
-            if started:
-                raise  # mid-response: abort the transfer (see the module docstring)
+            if started:  # mid-response: abort the transfer (see the module docstring)
+                mark_aborted(current_request_id())
+                raise
             error = to_api_error(exc, retry_after_s=self._retry_after_s(), request_id=request_id)
             await error_response(error, request_id, route_path(scope))(scope, receive, send)
 

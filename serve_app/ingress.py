@@ -28,11 +28,13 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from deployments.logging_setup import configure_replica_logging, current_request_id
 from deployments.metrics import tts_metrics
 from serve_app import __version__
 from serve_app.admission import TenantAdmission
+from serve_app.api_contract import contract_openapi
 from serve_app.args import AppArgs
 from serve_app.auth_middleware import AuthMiddleware
 from serve_app.errors import ApiError, to_api_error
@@ -67,6 +69,19 @@ def _error_response(request: Request, error: ApiError) -> JSONResponse:
 #: Starlette's own answers (no such route, method not allowed, ...) as envelope codes.
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "request_too_large", 415: "unsupported_media_type"}
+
+
+#: The methods a route of this app may take (what a 405's Allow can list).
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of the request's path, over all its routes (Starlette's 405 names only the
+    first route's: POST on /v1/jobs, which takes GET too)."""
+    routes = request.app.router.routes  # (FastAPI nests included routers: ask each method)
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in routes)]
 
 
 def create_http_app(replica: ReplicaServices) -> FastAPI:
@@ -105,10 +120,11 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = f"No route {request.method} {request.url.path}; see /docs."
-        elif exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs."
-        return _error_response(request, ApiError(exc.status_code, code, message, None,
-                                                 dict(exc.headers or {})))
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return _error_response(request, ApiError(exc.status_code, code, message, None, headers))
 
     @app.get("/", tags=["service"])
     async def root(request: Request) -> dict:
@@ -127,6 +143,9 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
                 "GET /v1/usage", "/admin/...", "GET /livez", "GET /readyz",
             ],
         }
+
+    deployed = replica.service.deployed_models
+    app.openapi = lambda: contract_openapi(app, openai.allowed_models(deployed), args)  # type: ignore[method-assign]
 
     for module in (seed, openai, native):
         app.include_router(module.router)

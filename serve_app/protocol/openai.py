@@ -14,6 +14,7 @@ from serve_app.protocol.fields import (
     OutputSampleRate,
     Seed,
     SpeechText,
+    streaming_keeps,
 )
 
 #: OpenAI model names served by CustomVoice.
@@ -21,7 +22,9 @@ OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
 
 class SpeechRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # the SDK may add fields we do not use
+    # the SDK may add fields we do not use
+    model_config = ConfigDict(extra="ignore", json_schema_extra=streaming_keeps(
+        "stream_format", ["audio", "sse"], speed=1.0))
 
     model: str = Field(description="CustomVoice, VoiceDesign, or tts-1 / tts-1-hd / gpt-4o-mini-tts")
     input: SpeechText

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.fields import Seed, SpeechText
+from serve_app.protocol.fields import Flag, Seed, SpeechText, streaming_keeps
 
 
 class SeedSynthesizeRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # the seed ignored unknown fields too
+    # the seed ignored unknown fields too
+    model_config = ConfigDict(extra="ignore", json_schema_extra=streaming_keeps(
+        "enable_streaming", True, speed=1.0, pitch=1.0))
 
     text: SpeechText = Field(description="1 to max_text_chars (5000) characters")
     language: str = Field("auto", description="zh, en, ja, ko, de, fr, ru, pt, es, it, auto")
@@ -16,7 +18,7 @@ class SeedSynthesizeRequest(BaseModel):
     instruct: str | None = Field(None, description="Style instruction (1.7B CustomVoice)")
     speed: float = Field(1.0, ge=0.5, le=2.0)
     pitch: float = Field(1.0, ge=0.5, le=2.0)
-    enable_streaming: bool = Field(
+    enable_streaming: Flag = Field(
         False, description="true: the response is a chunked audio stream (OUTPUT_FORMAT, "
         "SAMPLE_RATE) sent while generating, instead of JSON"
     )

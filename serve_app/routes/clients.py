@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from serve_app import catalog
+from serve_app.api_contract import KEY_OPTIONAL
 from serve_app.args import CUSTOM_VOICE
 from serve_app.routes.common import admission, service
 from serve_app.routes.openai import models as openai_models
@@ -47,7 +48,7 @@ async def audio_models(request: Request) -> AudioModelList:
     return AudioModelList(models=[AudioModel(id=m.id, name=m.id) for m in listed.data])
 
 
-@router.get("/voices", response_model=AudioVoiceList)
+@router.get("/voices", response_model=AudioVoiceList, openapi_extra={"security": KEY_OPTIONAL})
 async def audio_voices(request: Request) -> AudioVoiceList:
     """Presets (by display name), the OpenAI voice names, then the caller's saved voices."""
     svc, gate = service(request), admission(request)

@@ -14,25 +14,44 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
 from serve_app import catalog
+from serve_app.api_contract import audio_content, errors
 from serve_app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
 from serve_app.platform.jobs.store import JobParams, JobRequest
-from serve_app.protocol.fields import MaxNewTokens, OpenAISpeed, OutputSampleRate, Seed, SpeechText
+from serve_app.protocol.fields import (
+    NOT_BLANK,
+    MaxNewTokens,
+    OpenAISpeed,
+    OutputSampleRate,
+    Seed,
+    SpeechText,
+)
 from serve_app.routes.common import admission, jobs, lookup_voice, service
 from serve_app.routes.openai import resolve_model
 
 router = APIRouter(prefix="/v1", tags=["jobs and usage"])
 
+#: `period` of GET /v1/usage: month | day | YYYY-MM | YYYY-MM-DD (a date that does not exist,
+#: e.g. 2026-02-30, is still refused by the platform).
+PERIOD_PATTERN = r"^(month|day|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)$"
+
 
 class JobBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # VoiceDesign speaks from a description, every other model from a voice (a preset, an
+    # OpenAI voice or a saved voice)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"model": {"const": VOICE_DESIGN}}, "required": ["model"]},
+        "then": {"anyOf": [{"required": [field], "properties": {field: NOT_BLANK}}
+                           for field in ("description", "instructions")]},
+        "else": {"required": ["voice"], "properties": {"voice": NOT_BLANK}},
+    })
 
     model: str = Field("tts-1", description="CustomVoice, VoiceDesign, VoiceClone or an alias")
     input: SpeechText = Field(description="The text; long text is split and joined")
@@ -49,7 +68,7 @@ class JobBody(BaseModel):
     webhook_secret: str | None = Field(None, max_length=200)
 
 
-@router.post("/jobs", status_code=202)
+@router.post("/jobs", status_code=202, responses=errors(404, 422, 429, 503))
 async def submit(body: JobBody, request: Request) -> JSONResponse:
     svc, gate = service(request), admission(request)
     caller = gate.request_caller()
@@ -105,7 +124,8 @@ async def get_job(job_id: str, request: Request) -> dict:
     return (await gate.platform.job_status(gate.request_caller().principal, job_id)).as_dict()
 
 
-@router.get("/jobs/{job_id}/audio")
+@router.get("/jobs/{job_id}/audio", response_class=Response, responses={
+    200: audio_content("The job's audio, in its response_format"), **errors(409)})
 async def job_audio(job_id: str, request: Request) -> Response:
     gate = admission(request)
     data, content_type = await gate.platform.job_result(gate.request_caller().principal, job_id)
@@ -113,7 +133,7 @@ async def job_audio(job_id: str, request: Request) -> Response:
 
 
 @router.get("/usage")
-async def usage(request: Request, period: str = "month") -> dict:
+async def usage(request: Request, period: str = Query("month", pattern=PERIOD_PATTERN)) -> dict:
     """The caller's tenant's usage: period = month | day | YYYY-MM | YYYY-MM-DD."""
     gate = admission(request)
     principal = gate.request_caller().principal

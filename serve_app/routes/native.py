@@ -26,14 +26,18 @@ from starlette.datastructures import UploadFile
 
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
+from serve_app.api_contract import audio_content, errors, upload_body
 from serve_app.errors import ApiError, invalid, validation_error
 from serve_app.protocol.fields import (
+    TRANSCRIPT_UNLESS_X_VECTOR,
+    Flag,
     MaxNewTokens,
     MinFrames,
     OpenAISpeed,
     OutputSampleRate,
     Seed,
     SpeechText,
+    streaming_keeps,
 )
 from serve_app.protocol.native import VoiceCloneInput, VoiceDesignInput
 from serve_app.routes.common import service, speech_response
@@ -45,8 +49,12 @@ BodyModel = TypeVar("BodyModel", bound=BaseModel)
 _RENDER_FIELDS = ("speed", "pitch", "sample_rate", "loudness_lufs")
 
 
+_STREAMING = streaming_keeps("stream_format", ["audio", "sse"], speed=1.0, pitch=1.0,
+                             loudness_lufs=None)
+
+
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_STREAMING)
 
     input: SpeechText
     language: str = "auto"
@@ -74,11 +82,20 @@ class DesignBody(_Common):
 class CloneBody(_Common):
     """The clone fields besides reference_audio, which arrives as a file part or data URL."""
 
+    model_config = ConfigDict(json_schema_extra={"allOf": [_STREAMING,
+                                                           TRANSCRIPT_UNLESS_X_VECTOR]})
+
     ref_text: str | None = None
-    x_vector_only: bool = False
+    x_vector_only: Flag = False
 
 
-@router.post("/design", response_class=Response)
+#: What design and clone answer: audio, or an error of the request, its tenant or the model.
+_SPEECH_ANSWERS = {200: audio_content("The audio in response_format; streamed with "
+                                      "stream_format", sse=True),
+                   **errors(400, 404, 422, 429, 503, 504)}
+
+
+@router.post("/design", response_class=Response, responses=_SPEECH_ANSWERS)
 async def design(body: DesignBody, request: Request) -> Response:
     svc = service(request)
     inp = VoiceDesignInput(
@@ -89,7 +106,9 @@ async def design(body: DesignBody, request: Request) -> Response:
     return await speech_response(request, inp, body.stream_format)
 
 
-@router.post("/clone", response_class=Response)
+@router.post("/clone", response_class=Response,
+             responses={**_SPEECH_ANSWERS, **errors(413, 415)},
+             openapi_extra=upload_body(CloneBody))
 async def clone(request: Request) -> Response:
     svc = service(request)
     upload = await read_upload(request, svc.args.audio.max_upload_bytes)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from deployments.audio import RenderOptions
 from serve_app import catalog
+from serve_app.api_contract import audio_content, errors
 from serve_app.args import CUSTOM_VOICE, MODEL_DEPLOYMENTS, VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
 from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
@@ -23,6 +24,15 @@ from serve_app.routes.common import lookup_voice, service, speech_response
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
+def allowed_models(deployed: list[str]) -> list[str]:
+    """What `model` may name (case-insensitively): the deployed models, and OpenAI's names
+    when CustomVoice is one of them."""
+    allowed = [d for d in MODEL_DEPLOYMENTS if d in deployed]
+    if CUSTOM_VOICE in deployed:
+        allowed += list(OPENAI_MODEL_ALIASES)
+    return allowed
+
+
 def resolve_model(name: str, deployed: list[str]) -> str:
     key = name.strip().lower()
     if key in OPENAI_MODEL_ALIASES:
@@ -30,10 +40,7 @@ def resolve_model(name: str, deployed: list[str]) -> str:
     for deployment in MODEL_DEPLOYMENTS:
         if key == deployment.lower() and deployment in deployed:
             return deployment
-    allowed = [d for d in MODEL_DEPLOYMENTS if d in deployed]
-    if CUSTOM_VOICE in deployed:
-        allowed += list(OPENAI_MODEL_ALIASES)
-    raise invalid("model", f"Unknown model {name!r}. Allowed: {', '.join(allowed)}.")
+    raise invalid("model", f"Unknown model {name!r}. Allowed: {', '.join(allowed_models(deployed))}.")
 
 
 def _voice_name(voice: str | dict) -> str:
@@ -42,7 +49,9 @@ def _voice_name(voice: str | dict) -> str:
     return str(voice)
 
 
-@router.post("/audio/speech", response_class=Response)
+@router.post("/audio/speech", response_class=Response, responses={
+    200: audio_content("The audio in response_format; streamed with stream_format", sse=True),
+    **errors(400, 404, 422, 429, 503, 504)})
 async def speech(body: SpeechRequest, request: Request) -> Response:
     svc = service(request)
     model = resolve_model(body.model, svc.deployed_models)
@@ -74,8 +83,4 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
 
 @router.get("/models", response_model=ModelList)
 async def models(request: Request) -> ModelList:
-    deployed = service(request).deployed_models
-    ids = [d for d in MODEL_DEPLOYMENTS if d in deployed]
-    if CUSTOM_VOICE in deployed:
-        ids += list(OPENAI_MODEL_ALIASES)
-    return ModelList(data=[ModelCard(id=i) for i in ids])
+    return ModelList(data=[ModelCard(id=i) for i in allowed_models(service(request).deployed_models)])

@@ -24,7 +24,9 @@ async def livez() -> dict:
     return {"status": "alive"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {  # its own report, not the error envelope
+    "description": "Not ready: the same report, with waiting_for",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def readyz(request: Request) -> JSONResponse:
     report = await service(request).graph_health()
     waiting = {name: d["status"] for name, d in report.deployments.items()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
+from serve_app.api_contract import audio_content, errors
 from serve_app.errors import ApiError
 from serve_app.platform.keys import admin_token_sent
 from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput
@@ -31,9 +32,9 @@ router = APIRouter(prefix="/api", tags=["seed-compatible"])
 @router.post(
     "/tts/synthesize",
     response_model=SeedSynthesizeResponse,
-    responses={200: {"description": "JSON; with enable_streaming=true a chunked audio stream "
-                     "in OUTPUT_FORMAT (see docs/streaming.md)",
-                     "content": {"audio/wav": {}}}},
+    responses={200: audio_content("JSON; with enable_streaming=true a chunked audio stream "
+                                  "in OUTPUT_FORMAT (see docs/streaming.md)"),
+               **errors(400, 404, 422, 429, 503, 504)},
 )
 async def synthesize(
     body: SeedSynthesizeRequest, request: Request
@@ -60,7 +61,8 @@ async def synthesize(
     )
 
 
-@router.get("/tts/audio/{key}")
+@router.get("/tts/audio/{key}", response_class=Response,
+            responses={200: audio_content("The audio of that synthesis, in OUTPUT_FORMAT")})
 async def cached_audio(key: str, request: Request) -> Response:
     svc = service(request)
     out = svc.cached(key, await svc.cache_scope())

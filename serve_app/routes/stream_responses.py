@@ -7,6 +7,7 @@ Two shapes (docs/streaming.md):
   transfer, never a short file that looks complete.
 - SSE (`stream_format: "sse"`, OpenAI's events): `speech.audio.delta` events with base64 audio,
   then one `speech.audio.done` with usage; a failure sends an `error` event and ends.
+Either failure is logged by Serve's access log as `200 aborted` (serve_app.http_edge).
 Mid-stream failures are logged with the request id (never the text or the audio).
 """
 
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
+from deployments.logging_setup import current_request_id, mark_aborted
 from serve_app.audio_stream import AudioStream
 from serve_app.errors import ApiError
 from serve_app.http_edge import REQUEST_ID_HEADER
@@ -70,6 +72,7 @@ def sse_response(stream: AudioStream) -> StreamingResponse:
                     yield sse_event({"type": "speech.audio.done", "usage": usage})
         except Exception as exc:
             _log_failure(stream, sent, exc)
+            mark_aborted(current_request_id())  # the access log's 200 says "aborted" too
             error = exc if isinstance(exc, ApiError) else ApiError(
                 500, "stream_failed",
                 f"The stream failed after {sent} chunks (request {stream.request_id}).")

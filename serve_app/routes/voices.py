@@ -16,12 +16,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.api_contract import errors, upload_body
 from serve_app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.errors import invalid
 from serve_app.metering import Metered
 from serve_app.platform.keys import Principal
 from serve_app.platform.voices import VoiceInfo
-from serve_app.protocol.fields import Seed, SpeechText
+from serve_app.protocol.fields import TRANSCRIPT_UNLESS_X_VECTOR, Flag, Seed, SpeechText
 from serve_app.routes.common import admission, rid, service
 from serve_app.routes.native import read_upload
 
@@ -33,12 +34,13 @@ DEFAULT_SAMPLE_TEXT = (
 
 
 class CloneVoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=TRANSCRIPT_UNLESS_X_VECTOR)
 
     name: str = Field(min_length=1, max_length=100)
-    consent: bool = Field(description="The speaker consented to being cloned (required)")
+    consent: Flag = Field(description="The speaker consented to being cloned (required: true)",
+                          json_schema_extra={"const": True})
     ref_text: str | None = None
-    x_vector_only: bool = False
+    x_vector_only: Flag = False
     language: str | None = None
     description: str | None = Field(None, max_length=1000)
 
@@ -57,7 +59,8 @@ def _voice(info: VoiceInfo) -> dict:
     return {"object": "voice", **info.as_dict()}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(404, 409, 413, 415, 422, 429, 503, 504),
+             openapi_extra=upload_body(CloneVoice, json_only=DesignVoice))
 async def create_voice(request: Request) -> dict:
     svc, gate = service(request), admission(request)
     principal = gate.request_caller().principal
