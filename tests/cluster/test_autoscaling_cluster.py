@@ -163,12 +163,10 @@ def cluster(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             print("\ncluster timings (s): " + json.dumps(
                 {k: round(v, 1) for k, v in cluster.timings.items()}))
         finally:
-            from ray import serve
-
+            # no serve.shutdown (5-10 s of draining): the whole cluster goes with its processes
             try:
-                serve.shutdown()
-            finally:
                 ray.shutdown()
+            finally:
                 fake.shutdown()
 
 
@@ -329,10 +327,9 @@ def test_a_node_lost_mid_stream_fails_visibly_sheds_load_and_serving_resumes(clu
     assert sse.error is None and events[-1]["type"] == "error", events[-3:]
     assert all(e["type"] != "speech.audio.done" for e in events)
     streams_ended_at = time.monotonic()
-    print(f"\nstreams ended {streams_ended_at - killed_at:.1f} s after the kill; {_model_status()}")
 
     # meanwhile: 503 + Retry-After at once; then 200 once the replica runs again
-    refused: list[httpx.Response] = []
+    refused: list[tuple[float, httpx.Response]] = []
     seen: list[tuple] = []
     with cluster.client(timeout=BOUND_S) as client:
         def served_again() -> bool:
@@ -342,16 +339,18 @@ def test_a_node_lost_mid_stream_fails_visibly_sheds_load_and_serving_resumes(clu
                          _model_status()))
             assert r.status_code in (200, 503), r.text
             if r.status_code == 503:
-                refused.append(r)
+                refused.append((time.monotonic() - killed_at, r))
             return r.status_code == 200
 
         wait_for(served_again, "serving resumed after the node loss", every_s=0.5)
     resumed_at = time.monotonic()
     assert refused, f"no request was refused while the node was gone: {seen}"
-    assert int(refused[0].headers["Retry-After"]) >= 1
-    assert refused[0].json()["error"]["code"] == "model_unavailable"
+    first_refusal_s, first = refused[0]
+    assert int(first.headers["Retry-After"]) >= 1
+    assert first.json()["error"]["code"] == "model_unavailable"
     dead = node["NodeID"]
     assert dead not in {n["NodeID"] for n in gpu_nodes()}
     assert replica_nodes() and dead not in replica_nodes()
     cluster.timings.update({"streams_failed_after_kill": streams_ended_at - killed_at,
+                            "first_503_after_kill": first_refusal_s,
                             "recovery_kill_to_served": resumed_at - killed_at})
