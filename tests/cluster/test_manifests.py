@@ -128,8 +128,8 @@ def test_gpu_worker_group_bounds_are_the_model_kinds_replica_bounds_in_gpus(size
               if GPU_RESOURCE in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
     per_pod = [int(g["template"]["spec"]["containers"][0]["resources"]["limits"][GPU_RESOURCE])
                for g in groups]
-    assert sum(g["maxReplicas"] * n for g, n in zip(groups, per_pod)) == math.ceil(most - 1e-6)
-    assert sum(g["minReplicas"] * n for g, n in zip(groups, per_pod)) == math.ceil(fewest - 1e-6)
+    assert sum(g["maxReplicas"] * n for g, n in zip(groups, per_pod, strict=True)) == math.ceil(most - 1e-6)
+    assert sum(g["minReplicas"] * n for g, n in zip(groups, per_pod, strict=True)) == math.ceil(fewest - 1e-6)
     for group in cluster["workerGroupSpecs"]:
         assert group["idleTimeoutSeconds"] > 0, group["groupName"]
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
