@@ -19,6 +19,7 @@ Autoscaler v2 by default: the version the RayService manifest's autoscalerOption
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -122,6 +123,7 @@ class LocalAutoscalingCluster(AutoscalingCluster):
         process = subprocess.Popen(cmd, env=env, start_new_session=True, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._pgid = process.pid  # the session leader's id names the group
+        atexit.register(self.shutdown)  # a test run killed midway leaves no cluster behind
         output, _ = process.communicate(timeout=180)
         if process.returncode != 0:
             self.shutdown()
