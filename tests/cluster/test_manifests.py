@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import yaml
@@ -109,6 +110,38 @@ def test_every_gpu_deployment_fits_a_gpu_worker_group(size):
     assert check_fits(config, load_values(REPO_ROOT / values_path(size))) == []
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_gpu_worker_group_bounds_are_the_model_kinds_replica_bounds_in_gpus(size):
+    """KubeRay's GPU pods go from what the kinds' fewest replicas need to what their most
+    replicas need (replicas x GPUs per replica, from the serve config): the autoscaler can
+    reach every kind's max_replicas, and never adds a GPU pod no replica could use."""
+    config = serve_config_of(committed(size))
+    fewest = most = 0.0
+    for dep in config["applications"][0]["deployments"]:
+        gpus = float(dep.get("ray_actor_options", {}).get("num_gpus", 0))
+        auto = dep.get("autoscaling_config")
+        low, high = ((auto.get("min_replicas", 1), auto["max_replicas"]) if auto
+                     else (dep.get("num_replicas", 1),) * 2)
+        fewest, most = fewest + gpus * low, most + gpus * high
+    cluster = ray_service(committed(size))["spec"]["rayClusterConfig"]
+    groups = [g for g in cluster["workerGroupSpecs"]
+              if GPU_RESOURCE in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    per_pod = [int(g["template"]["spec"]["containers"][0]["resources"]["limits"][GPU_RESOURCE])
+               for g in groups]
+    assert sum(g["maxReplicas"] * n for g, n in zip(groups, per_pod, strict=True)) == math.ceil(most - 1e-6)
+    assert sum(g["minReplicas"] * n for g, n in zip(groups, per_pod, strict=True)) == math.ceil(fewest - 1e-6)
+    for group in cluster["workerGroupSpecs"]:
+        assert group["idleTimeoutSeconds"] > 0, group["groupName"]
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    options = cluster["autoscalerOptions"]
+    assert options["version"] == "v2" and options["upscalingMode"] in {"Default", "Aggressive"}
+    assert options["resources"]["requests"] and options["resources"]["limits"]
+    # every model kind autoscales on its own in the large cluster's serve config
+    if size == "large":
+        kinds = {d["name"]: d for d in config["applications"][0]["deployments"]}
+        assert all("autoscaling_config" in kinds[name] for name in MODEL_DEPLOYMENTS)
+
+
 def test_a_deployment_too_large_for_every_gpu_pod_is_refused(tmp_path):
     config = yaml.safe_load((REPO_ROOT / "serve_config.yaml").read_text())
     for dep in config["applications"][0]["deployments"]:
@@ -132,6 +165,7 @@ def test_pods_have_shm_secrets_and_the_head_runs_no_replicas(size):
     cluster = service["spec"]["rayClusterConfig"]
     assert cluster["enableInTreeAutoscaling"] is True
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
     assert service["spec"]["upgradeStrategy"]["type"] == "NewCluster"
     for group, pod, container in containers(service):
         volumes = {v["name"]: v for v in pod["volumes"]}
