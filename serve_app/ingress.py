@@ -47,9 +47,20 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.routes import clients, jobs, native, openai, ops, playground, seed, voices
+from serve_app.routes import (
+    api_docs,
+    clients,
+    jobs,
+    native,
+    openai,
+    ops,
+    playground,
+    seed,
+    service_root,
+    voices,
+)
 from serve_app.routes.admin import create_admin_router
-from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices, service
+from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices
 from serve_app.routes.speech_session import router as speech_session_router
 from serve_app.saved_voices import SavedVoices
 from serve_app.socket_gate import SocketGate
@@ -75,7 +86,10 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app = FastAPI(
         title="Qwen3-TTS Serve",
         version=__version__,
-        description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
+        description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone. "
+                    "The WebSocket speech session (`/v1/audio/speech/stream`) and the admin API "
+                    "(`/admin`) are described in [the guide](/docs/guide).",
+        docs_url=None, redoc_url=None,  # served from local files: serve_app.routes.api_docs
     )
     args = replica.service.args
     if replica.socket_gate is None:
@@ -110,24 +124,6 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         return _error_response(request, ApiError(exc.status_code, code, message, None,
                                                  dict(exc.headers or {})))
 
-    @app.get("/", tags=["service"])
-    async def root(request: Request) -> dict:
-        return {
-            "service": "Qwen3-TTS Serve",
-            "version": __version__,
-            "models": service(request).deployed_models,
-            "docs": "/docs",
-            "playground": "/playground",
-            "endpoints": [
-                "POST /api/tts/synthesize", "GET /api/health", "GET /api/voices",
-                "POST /v1/audio/speech", "GET /v1/models",
-                "POST /v1/audio/design", "POST /v1/audio/clone",
-                "POST/GET /v1/voices", "GET/DELETE /v1/voices/{id}",
-                "POST/GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/audio",
-                "GET /v1/usage", "/admin/...", "GET /livez", "GET /readyz",
-            ],
-        }
-
     for module in (seed, openai, native):
         app.include_router(module.router)
     app.include_router(ops.router)
@@ -136,6 +132,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app.include_router(speech_session_router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)
+    app.include_router(api_docs.router)  # /docs, /redoc, /docs/guide: no CDN
+    app.include_router(service_root.router)  # GET /: JSON, or a landing page for a browser
     if replica.admission is not None:
         platform = replica.admission.platform
         app.include_router(create_admin_router(lambda: platform))
