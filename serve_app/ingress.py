@@ -35,7 +35,7 @@ from serve_app import __version__
 from serve_app.admission import TenantAdmission
 from serve_app.args import AppArgs
 from serve_app.auth_middleware import AuthMiddleware
-from serve_app.errors import ApiError, to_api_error
+from serve_app.errors import ApiError, invalid_field, to_api_error
 from serve_app.http_edge import EdgeMiddleware, LoadShedding, error_response, route_path
 from serve_app.incremental_speech import ReplicaTextRelay
 from serve_app.job_synthesis import JobSynthesis
@@ -102,14 +102,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
-        param = ".".join(loc) or "body"
-        message = f"{param}: {first.get('msg', 'invalid value')}"
-        limits = {k: v for k, v in (first.get("ctx") or {}).items() if k != "error"}
-        if limits:  # e.g. le=4.0; a validator's own error is already the message
-            message += f" ({', '.join(f'{k}={v}' for k, v in limits.items())})"
-        return _error_response(request, ApiError(422, "invalid_value", message, param))
+        # the same sentence as the WebSocket and the handle API (serve_app.errors)
+        return _error_response(request, invalid_field(exc.errors()[0]))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
