@@ -149,6 +149,29 @@ def qtts_command() -> str:
         return str(mine)
 
 
+def demo_banner(base: str, ready_s: float, auth: _DemoAuth, logs: str, ray_address: str,
+                ray_auth: str) -> str:
+    """What `qtts demo` prints once it serves: every link works in a browser without a key,
+    and every command runs as printed (a key only where the demo made one)."""
+    qtts = qtts_command()
+    key_env = f" QTTS_KEY={auth.key}" if auth.key else ""
+    return f"""
+qtts demo is serving on {base}  (ready in {ready_s:.1f} s)
+  These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
+{auth.banner}
+  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
+       -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
+  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
+       -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
+  In a browser: {base}/  (playground: {base}/playground  API docs: {base}/docs)
+  From a shell: QTTS_URL={base}{key_env} {qtts} say "Hello!" -o hello.mp3
+  health: {base}/api/health     voices: {base}/v1/audio/voices
+  Replica logs: {logs}
+  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
+
+Press Ctrl+C to stop."""
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -184,26 +207,8 @@ def _demo(args: argparse.Namespace) -> int:
         profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
         auth = _demo_auth(profile.args)
-        qtts = qtts_command()
-        key_env = f" QTTS_KEY={auth.key}" if auth.key else ""
-        print(
-            f"""
-qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
-  These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
-{auth.banner}
-  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
-       -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
-  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
-       -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
-  Playground (in a browser): {base}/playground
-  From a shell: QTTS_URL={base}{key_env} {qtts} say "Hello!" -o hello.mp3
-  API docs: {base}/docs     health: {base}/api/health     voices: {base}/v1/audio/voices
-  Replica logs: {logs}
-  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
-
-Press Ctrl+C to stop.""",
-            flush=True,
-        )
+        print(demo_banner(base, time.perf_counter() - started, auth, logs, ray_address, ray_auth),
+              flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

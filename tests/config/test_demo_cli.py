@@ -75,3 +75,16 @@ def test_the_banner_names_qtts_as_the_shell_can_call_it(monkeypatch, tmp_path):
     assert qtts_command().endswith("bin/qtts")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     assert qtts_command() == "qtts"
+
+
+def test_the_banner_prints_a_key_only_where_the_demo_made_one():
+    from serve_app.cli import _DemoAuth, demo_banner
+
+    base = "http://127.0.0.1:8123"
+    opened = demo_banner(base, 1.0, _DemoAuth("\n  AUTHENTICATION IS OFF\n"), "/logs", "x:1", "token")
+    assert "QTTS_KEY" not in opened and f"QTTS_URL={base} " in opened
+    keyed = demo_banner(base, 1.0, _DemoAuth("", "-H 'Authorization: Bearer qtts_k' ", "qtts_k"),
+                        "/logs", "x:1", "token")
+    assert f"QTTS_URL={base} QTTS_KEY=qtts_k " in keyed
+    # every link opens in a browser without a key (the seed's /api/voices needs one)
+    assert f"{base}/v1/audio/voices" in keyed and "/api/voices" not in keyed
