@@ -66,7 +66,7 @@ def landing_page(request: Request, base: str) -> str:
         keys = ("<p>Every synthesis, voice, job and usage call needs an API key: "
                 "<code>Authorization: Bearer qtts_...</code> (the openai SDK's <code>api_key</code>) "
                 "or <code>X-API-Key</code>. <code>qtts demo</code> prints one when it starts; "
-                "an operator makes more with <code>.venv/bin/qtts admin create-key TENANT</code> "
+                "an operator makes more with <code>qtts admin create-key TENANT</code> "
                 "or <code>POST /admin/tenants/{tenant}/keys</code> (with the server's "
                 "<code>ADMIN_TOKEN</code>). The playground asks for it once; in the API docs, "
                 "press Authorize.</p>")
