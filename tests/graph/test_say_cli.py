@@ -104,3 +104,15 @@ def test_say_accepts_the_openai_base_url_with_v1(graph, tmp_path):
     result = say(graph, "Hello.", "-o", str(out), url=f"{graph.base_url}/v1")
     assert result.returncode == 0, result.stderr.decode()
     assert out.read_bytes()[:4] == b"RIFF"  # the format from -o's extension
+
+
+def test_a_second_demo_on_a_running_graphs_port_is_refused(graph):
+    """Serve's proxy listens with SO_REUSEPORT: `qtts demo` must still see the port taken
+    (two demos once shared one port, requests alternating between their clusters)."""
+    port = graph.base_url.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "serve_app.cli", "demo", "--port", port],
+                            cwd=REPO_ROOT, capture_output=True, timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert f"qtts demo: Port {port} on 127.0.0.1 is already in use by pid " in stderr
+    assert "Ray" not in result.stdout.decode()  # refused before Ray or checkpoints
