@@ -7,9 +7,8 @@ from collections.abc import Mapping
 
 #: Open without a key: the service root, API docs, probes and the seed's health check.
 PUBLIC_PATHS = frozenset({
-    "/", "/docs", "/docs/oauth2-redirect", "/docs/guide", "/redoc", "/openapi.json", "/livez",
-    "/readyz",
-    "/api/health", "/metrics",
+    "/", "/docs", "/docs/oauth2-redirect", "/docs/guide", "/redoc", "/openapi.json",
+    "/livez", "/readyz", "/api/health", "/metrics",
     "/v1/audio/models", "/v1/audio/voices",  # Open WebUI lists without a key (routes/clients.py)
     "/playground", "/playground/playground.js", "/playground/playground.css",
 })
