@@ -102,6 +102,7 @@ function resetResult() {
   const player = $('player');
   player.removeAttribute('src'); player.load();
   drawWaveform(new Float32Array(0));
+  $('result-media').hidden = true;  // shown again with the next result
 }
 
 // ------------------------------------------------------------------ one audio at a time
@@ -216,6 +217,7 @@ async function samplesOf(blob) {
 
 // Show a finished result: player, waveform, download link (in the format it was made in).
 async function showResult(blob, format, label) {
+  $('result-media').hidden = false;
   if (resultUrl) URL.revokeObjectURL(resultUrl);
   const playable = format === 'pcm' ? wavFromPcm(new Int16Array(await blob.arrayBuffer()), 24000) : blob;
   resultUrl = URL.createObjectURL(playable);
@@ -332,6 +334,7 @@ function showPcm(parts, rate, player, link) {
   player.hidden = false;
   link.href = player.src; link.download = 'speech.wav'; link.textContent = 'Download wav'; link.hidden = false;
   if (player === $('player')) {
+    $('result-media').hidden = false;
     const floats = new Float32Array(total);
     for (let i = 0; i < total; i++) floats[i] = all[i] / 32768;
     drawWaveform(floats);
