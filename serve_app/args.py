@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.args import AudioArgs, ModelServerArgs
+from deployments.checkpoints import TINY_SCHEME
 from serve_app.platform.config import PlatformArgs
 
 #: The deployment names: one source of truth for the builder, configs, tests and docs.
@@ -114,3 +115,8 @@ class AppArgs(_Strict):
             VOICE_CLONE: self.voice_clone,
         }
         return {name: a for name, a in pairs.items() if a is not None}
+
+    def serves_tiny_models(self) -> bool:
+        """Whether any model is one of the project's random-weight checkpoints (`tiny:...`,
+        the demo and CI): their audio is noise of a realistic shape, not speech."""
+        return any(m.engine.model.startswith(TINY_SCHEME) for m in self.model_servers().values())

@@ -4,9 +4,16 @@ Pure ASGI, inside the HTTP edge (so its 401/403 are rendered in the error envelo
 `Authorization: Bearer <key>` or `X-API-Key` becomes the request's `Caller`
 (serve_app.request_context) for the routes; the X-RateLimit-* headers its admission set are
 added to the response. WebSockets pass through: a speech session authenticates itself.
+
+Routing comes first: a request that no route takes as it is (an unknown path, a trailing
+slash the router redirects, a method the route does not allow) goes on without a key, so the
+router answers it (404, 307, 405) as it would with one; only a request some route would
+serve is authenticated. Those answers name nothing that /openapi.json does not.
 """
 
 from __future__ import annotations
+
+from starlette.routing import Match
 
 from serve_app.admission import TenantAdmission
 from serve_app.endpoints import endpoint_of, is_public
@@ -23,7 +30,8 @@ class AuthMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = route_path(scope)
-        if is_public(path) or scope.get("method") == "OPTIONS":
+        if (is_public(path) or scope.get("method") == "OPTIONS"
+                or not routed(scope)):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         principal = await self._admission.authenticate(
@@ -40,3 +48,13 @@ class AuthMiddleware:
                 await send(message)
 
             await self.app(scope, receive, send_with_limits)
+
+
+def routed(scope) -> bool:
+    """Whether a route of the app (Starlette sets `scope["app"]`) serves this request as it
+    is: method and path, no redirect. Without an app in the scope, every request is."""
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    if router is None:
+        return True
+    return any(route.matches(scope)[0] == Match.FULL for route in router.routes)

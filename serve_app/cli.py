@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -54,8 +57,8 @@ def start_graph(
 
 
 class _DemoAuth:
-    def __init__(self, banner: str, header: str = ""):
-        self.banner, self.header = banner, header
+    def __init__(self, banner: str, header: str = "", key: str = ""):
+        self.banner, self.header, self.key = banner, header, key
 
 
 def _demo_auth(app_args) -> _DemoAuth:
@@ -79,8 +82,94 @@ def _demo_auth(app_args) -> _DemoAuth:
         platform.close()
     return _DemoAuth(
         f"\n  Authentication is ON. An API key of tenant 'demo' (shown once): {key}\n"
-        "  (`qtts demo --open` runs it without keys; `qtts admin` manages tenants and keys.)\n",
-        f"-H 'Authorization: Bearer {key}' ")
+        f"  (`{qtts_command()} demo --open` runs it without keys; `{qtts_command()} admin` manages "
+        "tenants and keys.)\n",
+        f"-H 'Authorization: Bearer {key}' ", key)
+
+
+class PortInUse(Exception):
+    """The demo's port is taken: say so, and by which process when it can be told."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortInUse when something listens on host:port. Serve's proxy binds with
+    SO_REUSEPORT, so a second demo would share the port with the first (requests alternating
+    between two clusters) instead of failing: binding here without that flag is refused by
+    the kernel while any socket listens there, which is the check."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            holder = port_holder(port)
+            by = f" by {holder}" if holder else ""
+            raise PortInUse(
+                f"Port {port} on {host} is already in use{by}. Stop that process (is another "
+                f"`qtts demo` running?) or pass another port, e.g. --port {port + 1}.") from None
+
+
+def port_holder(port: int) -> str | None:
+    """`pid N (command line)` of a process listening on `port` (Linux /proc), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                return f"pid {pid} ({command.decode(errors='replace').strip()[:120]})"
+        except OSError:
+            continue
+    return None
+
+
+def qtts_command() -> str:
+    """How to call `qtts` from the user's shell: `qtts` when it is on PATH (an activated
+    venv), else the path of this venv's script."""
+    mine = Path(sys.executable).parent / "qtts"
+    found = shutil.which("qtts")
+    if found and Path(found).resolve() == mine.resolve():
+        return "qtts"
+    try:
+        return str(mine.relative_to(Path.cwd()))
+    except ValueError:
+        return str(mine)
+
+
+def demo_banner(base: str, ready_s: float, auth: _DemoAuth, logs: str, ray_address: str,
+                ray_auth: str) -> str:
+    """What `qtts demo` prints once it serves: every link works in a browser without a key,
+    and every command runs as printed (a key only where the demo made one)."""
+    qtts = qtts_command()
+    key_env = f" QTTS_KEY={auth.key}" if auth.key else ""
+    return f"""
+qtts demo is serving on {base}  (ready in {ready_s:.1f} s)
+  These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
+{auth.banner}
+  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
+       -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
+  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
+       -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
+  In a browser: {base}/  (playground: {base}/playground  API docs: {base}/docs)
+  From a shell: QTTS_URL={base}{key_env} {qtts} say "Hello!" -o hello.mp3
+  health: {base}/api/health     voices: {base}/v1/audio/voices
+  Replica logs: {logs}
+  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
+
+Press Ctrl+C to stop."""
 
 
 def _interrupt(*_: object) -> None:
@@ -94,6 +183,11 @@ def _demo_environment(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    try:
+        check_port_free(args.host, args.port)
+    except PortInUse as exc:
+        print(f"qtts demo: {exc}", file=sys.stderr)
+        return 1
     _demo_environment(args)
     import ray
 
@@ -113,24 +207,8 @@ def _demo(args: argparse.Namespace) -> int:
         profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
         auth = _demo_auth(profile.args)
-        print(
-            f"""
-qtts demo is serving on {base}  (ready in {time.perf_counter() - started:.1f} s)
-  These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
-{auth.banner}
-  curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
-       -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
-  curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
-       -d '{{"model": "tts-1", "input": "Hello!", "voice": "alloy", "response_format": "mp3"}}' -o hello.mp3
-  Playground (in a browser): {base}/playground
-  qtts say: QTTS_URL={base} QTTS_KEY=<key> qtts say "Hello!" -o hello.mp3
-  API docs: {base}/docs     health: {base}/api/health     voices: {base}/api/voices
-  Replica logs: {logs}
-  Ray handle API (docs/api.md) from another process: RAY_ADDRESS={ray_address} RAY_AUTH_MODE={ray_auth} python ...
-
-Press Ctrl+C to stop.""",
-            flush=True,
-        )
+        print(demo_banner(base, time.perf_counter() - started, auth, logs, ray_address, ray_auth),
+              flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

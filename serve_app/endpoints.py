@@ -7,11 +7,13 @@ from collections.abc import Mapping
 
 #: Open without a key: the service root, API docs, probes and the seed's health check.
 PUBLIC_PATHS = frozenset({
-    "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/livez", "/readyz",
-    "/api/health", "/metrics",
+    "/", "/docs", "/docs/oauth2-redirect", "/docs/guide", "/redoc", "/openapi.json",
+    "/livez", "/readyz", "/api/health", "/metrics",
     "/v1/audio/models", "/v1/audio/voices",  # Open WebUI lists without a key (routes/clients.py)
     "/playground", "/playground/playground.js", "/playground/playground.css",
 })
+#: Open below these prefixes: files served by name from the package (an unknown name is 404).
+PUBLIC_PREFIXES = ("/docs/assets/", "/playground/")
 
 #: Path prefix -> the endpoint family a key can be scoped to.
 ENDPOINT_PREFIXES = (
@@ -42,7 +44,8 @@ def endpoint_of(path: str) -> str:
 
 def is_public(path: str) -> bool:
     """/admin has its own guard (ADMIN_TOKEN, serve_app.routes.admin)."""
-    return path in PUBLIC_PATHS or path.startswith("/admin/") or path == "/admin"
+    return (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+            or path.startswith("/admin/") or path == "/admin")
 
 
 def sends_credentials(headers: Mapping[str, str]) -> bool:

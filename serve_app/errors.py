@@ -110,10 +110,65 @@ def from_platform(exc: PlatformError) -> ApiError:
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    """A pydantic error raised while building a request: 422 naming the first bad field."""
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query")) or "body"
-    return ApiError(422, "invalid_value", f"{param}: {first.get('msg', 'invalid value')}", param)
+    """A pydantic error raised while building a request (the WebSocket's settings and
+    messages, multipart forms, the handle API): 422 naming the first bad field."""
+    return invalid_field(exc.errors()[0])
+
+
+def invalid_field(error: dict) -> ApiError:
+    """One pydantic (or FastAPI request-validation) error as the 422 every surface answers,
+    its message one sentence a person reads: the field, what is wrong, what is allowed
+    (`seed must be 0 or more`), never the framework's wording."""
+    param = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "form"))
+    return ApiError(422, "invalid_value", describe_invalid(param or "body", error), param or "body")
+
+
+def describe_invalid(field: str, error: dict) -> str:
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    subject = "The request body" if field == "body" else field
+    if kind == "missing":
+        return f"{subject} is required."
+    if kind == "extra_forbidden":
+        return f"{field} is not a field of this request; check its spelling (see /docs)."
+    if kind == "greater_than_equal":
+        return f"{field} must be {ctx['ge']} or more."
+    if kind == "greater_than":
+        return f"{field} must be more than {ctx['gt']}."
+    if kind == "less_than_equal":
+        return f"{field} must be {ctx['le']} or less."
+    if kind == "less_than":
+        return f"{field} must be less than {ctx['lt']}."
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return f"{field} must not be empty."
+        return f"{field} must be at least {ctx['min_length']} characters long."
+    if kind == "string_too_long":
+        return f"{field} must be at most {ctx['max_length']} characters long."
+    if kind in ("too_short", "too_long"):
+        bound = "at least" if kind == "too_short" else "at most"
+        limit = ctx.get("min_length", ctx.get("max_length"))
+        return f"{field} must have {bound} {limit} items."
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{field} must be a whole number written as a JSON integer (such as 7, not \"7\" or 7.0)."
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"{field} must be a number."
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{field} must be true or false."
+    if kind in ("string_type", "string_unicode"):
+        return f"{field} must be a string."
+    if kind in ("literal_error", "enum"):
+        return f"{field} must be one of {ctx.get('expected', '')}."
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{subject} must be a JSON object."
+    if kind == "list_type":
+        return f"{field} must be a list."
+    if kind == "json_invalid":
+        return f"The request body is not valid JSON ({ctx.get('error', 'unreadable')})."
+    if kind == "value_error":  # a validator's own words ("must contain something to speak")
+        reason = str(ctx.get("error", error.get("msg", ""))).removeprefix("Value error, ")
+        return f"{field} {reason}".rstrip(".") + "."
+    message = str(error.get("msg", "is not valid"))
+    return f"{field} is not valid: {message[:1].lower()}{message[1:]}".rstrip(".") + "."
 
 
 def to_api_error(exc: BaseException, *, retry_after_s: int, request_id: str) -> ApiError:

@@ -37,7 +37,7 @@ from serve_app.admission import TenantAdmission
 from serve_app.api_contract import contract_openapi
 from serve_app.args import AppArgs
 from serve_app.auth_middleware import AuthMiddleware
-from serve_app.errors import ApiError, to_api_error
+from serve_app.errors import ApiError, invalid_field, to_api_error
 from serve_app.http_edge import EdgeMiddleware, LoadShedding, error_response, route_path
 from serve_app.incremental_speech import ReplicaTextRelay
 from serve_app.job_synthesis import JobSynthesis
@@ -49,9 +49,20 @@ from serve_app.protocol.native import (
     VoiceCloneInput,
     VoiceDesignInput,
 )
-from serve_app.routes import clients, jobs, native, openai, ops, playground, seed, voices
+from serve_app.routes import (
+    api_docs,
+    clients,
+    jobs,
+    native,
+    openai,
+    ops,
+    playground,
+    seed,
+    service_root,
+    voices,
+)
 from serve_app.routes.admin import create_admin_router
-from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices, service
+from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices
 from serve_app.routes.speech_session import router as speech_session_router
 from serve_app.saved_voices import SavedVoices
 from serve_app.socket_gate import SocketGate
@@ -90,7 +101,10 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app = FastAPI(
         title="Qwen3-TTS Serve",
         version=__version__,
-        description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone.",
+        description="Qwen3-TTS on Ray Serve: seed-compatible, OpenAI-compatible, design, clone. "
+                    "The WebSocket speech session (`/v1/audio/speech/stream`) and the admin API "
+                    "(`/admin`) are described in [the guide](/docs/guide).",
+        docs_url=None, redoc_url=None,  # served from local files: serve_app.routes.api_docs
     )
     args = replica.service.args
     if replica.socket_gate is None:
@@ -103,14 +117,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
-        param = ".".join(loc) or "body"
-        message = f"{param}: {first.get('msg', 'invalid value')}"
-        limits = {k: v for k, v in (first.get("ctx") or {}).items() if k != "error"}
-        if limits:  # e.g. le=4.0; a validator's own error is already the message
-            message += f" ({', '.join(f'{k}={v}' for k, v in limits.items())})"
-        return _error_response(request, ApiError(422, "invalid_value", message, param))
+        # the same sentence as the WebSocket and the handle API (serve_app.errors)
+        return _error_response(request, invalid_field(exc.errors()[0]))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -126,24 +134,6 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return _error_response(request, ApiError(exc.status_code, code, message, None, headers))
 
-    @app.get("/", tags=["service"])
-    async def root(request: Request) -> dict:
-        return {
-            "service": "Qwen3-TTS Serve",
-            "version": __version__,
-            "models": service(request).deployed_models,
-            "docs": "/docs",
-            "playground": "/playground",
-            "endpoints": [
-                "POST /api/tts/synthesize", "GET /api/health", "GET /api/voices",
-                "POST /v1/audio/speech", "GET /v1/models",
-                "POST /v1/audio/design", "POST /v1/audio/clone",
-                "POST/GET /v1/voices", "GET/DELETE /v1/voices/{id}",
-                "POST/GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/audio",
-                "GET /v1/usage", "/admin/...", "GET /livez", "GET /readyz",
-            ],
-        }
-
     deployed = replica.service.deployed_models
     app.openapi = lambda: contract_openapi(app, openai.allowed_models(deployed), args)  # type: ignore[method-assign]
 
@@ -155,6 +145,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app.include_router(speech_session_router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)
+    app.include_router(api_docs.router)  # /docs, /redoc, /docs/guide: no CDN
+    app.include_router(service_root.router)  # GET /: JSON, or a landing page for a browser
     if replica.admission is not None:
         platform = replica.admission.platform
         app.include_router(create_admin_router(lambda: platform))

@@ -7,7 +7,10 @@ The URL and key come from the flags or QTTS_URL / QTTS_KEY (default http://127.0
 Text longer than one request allows (the server's max_text_chars: the 422 it answers says
 so) or `--job` goes to POST /v1/jobs, with a progress bar until it is done. `--stream`
 writes the audio as it is generated (`-o -` for stdout). Every error envelope is printed as
-one clear line (status, code, field, message) and the exit status is 1; 2 for usage errors.
+one clear line of sentences (status, code, field, message, what to do) and the exit status
+is 1; 2 for usage errors. `--url` may end in `/v1` (the base URL the openai SDK takes): the
+routes are found below it all the same. The format comes from `--format`, else from `-o`'s
+extension (an extension that names no format is an error, never a silent mp3), else mp3.
 """
 
 from __future__ import annotations
@@ -30,7 +33,21 @@ _EXTENSION_FORMATS = {"mp3": "mp3", "wav": "wav", "opus": "opus", "ogg": "opus",
 
 
 class SayError(Exception):
-    """A failure to report as one line, then exit 1."""
+    """A failure to report as one line, then exit 1 (or `status`)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def sentence(text: str) -> str:
+    """`text` with a capital first letter and a closing full stop: messages are read, and
+    several run together on one line."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
 
 
 def add_say_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,27 +72,36 @@ def add_say_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def say_command(args: argparse.Namespace) -> int:
+    status = 1
     try:
         return _say(args)
     except SayError as exc:
-        message = str(exc)
+        message, status = str(exc), exc.status
     except httpx.ConnectError as exc:
-        message = f"cannot reach the server ({exc}); is it running? Set --url or QTTS_URL"
+        message = (f"Cannot reach the server at {server_url(args.url)} ({exc}). Is it running? "
+                   "Set --url or QTTS_URL.")
     except httpx.TimeoutException:
-        message = "the server did not answer in time (--timeout)"
+        message = f"The server did not answer within --timeout ({args.timeout:g} s)."
     except httpx.HTTPError as exc:  # e.g. a stream the server cut short: the audio is partial
-        message = f"the connection failed: {type(exc).__name__}: {exc}"
+        message = sentence(f"the connection failed: {type(exc).__name__}: {exc}")
     print(f"qtts say: {message}", file=sys.stderr)
-    return 1
+    return status
+
+
+def server_url(url: str | None) -> str:
+    """The server's base URL: the flag, QTTS_URL or the default, without a trailing `/v1`
+    (the openai SDK's base_url; the routes this command calls already start with /v1)."""
+    url = (url or os.environ.get("QTTS_URL") or DEFAULT_URL).rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
 
 
 def _say(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
-        raise SayError("nothing to say: the text is empty")
+        raise SayError("Nothing to say: the text is empty.", status=2)
     fmt = args.format or _format_of(args.output) or "mp3"
     output = args.output or f"speech.{fmt}"
-    url = (args.url or os.environ.get("QTTS_URL") or DEFAULT_URL).rstrip("/")
+    url = server_url(args.url)
     key = args.key or os.environ.get("QTTS_KEY") or ""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body: dict = {"model": args.model, "input": text, "voice": args.voice,
@@ -90,15 +116,23 @@ def _say(args: argparse.Namespace) -> int:
         try:
             return _speak(client, body, output, stream=args.stream)
         except _TooLong:
-            print("qtts say: the text is longer than one request allows; sending it as a job",
+            print("qtts say: The text is longer than one request allows, so it goes as a job.",
                   file=sys.stderr)
             return _run_job(client, body, output, args.timeout)
 
 
 def _format_of(output: str | None) -> str | None:
+    """The format `-o`'s extension names; None without an extension (or for stdout)."""
     if not output or output == "-":
         return None
-    return _EXTENSION_FORMATS.get(Path(output).suffix.lower().lstrip("."))
+    extension = Path(output).suffix.lower().lstrip(".")
+    if not extension:
+        return None
+    if extension not in _EXTENSION_FORMATS:
+        names = ", ".join(f".{e}" for e in _EXTENSION_FORMATS)
+        raise SayError(f"Cannot tell the audio format from {output}: .{extension} names none "
+                       f"(use {names}), or pass --format.", status=2)
+    return _EXTENSION_FORMATS[extension]
 
 
 class _TooLong(Exception):
@@ -122,7 +156,7 @@ def _speak(client: httpx.Client, body: dict, output: str, *, stream: bool) -> in
                 sink.flush()
                 written += len(chunk)
     if written == 0:
-        raise SayError("the server answered with no audio")
+        raise SayError("The server answered with no audio.")
     seconds = response.headers.get("X-Audio-Duration")
     about = f"{seconds} s of audio, " if seconds else ""
     ttfa = f"; first audio after {first * 1000:.0f} ms" if stream and first is not None else ""
@@ -139,22 +173,22 @@ def _run_job(client: httpx.Client, body: dict, output: str, timeout: float) -> i
     _raise_for_envelope(response)
     job = response.json()
     job_id = job["id"]
-    print(f"qtts say: job {job_id} submitted", file=sys.stderr)
+    print(f"qtts say: Job {job_id} submitted.", file=sys.stderr)
     deadline = time.monotonic() + timeout
     bar = ProgressBar(sys.stderr)
     while job["status"] not in ("succeeded", "failed"):
         bar.show(job.get("progress") or 0.0, job["status"])
         if time.monotonic() > deadline:
             bar.end()
-            raise SayError(f"job {job_id} is still {job['status']} after {timeout:.0f} s; "
-                           f"its audio will be at GET /v1/jobs/{job_id}/audio")
+            raise SayError(f"Job {job_id} is still {job['status']} after {timeout:.0f} s; "
+                           f"its audio will be at GET /v1/jobs/{job_id}/audio.")
         time.sleep(0.5)  # polling the server's job status: nothing to wait on locally
         response = client.get(f"/v1/jobs/{job_id}")
         _raise_for_envelope(response)
         job = response.json()
     if job["status"] == "failed":
         bar.end()
-        raise SayError(f"job {job_id} failed: {_job_error(job.get('error'))}")
+        raise SayError(sentence(f"job {job_id} failed: {_job_error(job.get('error'))}"))
     bar.show(1.0, "succeeded")
     bar.end()
     response = client.get(f"/v1/jobs/{job_id}/audio")
@@ -213,10 +247,12 @@ def _raise_for_envelope(response: httpx.Response) -> None:
     error = _envelope(response)
     code = error.get("code") or "http_error"
     param = f" ({error['param']})" if error.get("param") else ""
-    message = error.get("message") or response.reason_phrase
+    message = sentence(error.get("message") or response.reason_phrase)
     hint = ""
     if response.status_code == 401:
         hint = " Pass --key or set QTTS_KEY to an API key of your tenant."
+    elif response.status_code == 404 and not error:
+        hint = " Is --url (or QTTS_URL) the server's address?"
     elif response.status_code in (429, 503) and response.headers.get("Retry-After"):
         hint = f" Retry after {response.headers['Retry-After']} s."
     request_id = f" [request {error['request_id']}]" if error.get("request_id") else ""
@@ -242,7 +278,7 @@ class _open_output:
         try:
             self.file = open(self.output, "wb")  # noqa: SIM115 - closed in __exit__
         except OSError as exc:
-            raise SayError(f"cannot write {self.output}: {exc.strerror}") from None
+            raise SayError(f"Cannot write {self.output}: {exc.strerror}.") from None
         return self.file
 
     def __exit__(self, *exc) -> None:
@@ -252,4 +288,4 @@ class _open_output:
 
 def _note(output: str, what: str) -> None:
     where = "stdout" if output == "-" else output
-    print(f"qtts say: wrote {where}: {what}", file=sys.stderr)
+    print(f"qtts say: Wrote {where}: {what}.", file=sys.stderr)

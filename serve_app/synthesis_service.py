@@ -335,7 +335,11 @@ class SynthesisService:
     def _text(self, text: str, param: str = "text") -> str:
         limit = self.args.ingress.max_text_chars
         if len(text) > limit:
-            raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} are allowed")
+            if param == "ref_text":
+                raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} "
+                              "are allowed.")
+            raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} fit in "
+                          "one request, and a job (POST /v1/jobs) takes longer text.")
         return text
 
     def instruction(self, param: str, value: str | None) -> str | None:
@@ -344,7 +348,7 @@ class SynthesisService:
         limit = self.args.ingress.max_instruction_chars
         if value is not None and len(value) > limit:
             raise invalid(param, f"{param} is {len(value)} characters long; at most {limit} "
-                          "are allowed")
+                          "are allowed.")
         return value
 
     def check_upload(self, size: int) -> None:

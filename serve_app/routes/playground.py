@@ -21,6 +21,8 @@ from deployments.audio.formats import FORMAT_INFO
 from serve_app import catalog
 from serve_app.args import MODEL_DEPLOYMENTS
 from serve_app.errors import ApiError
+from serve_app.protocol.openai import SpeechRequest
+from serve_app.protocol.seed import SeedSynthesizeRequest
 from serve_app.routes.common import replica, service
 
 router = APIRouter(tags=["playground"])
@@ -48,7 +50,16 @@ def page_config(request: Request) -> dict:
         "formats": [f.value for f in FORMAT_INFO],
         "extensions": {f.value: info.extension for f, info in FORMAT_INFO.items()},
         "max_text_chars": svc.args.ingress.max_text_chars,
+        # the API's own defaults, so the page's first request is the API's default request
+        "default_voice": SeedSynthesizeRequest.model_fields["speaker"].default,
+        "default_format": _default_format(),
+        "tiny_models": svc.args.serves_tiny_models(),  # the demo: noise, not speech
     }
+
+
+def _default_format() -> str:
+    default = SpeechRequest.model_fields["response_format"].default
+    return getattr(default, "value", default)
 
 
 @router.get("/playground", response_class=HTMLResponse, include_in_schema=False)

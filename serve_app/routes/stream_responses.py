@@ -8,7 +8,9 @@ Two shapes (docs/streaming.md):
 - SSE (`stream_format: "sse"`, OpenAI's events): `speech.audio.delta` events with base64 audio,
   then one `speech.audio.done` with usage; a failure sends an `error` event and ends.
 Either failure is logged by Serve's access log as `200 aborted` (serve_app.http_edge).
-Mid-stream failures are logged with the request id (never the text or the audio).
+Mid-stream failures are logged with the request id (never the text or the audio). The
+`X-Request-ID` response header is Serve's proxy's (it echoes the request's id on every
+answer); setting it here as well sent it twice (`"id, id"` in httpx).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from fastapi.responses import StreamingResponse
 from deployments.logging_setup import current_request_id, mark_aborted
 from serve_app.audio_stream import AudioStream
 from serve_app.errors import ApiError
-from serve_app.http_edge import REQUEST_ID_HEADER
 
 logger = logging.getLogger("qtts.streaming")
 
@@ -31,8 +32,8 @@ _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _headers(stream: AudioStream) -> dict[str, str]:
-    return {REQUEST_ID_HEADER: stream.request_id, "X-Sample-Rate": str(stream.sample_rate),
-            "X-Audio-Format": stream.format.value, **_NO_BUFFERING}
+    return {"X-Sample-Rate": str(stream.sample_rate), "X-Audio-Format": stream.format.value,
+            **_NO_BUFFERING}
 
 
 def _log_failure(stream: AudioStream, sent: int, exc: BaseException) -> None:

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-from serve_app.cli import DEFAULT_PROFILE, _demo_auth, _demo_environment, build_parser
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from serve_app.cli import (
+    DEFAULT_PROFILE,
+    PortInUse,
+    _demo_auth,
+    _demo_environment,
+    build_parser,
+    check_port_free,
+    main,
+    port_holder,
+    qtts_command,
+)
 from serve_app.profiles import load_profile
 
 
@@ -32,3 +49,42 @@ def test_without_the_flag_the_demo_makes_a_tenant_and_prints_a_key(monkeypatch, 
     _demo_environment(args)
     auth = _demo_auth(load_profile(DEFAULT_PROFILE).args)
     assert "Authentication is ON" in auth.banner and "qtts_" in auth.header
+
+
+def test_a_port_held_with_so_reuseport_is_refused_naming_the_holder():
+    """Serve's proxy listens with SO_REUSEPORT: a second demo binding the same way would
+    share the port. The check binds without it, so a running demo's port is refused."""
+    with socket.socket() as proxy:
+        proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        proxy.bind(("0.0.0.0", 0))
+        proxy.listen()
+        port = proxy.getsockname()[1]
+        with pytest.raises(PortInUse) as refused:
+            check_port_free("127.0.0.1", port)
+        message = str(refused.value)
+        assert f"Port {port} on 127.0.0.1 is already in use by pid {os.getpid()} (" in message
+        assert f"--port {port + 1}" in message
+        assert port_holder(port).startswith(f"pid {os.getpid()} ")
+        assert main(["demo", "--port", str(port)]) == 1  # before Ray or checkpoints
+    check_port_free("127.0.0.1", port)  # free again once the holder closed
+
+
+def test_the_banner_names_qtts_as_the_shell_can_call_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no qtts on PATH: the venv's script path
+    assert qtts_command().endswith("bin/qtts")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert qtts_command() == "qtts"
+
+
+def test_the_banner_prints_a_key_only_where_the_demo_made_one():
+    from serve_app.cli import _DemoAuth, demo_banner
+
+    base = "http://127.0.0.1:8123"
+    opened = demo_banner(base, 1.0, _DemoAuth("\n  AUTHENTICATION IS OFF\n"), "/logs", "x:1", "token")
+    assert "QTTS_KEY" not in opened and f"QTTS_URL={base} " in opened
+    keyed = demo_banner(base, 1.0, _DemoAuth("", "-H 'Authorization: Bearer qtts_k' ", "qtts_k"),
+                        "/logs", "x:1", "token")
+    assert f"QTTS_URL={base} QTTS_KEY=qtts_k " in keyed
+    # every link opens in a browser without a key (the seed's /api/voices needs one)
+    assert f"{base}/v1/audio/voices" in keyed and "/api/voices" not in keyed

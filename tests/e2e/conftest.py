@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -49,7 +50,10 @@ def demo_command(port: int) -> list[str]:
     """The README's start command (its `<!-- e2e: demo -->` block), on a free port."""
     block = next(e for e in examples(REPO / "README.md") if "demo" in e.options)
     line = next(ln for ln in block.code.splitlines() if "qtts demo" in ln)
-    return [*line.split("#", 1)[0].split(), "--port", str(port)]
+    command = line.split("#", 1)[0].split()
+    if command[0] == "qtts":  # the README activates the venv first: its script, by path
+        command[0] = str(Path(sys.executable).parent / "qtts")
+    return [*command, "--port", str(port)]
 
 
 def descendants(root: int) -> dict[int, str]:

@@ -40,7 +40,7 @@ def test_say_short_text_to_mp3_file(graph, tmp_path):
     result = say(graph, "Hello from qtts say.", "--voice", "Vivian", "--seed", "3", "-o", str(out))
     assert result.returncode == 0, result.stderr.decode()
     assert seconds_of(out.read_bytes()) > 0
-    assert f"wrote {out}" in result.stderr.decode()
+    assert f"Wrote {out}: " in result.stderr.decode()
 
 
 def test_say_defaults_to_speech_mp3_in_the_working_directory(graph, tmp_path):
@@ -82,6 +82,7 @@ def test_say_without_a_valid_key_says_how_to_pass_one(graph, tmp_path):
     stderr = result.stderr.decode()
     assert result.returncode == 1 and stderr.startswith("qtts say: 401 ")
     assert "QTTS_KEY" in stderr
+    assert ". Pass --key or set QTTS_KEY" in stderr  # sentences, never run together
 
 
 def test_say_job_error_envelope_for_a_bad_model(graph, tmp_path):
@@ -93,5 +94,25 @@ def test_say_job_error_envelope_for_a_bad_model(graph, tmp_path):
 def test_say_unreachable_server_is_one_line(graph, tmp_path):
     result = say(graph, "x", url=f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
     stderr = result.stderr.decode().strip()
-    assert result.returncode == 1 and "cannot reach the server" in stderr
+    assert result.returncode == 1 and "Cannot reach the server at http://127.0.0.1:" in stderr
+    assert stderr.rstrip().endswith("Set --url or QTTS_URL.")
     assert len(stderr.splitlines()) == 1  # no traceback
+
+
+def test_say_accepts_the_openai_base_url_with_v1(graph, tmp_path):
+    out = tmp_path / "v1.wav"
+    result = say(graph, "Hello.", "-o", str(out), url=f"{graph.base_url}/v1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert out.read_bytes()[:4] == b"RIFF"  # the format from -o's extension
+
+
+def test_a_second_demo_on_a_running_graphs_port_is_refused(graph):
+    """Serve's proxy listens with SO_REUSEPORT: `qtts demo` must still see the port taken
+    (two demos once shared one port, requests alternating between their clusters)."""
+    port = graph.base_url.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "serve_app.cli", "demo", "--port", port],
+                            cwd=REPO_ROOT, capture_output=True, timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert f"qtts demo: Port {port} on 127.0.0.1 is already in use by pid " in stderr
+    assert "Ray" not in result.stdout.decode()  # refused before Ray or checkpoints

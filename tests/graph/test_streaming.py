@@ -50,6 +50,14 @@ def test_streamed_audio_equals_the_non_streamed_audio_and_arrives_in_chunks(http
     assert len(pieces) >= 2
 
 
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_streamed_responses_carry_one_request_id(http, stream_format):
+    r = http.post("/v1/audio/speech", headers={"X-Request-ID": "one-id-only"},
+                  json=speech(response_format="pcm", stream_format=stream_format))
+    assert r.status_code == 200
+    assert r.headers.get_list("X-Request-ID") == ["one-id-only"]
+
+
 def test_sse_sends_deltas_then_done_with_usage(http):
     r = http.post("/v1/audio/speech",
                   json=speech(response_format="pcm", stream_format="sse", seed=5))

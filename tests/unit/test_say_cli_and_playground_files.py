@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from serve_app.cli import build_parser
 from serve_app.endpoints import PUBLIC_PATHS, is_public
 from serve_app.routes.playground import ASSETS, STATIC_DIR
-from serve_app.say_cli import ProgressBar, _format_of
+from serve_app.say_cli import ProgressBar, SayError, _format_of, say_command, sentence, server_url
 
 
 def test_say_is_a_subcommand_with_the_issue_flags():
@@ -20,8 +22,32 @@ def test_say_is_a_subcommand_with_the_issue_flags():
 
 
 def test_output_extension_picks_the_format():
-    assert [_format_of(n) for n in ("a.mp3", "a.WAV", "a.ogg", "a.raw", "a.txt", "-", None)] == [
+    assert [_format_of(n) for n in ("a.mp3", "a.WAV", "a.ogg", "a.raw", "a", "-", None)] == [
         "mp3", "wav", "opus", "pcm", None, None, None]
+
+
+def test_an_extension_that_names_no_format_is_a_usage_error_not_a_silent_mp3(capsys, tmp_path):
+    with pytest.raises(SayError, match=r"Cannot tell the audio format from x\.xyz") as raised:
+        _format_of("x.xyz")
+    assert raised.value.status == 2
+    args = build_parser().parse_args(["say", "Hi", "-o", str(tmp_path / "x.xyz")])
+    assert say_command(args) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("qtts say: Cannot tell") and "--format" in message
+    assert message.rstrip().endswith(".") and not (tmp_path / "x.xyz").exists()
+
+
+def test_a_v1_suffix_on_the_url_is_the_same_server(monkeypatch):
+    monkeypatch.delenv("QTTS_URL", raising=False)
+    assert server_url("http://host:8000/v1") == "http://host:8000"
+    assert server_url("http://host:8000/v1/") == "http://host:8000"
+    assert server_url("http://host:8000/edge") == "http://host:8000/edge"
+    assert server_url(None) == "http://127.0.0.1:8000"
+
+
+def test_messages_are_sentences():
+    assert sentence("an API key is required") == "An API key is required."
+    assert sentence("Unknown voice 'x'; allowed: a, b.") == "Unknown voice 'x'; allowed: a, b."
 
 
 class _File(io.StringIO):

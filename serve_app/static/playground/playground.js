@@ -1,6 +1,8 @@
 // The Qwen3-TTS Serve playground: plain browser JavaScript, no build step, no third-party code.
 // Every call goes to this server's public API with the key typed once (localStorage, sent as
 // a Bearer header, never in a URL). Errors show the server's own message (its error envelope).
+// Each action's result appears right under it, and starting an action clears what the last
+// one left (status, figures, errors, job bar); one audio plays at a time.
 'use strict';
 
 const CONFIG = JSON.parse(document.getElementById('qtts-config').textContent);
@@ -11,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 // What the tests (and a curious user, in the console) can read about the last result.
 const state = window.qttsPlayground = {
   ttfaMs: null, streamedSeconds: 0, resultSeconds: 0, lastError: null, jobProgress: 0,
-  recordedSeconds: 0,
+  recordedSeconds: 0, keyAccepted: null, jobStatuses: [],
   savedVoices: [],
 };
 
@@ -69,10 +71,48 @@ function showError(error) {
 function clearError() { $('error').hidden = true; $('error').textContent = ''; state.lastError = null; }
 function setStatus(text) { $('status').textContent = text; }
 
+function describe(error) {
+  const where = error.param ? ' (' + error.param + ')' : '';
+  return error instanceof ApiError
+    ? 'The server said' + where + ': ' + error.message + ' [' + error.status + ' ' + error.code + ']'
+    : String(error.message || error);
+}
+
 async function guarded(button, work) {
   clearError();
   button.disabled = true;
   try { await work(); } catch (error) { showError(error); } finally { button.disabled = false; }
+}
+
+// A Speak action (synthesize, stream, job): what the last one left goes first.
+function action(button, work) {
+  resetResult();
+  return guarded(button, work);
+}
+
+function resetResult() {
+  clearError();
+  silence(null);
+  setStatus('');
+  state.ttfaMs = null; state.streamedSeconds = 0; state.resultSeconds = 0; state.jobStatuses = [];
+  $('ttfa').textContent = '-'; $('stream-seconds').textContent = ''; $('ttfa-line').hidden = true;
+  $('job').hidden = true; $('job-status').textContent = ''; $('job-id').textContent = '';
+  const link = $('download');
+  link.hidden = true; link.removeAttribute('href'); link.onclick = null;
+  const player = $('player');
+  player.removeAttribute('src'); player.load();
+  drawWaveform(new Float32Array(0));
+  $('result-media').hidden = true;  // shown again with the next result
+}
+
+// ------------------------------------------------------------------ one audio at a time
+let streamAudio = null;  // the AudioContext a Stream plays through, while it plays
+
+// Stops every audio but `keep` (an <audio> element): the players, a stream, a live session.
+function silence(keep) {
+  for (const player of document.querySelectorAll('audio')) if (player !== keep) player.pause();
+  if (streamAudio) { streamAudio.close().catch(() => {}); streamAudio = null; }
+  if (keep !== 'live') stopLiveAudio();
 }
 
 // ------------------------------------------------------------------------------ inputs
@@ -81,6 +121,14 @@ function mode() { return document.querySelector('input[name="mode"]:checked').va
 function seedValue() {
   const raw = $('seed').value.trim();
   return raw === '' ? undefined : Number(raw);  // the server validates it, not the page
+}
+
+function showReference(blob) {
+  const player = $('ref-player');
+  if (player.src) URL.revokeObjectURL(player.src);
+  if (!blob) { player.removeAttribute('src'); player.hidden = true; return; }
+  player.src = URL.createObjectURL(blob);
+  player.hidden = false;
 }
 
 function referenceAudio() {
@@ -169,6 +217,7 @@ async function samplesOf(blob) {
 
 // Show a finished result: player, waveform, download link (in the format it was made in).
 async function showResult(blob, format, label) {
+  $('result-media').hidden = false;
   if (resultUrl) URL.revokeObjectURL(resultUrl);
   const playable = format === 'pcm' ? wavFromPcm(new Int16Array(await blob.arrayBuffer()), 24000) : blob;
   resultUrl = URL.createObjectURL(playable);
@@ -188,6 +237,14 @@ async function showResult(blob, format, label) {
   try { await player.play(); } catch (_) { /* autoplay refused: the controls are there */ }
 }
 
+// Saves `blob` as `name` through a temporary link (a download the browser names).
+function saveBlob(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob); a.download = name;
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
+
 // ----------------------------------------------------------------------- synthesize once
 async function synthesize() {
   const format = $('format').value;
@@ -197,17 +254,22 @@ async function synthesize() {
   const response = await call(path, options);
   const blob = await response.blob();
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
-  $('ttfa').textContent = '-';
   await showResult(blob, format, 'Done in ' + seconds + ' s (' + blob.size + ' bytes of ' + format + ').');
 }
 
 // --------------------------------------------------------------------------- streaming
 // Raw 16-bit pcm, chunked: each chunk becomes an AudioBuffer scheduled right after the last.
+// The download is in the chosen Format: pcm and wav from the streamed samples; any other
+// format is rendered once more, non-streamed, when Download is pressed, with the same seed
+// (drawn here when the Seed box is empty), so it is the same audio.
 async function stream() {
-  const [path, options] = speechRequest({response_format: 'pcm', stream_format: 'audio', seed: seedValue()});
-  const audio = new AudioContext();
+  const format = $('format').value;
+  const seed = seedValue() === undefined ? Math.floor(Math.random() * 2 ** 31) : seedValue();
+  const [path, options] = speechRequest({response_format: 'pcm', stream_format: 'audio', seed});
+  const audio = streamAudio = new AudioContext();
   await audio.resume();
   state.ttfaMs = null; state.streamedSeconds = 0;
+  $('ttfa-line').hidden = false;
   $('ttfa').textContent = 'waiting ...';
   setStatus('Streaming ...');
   const started = performance.now();
@@ -232,30 +294,53 @@ async function stream() {
       state.ttfaMs = Math.round(performance.now() - started);
       $('ttfa').textContent = state.ttfaMs + ' ms';
     }
-    playhead = schedulePcm(audio, int16, rate, playhead)[1];
+    if (streamAudio === audio) playhead = schedulePcm(audio, int16, rate, playhead)[1];
     state.streamedSeconds += int16.length / rate;
     $('stream-seconds').textContent = '(' + state.streamedSeconds.toFixed(2) + ' s received)';
   }
-  showPcm(parts, rate);
+  const wav = showPcm(parts, rate, $('player'), $('download'));
+  streamDownload(format, wav, parts, seed);
   setStatus('Streamed ' + state.resultSeconds.toFixed(2) + ' s of audio; first audio after ' + state.ttfaMs + ' ms.');
 }
 
-// Streamed pcm pieces (Int16Arrays) as the result: player, waveform, a wav download.
-function showPcm(parts, rate) {
+function streamDownload(format, wav, parts, seed) {
+  const link = $('download');
+  link.download = 'speech.' + extensionOf(format);
+  link.textContent = 'Download ' + format;
+  if (format === 'wav') return;  // showPcm made it
+  if (format === 'pcm') { link.href = URL.createObjectURL(new Blob(parts, {type: 'audio/pcm'})); return; }
+  link.href = '#';
+  link.onclick = (event) => {
+    event.preventDefault();
+    guarded(link, async () => {
+      setStatus('Rendering the ' + format + ' file of the same audio ...');
+      const [path, options] = speechRequest({response_format: format, seed});
+      saveBlob(await (await call(path, options)).blob(), link.download);
+      setStatus('Downloaded the ' + format + ' file.');
+    });
+  };
+}
+
+// Streamed pcm pieces (Int16Arrays) as a result in `player`, with a wav download in `link`
+// (and the waveform, for the Speak result). Returns the wav.
+function showPcm(parts, rate, player, link) {
   const total = parts.reduce((n, p) => n + p.length, 0);
   const all = new Int16Array(total);
   let at = 0;
   for (const p of parts) { all.set(p, at); at += p.length; }
   const wav = wavFromPcm(all, rate);
-  if (resultUrl) URL.revokeObjectURL(resultUrl);
-  resultUrl = URL.createObjectURL(wav);
-  $('player').src = resultUrl;
-  const link = $('download');
-  link.href = resultUrl; link.download = 'speech.wav'; link.textContent = 'Download wav'; link.hidden = false;
-  const floats = new Float32Array(total);
-  for (let i = 0; i < total; i++) floats[i] = all[i] / 32768;
-  drawWaveform(floats);
-  state.resultSeconds = total / rate;
+  if (player.src) URL.revokeObjectURL(player.src);
+  player.src = URL.createObjectURL(wav);
+  player.hidden = false;
+  link.href = player.src; link.download = 'speech.wav'; link.textContent = 'Download wav'; link.hidden = false;
+  if (player === $('player')) {
+    $('result-media').hidden = false;
+    const floats = new Float32Array(total);
+    for (let i = 0; i < total; i++) floats[i] = all[i] / 32768;
+    drawWaveform(floats);
+    state.resultSeconds = total / rate;
+  }
+  return wav;
 }
 
 // Schedules s16le pcm right after what is already scheduled on `audio` (gap-free playback of
@@ -290,6 +375,15 @@ let liveSent = 0;         // characters of #live-text already sent, to this or a
 let livePause = null;     // the pause timer
 let liveAudio = null;     // one AudioContext for every session: a new one's audio plays after the last
 let livePlayhead = 0;     // when the audio scheduled so far ends, on liveAudio's clock
+const liveSources = new Set();  // scheduled session audio not yet played, stopped by Stop
+
+// Silences the sessions' audio (another result starts playing): the open session is cancelled.
+function stopLiveAudio() {
+  if (live && !live.cancelling) liveStop();
+  for (const source of liveSources) { try { source.stop(); } catch (_) { /* not started */ } }
+  liveSources.clear();
+  if (liveAudio) livePlayhead = liveAudio.currentTime;
+}
 
 state.live = {ttfaMs: null, sentenceMs: null, seconds: 0, done: null, error: null, closeCode: null,
               sessionId: null, mode: null, text: '', sessions: 0};
@@ -334,16 +428,16 @@ class LiveSession {
     this.settings = liveSettings();  // may throw (a clone without a saved voice): nothing opened
     this.startOffset = liveSent;     // where this session's text starts in #live-text
     this.text = '';                  // the session's text: every delta sent, concatenated
-    this.sent = [];                  // [text length after it, time, was it flush/close] per message
+    this.sent = [];                  // [text length after it, time, 'text' | 'flush' | 'close'] per message
     this.queue = [];                 // messages typed while the socket was still connecting
     this.parts = [];                 // the pcm received (Int16Arrays), for the result player
     this.carry = new Uint8Array(0);  // an odd byte at the end of a frame
-    this.sources = new Set();        // scheduled audio, stopped by "Stop"
     this.rate = 24000;
     this.closing = false; this.cancelling = false; this.finished = false; this.failed = false;
     if (!liveAudio) liveAudio = new AudioContext();
     liveAudio.resume().catch(() => { /* no gesture yet: it resumes on the next one */ });
-    Object.assign(state.live, {ttfaMs: null, sentenceMs: null, seconds: 0, done: null, closeCode: null,
+    $('live-player').hidden = true; $('live-download').hidden = true;
+    Object.assign(state.live, {ttfaMs: null, ttfaSince: null, sentenceMs: null, seconds: 0, done: null, closeCode: null,
                                sessionId: null, mode: this.settings.mode, text: ''});
     state.live.sessions += 1;
     clearLiveError();
@@ -371,15 +465,15 @@ class LiveSession {
     if (!text) return;
     this.text += text;
     state.live.text = this.text;
-    this.sent.push([this.text.length, performance.now(), false]);
+    this.sent.push([this.text.length, performance.now(), 'text']);
     this.send({type: 'text', text});
   }
 
-  flush() { this.sent.push([this.text.length, performance.now(), true]); this.send({type: 'flush'}); }
+  flush() { this.sent.push([this.text.length, performance.now(), 'flush']); this.send({type: 'flush'}); }
 
   finish() {
     this.closing = true;
-    this.sent.push([this.text.length, performance.now(), true]);
+    this.sent.push([this.text.length, performance.now(), 'close']);
     this.send({type: 'close'});
     setLiveState('Finishing: speaking the rest ...');
   }
@@ -387,8 +481,8 @@ class LiveSession {
   cancel() {
     this.cancelling = true;
     this.send({type: 'cancel'});
-    for (const source of this.sources) { try { source.stop(); } catch (_) { /* not started */ } }
-    this.sources.clear();
+    for (const source of liveSources) { try { source.stop(); } catch (_) { /* not started */ } }
+    liveSources.clear();
     livePlayhead = liveAudio.currentTime;
     setLiveState('Stopping ...');
   }
@@ -413,11 +507,28 @@ class LiveSession {
     }
   }
 
-  // When the first spoken span's text was complete: the first message after which the server
-  // could cut it (text beyond its end, or a flush / close), as docs/streaming.md's rules say.
+  // When the first spoken span's text was complete, as [time, what completed it]: the first
+  // message after which the server could cut it (docs/streaming.md): text past its end, text
+  // up to its end when that ends in whitespace or a CJK mark (a sentence's trailing space is
+  // part of its span), or a flush / close that covers it.
   sentenceReadyAt(span) {
-    for (const [length, at, flushed] of this.sent) if (length > span.end || (flushed && length >= span.end)) return at;
+    const cut = /[\s。！？；…]$/.test(this.text.slice(0, span.end));
+    for (const [length, at, kind] of this.sent) {
+      if (length > span.end || (length === span.end && (kind !== 'text' || cut))) return [at, kind];
+    }
     return null;
+  }
+
+  // The first audio's figure, from the moment it could have started: in sentence mode when
+  // its sentence was complete (or flushed), in incremental mode when the first words went.
+  firstAudioFigure(now) {
+    const ready = this.settings.mode === 'sentence' && this.firstSpan
+      ? this.sentenceReadyAt(this.firstSpan) : null;
+    if (ready) {
+      const since = {text: 'its sentence was complete', flush: 'Speak now', close: 'Finish'}[ready[1]];
+      return [Math.max(0, Math.round(now - ready[0])), 'after ' + since];
+    }
+    return [Math.max(0, Math.round(now - this.sent[0][1])), 'after the first words were sent'];
   }
 
   play(bytes) {
@@ -430,19 +541,18 @@ class LiveSession {
     const int16 = new Int16Array(joined.slice(0, even).buffer);
     const now = performance.now();
     if (state.live.ttfaMs === null && this.sent.length) {
-      state.live.ttfaMs = Math.round(now - this.sent[0][1]);
-      const ready = this.firstSpan ? this.sentenceReadyAt(this.firstSpan) : null;
-      state.live.sentenceMs = ready === null ? null : Math.max(0, Math.round(now - ready));
-      $('live-ttfa').textContent = state.live.ttfaMs + ' ms';
-      if (state.live.sentenceMs !== null) {
-        $('live-ttfa').textContent += ' after the first text sent, ' + state.live.sentenceMs + ' ms after its sentence was complete';
-      }
+      silence('live');  // one audio at a time: a result playing above stops
+      const [ms, since] = this.firstAudioFigure(now);
+      state.live.ttfaMs = ms;
+      state.live.ttfaSince = since;
+      state.live.sentenceMs = since === 'after its sentence was complete' ? ms : null;
+      $('live-ttfa').textContent = ms + ' ms ' + since;
     }
     this.parts.push(int16);
     const [source, end] = schedulePcm(liveAudio, int16, this.rate, livePlayhead);
     livePlayhead = end;
-    this.sources.add(source);
-    source.onended = () => this.sources.delete(source);
+    liveSources.add(source);
+    source.onended = () => liveSources.delete(source);
     state.live.seconds += int16.length / this.rate;
     $('live-seconds').textContent = '(' + state.live.seconds.toFixed(2) + ' s received)';
   }
@@ -457,10 +567,7 @@ class LiveSession {
     setLiveState(event.cancelled ? 'Stopped.' : 'Finished.');
     if (state.live.ttfaMs === null) $('live-ttfa').textContent = '-';
     this.ws.close(1000);  // the client closes after done (docs/streaming.md)
-    if (this.parts.length) {
-      showPcm(this.parts, this.rate);
-      setStatus('Type and hear: ' + state.resultSeconds.toFixed(2) + ' s of audio' + (event.cancelled ? ' (stopped).' : '.'));
-    }
+    if (this.parts.length) showPcm(this.parts, this.rate, $('live-player'), $('live-download'));
   }
 
   closed(event) {
@@ -584,14 +691,18 @@ async function submitJob() {
   const job = await callJson('/v1/jobs', jobBody());
   $('job').hidden = false;
   $('job-id').textContent = job.id;
-  showProgress(0);
-  setStatus('Job ' + job.id + ' queued ...');
   let status = job;
+  const show = () => {  // the status line and the bar say the same, at every poll
+    showProgress(status.progress || 0);
+    $('job-status').textContent = status.status;
+    setStatus('Job ' + job.id + ' ' + status.status + ' (' + state.jobProgress + '%) ...');
+    if (state.jobStatuses[state.jobStatuses.length - 1] !== status.status) state.jobStatuses.push(status.status);
+  };
+  show();
   while (status.status !== 'succeeded' && status.status !== 'failed') {
     await new Promise((resolve) => setTimeout(resolve, 400));  // poll: the job runs server-side
     status = await (await call('/v1/jobs/' + job.id)).json();
-    showProgress(status.progress || 0);
-    $('job-status').textContent = status.status;
+    show();
   }
   if (status.status === 'failed') {
     const reason = typeof status.error === 'string' ? status.error : JSON.stringify(status.error);
@@ -603,10 +714,23 @@ async function submitJob() {
 }
 
 // ------------------------------------------------------------------------- saved voices
+// The voice list (presets, OpenAI names, the key's saved voices) and the key's state. A key
+// the server refuses is said so next to it, and no tenant's voices stay listed.
 async function refreshVoices(select) {
-  const listing = await (await call('/v1/audio/voices')).json();
+  const list = $('voices-list');
+  list.textContent = '';
+  state.savedVoices = [];
+  let listing;
+  try {
+    listing = await (await call('/v1/audio/voices')).json();
+    if (apiKey()) showKeyStatus(true);
+  } catch (error) {
+    if (!(error instanceof ApiError) || (error.status !== 401 && error.status !== 403)) throw error;
+    showKeyStatus(false, error);
+    listing = await (await fetch(BASE + '/v1/audio/voices')).json();  // the public listing
+  }
   const voice = $('voice');
-  const keep = select || voice.value;
+  const keep = select || voice.value || CONFIG.default_voice;
   voice.textContent = '';
   const groups = {saved: 'Saved voices', preset: 'Presets', openai: 'OpenAI names'};
   for (const [kind, label] of Object.entries(groups)) {
@@ -617,10 +741,10 @@ async function refreshVoices(select) {
     for (const v of members) group.appendChild(new Option(v.name, v.id));
     voice.appendChild(group);
   }
-  if (keep && [...voice.options].some((o) => o.value === keep)) voice.value = keep;
-  const list = $('voices-list');
-  list.textContent = '';
-  state.savedVoices = [];
+  const same = (o) => o.value === keep || o.value.toLowerCase() === String(keep).toLowerCase();
+  const chosen = keep ? [...voice.options].find(same) : null;
+  if (chosen) voice.value = chosen.value;
+  if (state.keyAccepted === false) { list.appendChild(item('Save a key the server accepts to see and make saved voices.')); return; }
   if (!apiKey() && CONFIG.auth_enabled) { list.appendChild(item('Save an API key to see and make saved voices.')); return; }
   const saved = (await (await call('/v1/voices')).json()).data;
   state.savedVoices = saved.map((v) => v.id);
@@ -631,6 +755,8 @@ async function refreshVoices(select) {
     const del = document.createElement('button');
     del.type = 'button'; del.className = 'delete-voice'; del.dataset.id = v.id; del.textContent = 'Delete';
     del.addEventListener('click', () => guarded(del, async () => {
+      if (!confirm('Delete the saved voice "' + v.name + '" (' + v.id + ')? Requests that name it will fail.')) return;
+      setStatus('');
       await call('/v1/voices/' + encodeURIComponent(v.id), {method: 'DELETE'});
       setStatus('Deleted ' + v.name + '.');
       await refreshVoices();
@@ -681,18 +807,24 @@ async function toggleRecording() {
   recorder.ondataavailable = (e) => {
     if (e.data.size) chunks.push(e.data);
     state.recordedSeconds = (performance.now() - begun) / 1000;
+    if (recorder.state === 'recording') {
+      $('record-status').textContent = 'Recording ... ' + state.recordedSeconds.toFixed(1) + ' s';
+    }
   };
   recorder.onstop = () => {
     media.getTracks().forEach((t) => t.stop());
     recorded = new Blob(chunks, {type: recorder.mimeType});
+    state.recordedSeconds = (performance.now() - begun) / 1000;
     $('ref-audio').value = '';
-    $('record-status').textContent = 'Recorded ' + Math.round(recorded.size / 1024) + ' KiB.';
+    $('record-status').textContent = 'Recorded ' + state.recordedSeconds.toFixed(1) + ' s: play it back below.';
+    showReference(recorded);
     button.textContent = 'Record';
   };
   state.recordedSeconds = 0;
+  showReference(null);
   recorder.start(250);  // a chunk every 250 ms: the length so far is known while recording
   button.textContent = 'Stop';
-  $('record-status').textContent = 'Recording ...';
+  $('record-status').textContent = 'Recording ... 0.0 s';
 }
 
 // --------------------------------------------------------------------------------- setup
@@ -708,15 +840,22 @@ function fillSelect(select, values, labels, chosen) {
   select.value = chosen;
 }
 
-function showKeyStatus() {
-  $('key-status').textContent = apiKey() ? 'key saved in this browser'
-    : (CONFIG.auth_enabled ? 'no key saved' : 'this server runs without keys');
-  $('api-key').value = apiKey();
+// `accepted`: true / false once the server answered with the key, undefined before.
+function showKeyStatus(accepted, error) {
+  state.keyAccepted = apiKey() ? (accepted === undefined ? null : accepted) : null;
+  const status = $('key-status');
+  status.classList.toggle('error-text', accepted === false);
+  if (!apiKey()) status.textContent = CONFIG.auth_enabled ? 'No key saved.' : 'This server runs without keys.';
+  else if (accepted === false) status.textContent = 'The server refused this key: ' + describe(error) + '.';
+  else if (accepted) status.textContent = 'Key accepted; saved in this browser.';
+  else status.textContent = 'Key saved; checking it ...';
 }
 
 function init() {
   fillSelect($('language'), CONFIG.languages, CONFIG.language_names, 'auto');
-  fillSelect($('format'), CONFIG.formats, null, 'mp3');
+  fillSelect($('format'), CONFIG.formats, null, CONFIG.default_format);
+  $('tiny-note').hidden = !CONFIG.tiny_models;
+  $('api-key').value = apiKey();
   for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener('change', applyMode);
   applyMode();
   showKeyStatus();
@@ -724,11 +863,15 @@ function init() {
     event.preventDefault();
     localStorage.setItem(KEY_STORAGE, $('api-key').value.trim());
     showKeyStatus();
+    setStatus('');
     guarded($('save-key'), () => refreshVoices());
   });
-  $('synthesize').addEventListener('click', () => guarded($('synthesize'), synthesize));
-  $('stream').addEventListener('click', () => guarded($('stream'), stream));
-  $('submit-job').addEventListener('click', () => guarded($('submit-job'), submitJob));
+  $('synthesize').addEventListener('click', () => action($('synthesize'), synthesize));
+  $('stream').addEventListener('click', () => action($('stream'), stream));
+  $('submit-job').addEventListener('click', () => action($('submit-job'), submitJob));
+  for (const player of document.querySelectorAll('audio')) {
+    player.addEventListener('play', () => silence(player));  // one audio at a time
+  }
   $('create-designed-voice').addEventListener('click', () => guarded($('create-designed-voice'), createDesignedVoice));
   $('create-cloned-voice').addEventListener('click', () => guarded($('create-cloned-voice'), createClonedVoice));
   $('refresh-voices').addEventListener('click', () => guarded($('refresh-voices'), () => refreshVoices()));
@@ -738,7 +881,10 @@ function init() {
   $('live-stop').addEventListener('click', liveStop);
   $('live-finish').addEventListener('click', liveFinish);
   updateLiveButtons();
-  $('ref-audio').addEventListener('change', () => { recorded = null; $('record-status').textContent = ''; });
+  $('ref-audio').addEventListener('change', () => {
+    recorded = null; $('record-status').textContent = '';
+    showReference($('ref-audio').files[0] || null);
+  });
   guarded($('refresh-voices'), () => refreshVoices());
 }
 
