@@ -243,7 +243,7 @@ def main() -> None:
     ref = TTSEngine.load(EngineConfig(backend="reference", **base))
     bat = TTSEngine(ref.model, EngineConfig(backend="batched", **base), device=ref.info.device,
                     dtype=getattr(torch, args.dtype))
-    bat.loop.stateful_codec = args.codec == "stateful"
+    bat.loop.output.stateful_codec = args.codec == "stateful"
     chunking = StreamChunking(first_chunk_frames=1, chunk_frames=6, left_context_frames=25)
     for engine in (ref, bat):  # warm both paths
         run(engine, 1, 4, chunking)
