@@ -72,7 +72,7 @@ class ModelRunner:
     """See the module docstring. Loop thread only (the prompt builder's embeddings aside)."""
 
     def __init__(self, tts: Any, *, slots: int, context: int, compile_mode: CompileMode = "none",
-                 min_context_bucket: int = 64) -> None:
+                 min_context_bucket: int = 64, batch_buckets: tuple[int, ...] | None = None) -> None:
         model = tts.model
         self._talker = talker = model.talker
         self._predictor = pred = talker.code_predictor
@@ -84,7 +84,8 @@ class ModelRunner:
         self.eos = int(tc.codec_eos_token_id)
         self.vocab = int(tc.vocab_size)
         self.cp_vocab = int(tc.code_predictor_config.vocab_size)
-        self.batch_ladder = ladder(slots)
+        self.batch_ladder = (ladder(slots) if not batch_buckets else
+                             sorted({b for b in batch_buckets if b < slots} | {slots}))
         self.context_ladder = ladder(context, min(min_context_bucket, context))
         dev, dt = self.device, self.dtype
         t_attn = talker.model.layers[0].self_attn
@@ -120,6 +121,9 @@ class ModelRunner:
         self._p_proj = None if isinstance(proj, torch.nn.Identity) else (proj.weight, proj.bias)
         self._alloc_rows(int(talker.config.hidden_size))
         self.compile_mode = compile_mode
+        #: torch.compile's backend in `compile` mode (tests use "aot_eager": the same captured,
+        #: functionalized graph without inductor's C++ build)
+        self.compile_backend = "inductor"
         self._steps: dict[tuple, Callable[[], torch.Tensor]] = {}
         self.compile_seconds: dict[str, float] = {}  # "B=..,C=..": first call (compile/capture)
 
@@ -234,13 +238,14 @@ class ModelRunner:
         return token
 
     # ------------------------------------------------------------------ the step
-    def step(self, n: int, context: int, *, sampled: bool, penalize: bool) -> torch.Tensor:
+    def step(self, n: int, context: int, *, sampled: bool, penalize: bool,
+             commit: int | None = None) -> torch.Tensor:
         """One frame for rows 0..n-1, whose longest context (position + 1) is `context`.
         Returns (B, 17) on the device: each row's frame (16 codes) and its next codebook-0
         token; rows n..B-1 are padding."""
         b = bucket(n, self.batch_ladder)
         c = bucket(context, self.context_ladder)
-        self.n_active.fill_(n)
+        self.n_active.fill_(n if commit is None else commit)
         key = (b, c, sampled, penalize)
         fn = self._steps.get(key)
         if fn is None:
@@ -256,6 +261,17 @@ class ModelRunner:
             return out
         return fn()
 
+    def warm(self, batch_sizes: list[int], contexts: list[int], *, sampled: bool,
+             penalize: bool = False) -> float:
+        """Compile (or capture) the buckets of these batch sizes and contexts now, on an idle
+        runner (nothing is committed: no row is active); returns the seconds it took."""
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for b in sorted({bucket(n, self.batch_ladder) for n in batch_sizes}):
+                for c in sorted({bucket(x, self.context_ladder) for x in contexts}):
+                    self.step(b, c, sampled=sampled, penalize=penalize, commit=0)
+        return time.perf_counter() - t0
+
     def _build(self, key: tuple) -> Callable[[], torch.Tensor]:
         b, c, sampled, penalize = key
         body = functools.partial(self.step_tensors, b, c, sampled, penalize)
@@ -263,7 +279,7 @@ class ModelRunner:
             return body
         if self.compile_mode == "compile":
             _raise_recompile_limit()
-            return torch.compile(body, fullgraph=True, dynamic=False)
+            return torch.compile(body, fullgraph=True, dynamic=False, backend=self.compile_backend)
         if self.compile_mode == "cudagraphs":
             return self._capture(body)
         raise EngineError(f"unknown engine.compile {self.compile_mode!r}")

@@ -61,7 +61,8 @@ class StepLoop:
             on_cuda = next(tts.model.talker.parameters()).device.type == "cuda"
             mode = "cudagraphs" if on_cuda else "none"
         self.runner = ModelRunner(tts, slots=slots or config.max_slots,
-                                  context=context or config.max_context_tokens, compile_mode=mode)
+                                  context=context or config.max_context_tokens, compile_mode=mode,
+                                  batch_buckets=config.batch_buckets)
         self.prompts = PromptBuilder(tts)
         self.runner.set_tts_pad(self.prompts.tts_pad)
         self.output = OutputStage(tts, sample_rate=sample_rate, samples_per_frame=samples_per_frame,
@@ -176,7 +177,14 @@ class StepLoop:
                 f"the prompt is too long for this deployment ({t} tokens; "
                 f"max_context_tokens is {context})")
         length_cap = p.max_new_tokens - 1  # stock qwen-tts makes at most max_new_tokens - 1
-        cap = min(length_cap, frame_budget(self._config, text_tokens, p.min_frames), room)
+        budget = frame_budget(self._config, text_tokens, p.min_frames)
+        if not arriving and room < min(length_cap, budget):
+            raise UnsupportedValueError(
+                "input", f"{t} prompt tokens + {min(length_cap, budget)} frames", [],
+                f"the input does not fit this deployment's context of {context} tokens: its "
+                f"prompt takes {t} and its frame budget {min(length_cap, budget)}; shorten the "
+                "input or lower max_new_tokens")
+        cap = min(length_cap, budget, room)
         seed = p.seed if p.seed is not None else random.getrandbits(63)
         slot = SlotState(job=job, seed=seed, trailing=trailing, cap=cap,
                          budget_bound=cap < length_cap, min_frames=max(2, p.min_frames),

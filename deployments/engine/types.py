@@ -71,6 +71,11 @@ class EngineConfig(BaseModel):
         "'cudagraphs' one CUDA graph per bucket, captured on first use (CUDA only); 'auto': "
         "cudagraphs on CUDA, else none (the faster on CPU by benchmarks/engine.py)",
     )
+    batch_buckets: tuple[int, ...] | None = Field(
+        None, description="Batched backend: the batch sizes a step is padded to (one compiled "
+        "graph or CUDA graph each; the slot count is always one); None: 1, 2, 4, ... up to "
+        "the slot count",
+    )
     memory_fraction: float | None = Field(
         None, gt=0, le=1, description="Batched backend: plan slots and context from free device "
         "memory x this after loading (like vLLM's gpu_memory_utilization; max_slots and "
