@@ -110,8 +110,8 @@ class SlotCache:
     """The talker's static KV cache: (slots, kv_heads, max_context, head_dim) per layer.
 
     Stands in for HF's cache object: the attention calls `update(k, v, layer)` and attends
-    over what it returns. `prefill` and `decode` set where the next forward writes. A decode
-    step writes each row's new key at its own position (an index tensor: no host read) and
+    over what it returns (`prefill` sets where a prefill writes). A decode step (`decode_update`)
+    writes each row's new key at its own position (an index tensor: no host read) and
     reads the first `context` positions of rows 0..B-1 (a view: B and context are the step's
     bucket, so the shapes repeat step after step).
     """
@@ -122,21 +122,30 @@ class SlotCache:
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.rows = torch.arange(slots, device=device)
-        self._row = 0
+        self._rows: list[int] = []
+        self._index: torch.Tensor | None = None
         self._start = 0
         self._length = 0
 
-    def prefill(self, row: int, start: int, length: int) -> None:
-        """The next forward (`update`) writes positions start..start+length-1 of `row` and
-        attends over 0..start+length-1 (a chunk of a long prompt starts past 0)."""
-        self._row, self._start, self._length = row, start, length
+    def prefill(self, rows: list[int], start: int, length: int) -> None:
+        """The next forward (`update`) writes positions start..start+length-1 of `rows` and
+        attends over 0..start+length-1 (a chunk of a long prompt starts past 0; several rows
+        are prefilled together from 0, padded on the right to the longest prompt)."""
+        self._rows = rows
+        self._index = torch.tensor(rows, device=self.rows.device) if len(rows) > 1 else None
+        self._start, self._length = start, length
 
     def update(self, k: torch.Tensor, v: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A prefill's write (see `prefill`): the slot's keys up to the chunk's end."""
-        r, a, b = self._row, self._start, self._start + self._length
-        self.k[layer][r, :, a:b] = k[0]
-        self.v[layer][r, :, a:b] = v[0]
-        return self.k[layer][r:r + 1, :, :b], self.v[layer][r:r + 1, :, :b]
+        """A prefill's write (see `prefill`): the rows' keys up to the chunk's end."""
+        a, b = self._start, self._start + self._length
+        if self._index is None:
+            r = self._rows[0]
+            self.k[layer][r, :, a:b] = k[0]
+            self.v[layer][r, :, a:b] = v[0]
+            return self.k[layer][r:r + 1, :, :b], self.v[layer][r:r + 1, :, :b]
+        self.k[layer][self._index, :, a:b] = k
+        self.v[layer][self._index, :, a:b] = v
+        return self.k[layer][self._index, :, :b], self.v[layer][self._index, :, :b]
 
     def decode_update(self, k: torch.Tensor, v: torch.Tensor, layer: int, *, n: int,
                       positions: torch.Tensor, kv_len: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -205,36 +205,48 @@ class ModelRunner:
         self.text_rows[b, :ta] = kept
 
     # ------------------------------------------------------------------ prefill
-    def prefill(self, row: int, embeds: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Run the talker over `embeds` (1, T, D) at positions start..start+T-1 of `row`
-        (a whole prompt, or one chunk of a long one); returns the last hidden state (1, 1, D)
-        and leaves it as the row's pending hidden state and start+T as its position."""
-        t = int(embeds.shape[1])
+    def prefill(self, rows: list[int], embeds: list[torch.Tensor], start: int = 0) -> torch.Tensor:
+        """Run the talker over each row's prompt embeddings ((1, T_i, D) each) at positions
+        start..start+T_i-1: several rows together (from 0, padded on the right to the
+        longest: causal attention keeps a row's real positions from seeing its padding), or
+        one row from any `start` (a chunk of a long prompt). Returns the last real hidden
+        state of each row (k, 1, D), which also becomes the row's pending hidden state, and
+        leaves start+T_i as its position."""
+        lengths = [int(e.shape[1]) for e in embeds]
+        t = max(lengths)
+        if len(rows) > 1:
+            if start:
+                raise ValueError("rows are prefilled together from position 0 only")
+            x = torch.cat([torch.nn.functional.pad(e, (0, 0, 0, t - e.shape[1])) for e in embeds])
+        else:
+            x = embeds[0]
         end = start + t
         positions = torch.arange(start, end, device=self.device)
         mask = None
         if start > 0:  # a later chunk: causal over the cache, offset by `start`
             keys = torch.arange(end, device=self.device)
             mask = (keys.view(1, -1) <= positions.view(-1, 1)).view(1, 1, t, end)
-        self.cache.prefill(row, start, t)
+        self.cache.prefill(rows, start, t)
         hd = self._t_cos.shape[-1]
         cos = self._t_cos[positions].view(1, 1, -1, hd)
         sin = self._t_sin[positions].view(1, 1, -1, hd)
-        h = embeds
+        h = x
         for layer in self._t_layers:
             h = layer(h, cos, sin, self.cache.update, mask)
-        h = rms_norm(h, *self._t_norm)[:, -1:]
-        self.past_hidden[row] = h[0]
-        self.pos[row] = end
-        return h
+        h = rms_norm(h, *self._t_norm)
+        last = h[torch.arange(len(rows)), torch.tensor(lengths) - 1].unsqueeze(1)  # (k, 1, D)
+        index = torch.tensor(rows, device=self.device)
+        self.past_hidden[index] = last
+        self.pos[index] = torch.tensor(lengths, device=self.device) + start
+        return last
 
-    def first_token(self, row: int, hidden: torch.Tensor) -> torch.Tensor:
-        """The row's first codebook-0 token from its prefill's last hidden state (1, 1, D)."""
+    def first_token(self, rows: list[int], hidden: torch.Tensor) -> torch.Tensor:
+        """Each row's first codebook-0 token from its prefill's last hidden state (k, 1, D)."""
         logits = self._codec_head(hidden)[:, -1, :]
-        rows = slice(row, row + 1)
-        token = self._talker_token(logits, rows, self.frames[rows], sampled=True)
-        self.last_token[row] = token[0]
-        self.seen[row, token[0]] = True
+        index = torch.tensor(rows, device=self.device)
+        token = self._talker_token(logits, index, self.frames[index], sampled=True)
+        self.last_token[index] = token
+        self.seen[index, token] = True
         return token
 
     # ------------------------------------------------------------------ the step
@@ -373,7 +385,7 @@ class ModelRunner:
         self.seen[rows] = self.seen[rows] | hit.scatter(1, token.unsqueeze(1), active.unsqueeze(1))
         return torch.cat((frame, token.unsqueeze(1)), dim=1)
 
-    def _talker_token(self, logits: torch.Tensor, rows: slice, made: torch.Tensor, *,
+    def _talker_token(self, logits: torch.Tensor, rows: slice | torch.Tensor, made: torch.Tensor, *,
                       sampled: bool) -> torch.Tensor:
         """The next codebook-0 token per row; `made`: the frames that exist once it is
         taken (EOS is hidden while that is below min_frames, and it keys the noise)."""

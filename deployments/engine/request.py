@@ -177,11 +177,20 @@ class SlotState:
     text_closed: bool = True  # the trailing rows end with tts_eos
     final_chars: int = 0  # text_chars of the final chunk
     lookahead: int = 0  # EngineConfig.text_lookahead_tokens
+    # prefill: the prompt's embeddings not in the cache yet (a long one goes in by chunks)
+    pending: torch.Tensor | None = None  # (1, R, D)
+    prefilled: int = 0
 
     @property
     def position(self) -> int:
-        """The cache position the next step writes (known on the host: no device read)."""
-        return self.prompt_len + self.job.frames
+        """The cache position the next step (or prefill chunk) writes: known on the host,
+        no device read."""
+        return self.prefilled if self.pending is not None else self.prompt_len + self.job.frames
+
+    @property
+    def ready(self) -> bool:
+        """True when the next step may include this slot (prefilled, its text there)."""
+        return self.pending is None and not self.waits_for_text
 
     @property
     def waits_for_text(self) -> bool:

@@ -54,9 +54,13 @@ def counter_noise(seed_lo: torch.Tensor, seed_hi: torch.Tensor, frame: torch.Ten
     h = key.view(-1, 1, 1) ^ _mix32((level * _M1 & _MASK32) + 0x9E37).view(1, -1, 1)
     h = _mix32(h ^ token.view(1, 1, -1))
     h = _mix32(h + key.view(-1, 1, 1) & _MASK32)
-    # 24 high bits -> u in (0, 1), exactly representable in float32
-    u = ((h >> 8).to(torch.float32) + 0.5) * (1.0 / 16_777_216.0)
-    return -torch.log(u)
+    return -torch.log(uniform(h))
+
+
+def uniform(h: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes -> u in (0, 1): the 23 high bits as (i + 0.5) / 2**23, exact in float32
+    (24 bits would round the largest to 1.0: noise 0, and p / 0 picks a masked token)."""
+    return ((h >> 9).to(torch.float32) + 0.5) * (1.0 / 8_388_608.0)
 
 
 class RowSampling:

@@ -107,7 +107,12 @@ class Scheduler:
         return jobs
 
     def _any_runnable(self) -> bool:
-        return any(not s.waits_for_text for s in self.rows)
+        """Work without a new event: a row to step or prefill, or a free slot for a waiting
+        job whose text is all there (one whose text is arriving wakes the loop itself)."""
+        if any(s.ready or s.pending is not None for s in self.rows):
+            return True
+        return len(self.rows) < self.slots and any(
+            j.text_input is None or j.cancelled.is_set() for j in self._waiting)
 
     def admissible(self, candidates: list[Job]) -> list[Job]:
         """The waiting jobs that go into free slots now, in order, taken off the queue: a job
@@ -145,15 +150,15 @@ class Scheduler:
         return len(job.settled.ids) >= job.prompt_tokens
 
     def partition(self) -> int:
-        """Put the slots that can step now in rows 0..k-1 (those waiting for text after
-        them) and return k. A cancelled slot that is waiting for text leaves here (it will
+        """Put the slots that can step now in rows 0..k-1 (those waiting for text or for
+        the rest of their prefill after them) and return k. A cancelled slot that is waiting for text leaves here (it will
         not step again)."""
         for i in range(len(self.rows) - 1, -1, -1):
             s = self.rows[i]
-            if s.waits_for_text and s.job.cancelled.is_set():
+            if not s.ready and s.job.cancelled.is_set():
                 self._output.submit(lambda s=s: self._output.finish(s, FinishReason.CANCELLED))
                 self.release(i)
-        ready = [not s.waits_for_text for s in self.rows]
+        ready = [s.ready for s in self.rows]
         i, j = 0, len(ready) - 1
         while True:
             while i <= j and ready[i]:

@@ -2,7 +2,8 @@
 step, together. One `StepLoop` per loaded checkpoint, on one thread:
 
     schedule (scheduler: admit waiting jobs into free slots, pack the rows that can step)
-    -> run (prompt builder + model runner: prefill the admitted, one step for the rest)
+    -> run (prompt builder + model runner: prefill the admitted, batched, a long prompt in
+       chunks of one step's budget; then one step for the rows that are ready)
     -> postprocess (frames to their jobs; who is done; chunks to the output stage)
 
 A job leaves on EOS, its frame cap (max_new_tokens - 1, as stock qwen-tts), its runaway
@@ -102,6 +103,7 @@ class StepLoop:
                 with torch.inference_mode():
                     for job in sched.admissible(candidates):
                         self._admit(job)
+                    self._prefill()
                     sched.refresh_text()
                     stepping = sched.partition()
                     if stepping:
@@ -114,15 +116,16 @@ class StepLoop:
                     self.output.fail(slot.job, err)
                 sched.rows.clear()
             self.loop_stats.active = len(sched.rows)
-            self.loop_stats.waiting_for_text = sum(s.waits_for_text for s in sched.rows)
+            self.loop_stats.waiting_for_text = sum(s.pending is None and s.waits_for_text
+                                                   for s in sched.rows)
             self.observer.on_occupancy(len(sched.rows), self.loop_stats.waiting)
         err = EngineError("the engine was shut down")
         for job in sched.drain():
             self.output.fail(job, err)
 
     def _admit(self, job: Job) -> None:
-        """Build the job's prompt and prefill it into the next free row (a failure fails this
-        job only)."""
+        """Build the job's prompt and give it the next free row; its prefill follows
+        (`_prefill`). A failure fails this job only."""
         job.started_at = time.perf_counter()
         job.queue_wait_s = job.started_at - job.submitted_at
         self.observer.on_admit(job.queue_wait_s)
@@ -137,23 +140,65 @@ class StepLoop:
         except Exception as exc:  # noqa: BLE001
             self.output.fail(job, EngineError(f"prompt failed: {type(exc).__name__}: {exc}"))
             return
-        rows, runner = self.scheduler.rows, self.runner
+        rows = self.scheduler.rows
         row = len(rows)
-        p = job.prepared
         try:
-            runner.load_row(row, p.sampling, seed=slot.seed, min_frames=slot.min_frames)
-            runner.set_text(row, slot.trailing)
-            hidden = runner.prefill(row, embed)
-            runner.first_token(row, hidden)
+            self.runner.load_row(row, job.prepared.sampling, seed=slot.seed,
+                                 min_frames=slot.min_frames)
+            self.runner.set_text(row, slot.trailing)
         except Exception as exc:  # noqa: BLE001 - fails this request only
-            log.exception("admission failure")
-            err = EngineError(f"batched prefill failed: {type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            self.output.fail(job, err)
+            self._admission_failed(job, exc)
             return
+        slot.pending = embed
         rows.append(slot)
         self.loop_stats.admitted += 1
         self.output.started(job)
+
+    def _admission_failed(self, job: Job, exc: Exception) -> None:
+        log.exception("admission failure")
+        err = EngineError(f"batched prefill failed: {type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        self.output.fail(job, err)
+
+    def _prefill(self) -> None:
+        """At most `prefill_chunk_tokens` of prompt go into the cache per step: the whole
+        prompts that fit are prefilled together (padded to the longest), else the next chunk
+        of one long prompt (a clone's reference codes), so a newcomer delays the running
+        streams' next frame by at most one such budget."""
+        budget = self._config.prefill_chunk_tokens
+        rows = self.scheduler.rows
+        waiting = [(i, s) for i, s in enumerate(rows) if s.pending is not None]
+        if not waiting:
+            return
+        batch: list[tuple[int, SlotState]] = []
+        longest = 0
+        for i, s in waiting:
+            size = int(s.pending.shape[1])
+            if s.prefilled or size > budget or (len(batch) + 1) * max(longest, size) > budget:
+                continue
+            batch.append((i, s))
+            longest = max(longest, size)
+        if not batch:  # one chunk of the first long prompt
+            batch = [waiting[0]]
+        try:
+            if len(batch) == 1:
+                i, s = batch[0]
+                chunk, rest = s.pending[:, :budget], s.pending[:, budget:]
+                hidden = self.runner.prefill([i], [chunk], start=s.prefilled)
+                s.prefilled += int(chunk.shape[1])
+                s.pending = rest if rest.shape[1] else None
+                if s.pending is None:
+                    self.runner.first_token([i], hidden)
+            else:
+                index = [i for i, _ in batch]
+                hidden = self.runner.prefill(index, [s.pending for _, s in batch])
+                self.runner.first_token(index, hidden)
+                for _, s in batch:
+                    s.prefilled, s.pending = int(s.pending.shape[1]), None
+        except Exception as exc:  # noqa: BLE001 - fails these requests only
+            for i, s in sorted(batch, reverse=True):
+                self._admission_failed(s.job, exc)
+                self.scheduler.release(i)
 
     def _prompt(self, job: Job) -> tuple[SlotState, torch.Tensor]:
         """The job's prefill embeddings and its slot state (limits, text rows)."""

@@ -21,7 +21,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTens
 from deployments.engine import EngineConfig, ModelKind, SynthesisRequest, TTSEngine
 from deployments.engine.memory import kv_bytes_per_token, slots_for
 from deployments.engine.model_runner import bucket, ladder
-from deployments.engine.sampler import counter_noise, split_seed
+from deployments.engine.sampler import counter_noise, split_seed, uniform
 from deployments.engine.types import SamplingParams, UnsupportedValueError
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -86,27 +86,32 @@ def test_every_bucket_compiles_as_one_graph(small):
     torch._dynamo.reset()
 
 
-def _pair_of_requests() -> list[SynthesisRequest]:
-    return [SynthesisRequest(text=TEXT, speaker="vivian", max_new_tokens=21, min_frames=20),
-            SynthesisRequest(text="Hello there.", speaker="ryan", seed=7, max_new_tokens=21,
-                             min_frames=20, sampling=SamplingParams(do_sample=True,
-                                                                    repetition_penalty=1.1))]
+def _seeded(seed: int | None, **kw) -> SynthesisRequest:
+    return SynthesisRequest(text="Hello there.", speaker="ryan", seed=seed, max_new_tokens=21,
+                            min_frames=20, sampling=SamplingParams(do_sample=True, **kw))
 
 
-def test_compiled_step_equals_eager_frame_for_frame(tiny_models_dir):
-    """engine.compile: compile (the captured graph, aot_eager) gives the eager step's frames,
-    greedy and seeded, in one batch."""
-    eager = _engine(tiny_models_dir, max_slots=2, max_context_tokens=64)
-    compiled = _engine(tiny_models_dir, model=eager.model, max_slots=2, max_context_tokens=64,
-                       compile="compile")
+def test_compiled_step_equals_eager_frame_for_frame(tiny_models_dir, small):
+    """engine.compile: compile (the graph dynamo captures, run by its `eager` backend: no
+    C++ build) gives the eager step's frames, greedy and seeded, in a batch of 8; and under
+    compile a seeded request gives the same audio alone and in that batch."""
+    eager = _engine(tiny_models_dir, model=small.model, max_slots=8, max_context_tokens=64)
+    compiled = _engine(tiny_models_dir, model=small.model, max_slots=8, max_context_tokens=64,
+                       compile="compile", batch_buckets=(1, 8))
+    batch = [SynthesisRequest(text=TEXT, speaker="vivian", max_new_tokens=21, min_frames=20),
+             _seeded(5, repetition_penalty=1.1), _seeded(1234), *(_seeded(s) for s in range(6))]
     try:
-        compiled.loop.runner.compile_backend = "aot_eager"
-        want = eager.synthesize(_pair_of_requests())
-        got = compiled.synthesize(_pair_of_requests())
-        assert compiled.loop.runner.compile_seconds  # it really compiled
+        compiled.loop.runner.compile_backend = "eager"
+        want = eager.synthesize(batch)
+        got = compiled.synthesize(batch)
+        alone = compiled.synthesize([_seeded(1234)])[0]
+        assert len(compiled.loop.runner.compile_seconds) == 2  # buckets 1 and 8, compiled
         for w, g in zip(want, got, strict=True):
             assert g.frames == w.frames == 20
             np.testing.assert_array_equal(g.extra["codes"], w.extra["codes"])
+        np.testing.assert_array_equal(alone.extra["codes"], got[2].extra["codes"])
+        np.testing.assert_allclose(alone.audio, got[2].audio, atol=1e-6, rtol=0)
+        assert not np.array_equal(got[3].extra["codes"], got[2].extra["codes"])
     finally:
         eager.close()
         compiled.close()
@@ -123,6 +128,8 @@ def test_counter_noise_depends_on_seed_frame_and_level_only():
     assert not torch.equal(rows[1], alone[0]) and not torch.equal(rows[2], alone[0])
     assert not torch.equal(alone[0, 0], alone[0, 1])  # levels differ
     assert (alone > 0).all() and abs(float(alone.mean()) - 1.0) < 0.02  # Exp(1)
+    u = uniform(torch.tensor([0, 2**31, 2**32 - 1]))
+    assert (u > 0).all() and (u < 1).all()  # never noise 0 (a masked token) or infinite
 
 
 def test_memory_plan_formula():
@@ -159,3 +166,57 @@ def test_input_that_cannot_fit_the_context_is_refused_naming_input(small):
     assert info.value.param == "input"
     ok = small.synthesize([SynthesisRequest(text="Hi.", speaker="vivian", max_new_tokens=5)])[0]
     assert ok.frames >= 1
+
+
+def _tone(seconds: float = 2.0, sr: int = 16_000) -> tuple[np.ndarray, int]:
+    t = np.arange(int(seconds * sr)) / sr
+    wav = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    return wav.astype(np.float32), sr
+
+
+def test_batched_prefill_of_four_admissions_equals_one_by_one(tiny_models_dir, small):
+    engine = _engine(tiny_models_dir, model=small.model, max_slots=4)
+    try:
+        reqs = [SynthesisRequest(text=t, speaker=sp, max_new_tokens=13, min_frames=12)
+                for t, sp in ((TEXT, "vivian"), ("Hi.", "ryan"), (TEXT * 2, "eric"),
+                              ("Numbers 1 2 3.", "serena"))]
+        alone = [engine.synthesize([r])[0] for r in reqs]
+        together = engine.synthesize(reqs)  # admitted at one step boundary: one prefill
+        assert engine.loop.loop_stats.admitted == 8
+        for a, b in zip(alone, together, strict=True):
+            np.testing.assert_array_equal(a.extra["codes"], b.extra["codes"])
+    finally:
+        engine.close()
+
+
+def test_long_prompt_is_prefilled_in_chunks_between_the_running_streams_steps(tiny_models_dir):
+    """A clone prompt with reference codes (~45 tokens), prefill budget 16: it goes in over
+    3 steps while a running stream keeps making a frame at every step; its frames equal an
+    unchunked prefill's."""
+    whole = _engine(tiny_models_dir, ModelKind.BASE, max_slots=2)
+    chunked = _engine(tiny_models_dir, ModelKind.BASE, model=whole.model, max_slots=2,
+                      prefill_chunk_tokens=16)
+    try:
+        icl = whole.build_voice_prompt(*_tone(), ref_text="Reference words here.")
+        clone = SynthesisRequest(text=TEXT, voice_prompt=icl, max_new_tokens=11, min_frames=10)
+        runner_up = SynthesisRequest(text="Keep talking.", voice_prompt=icl, max_new_tokens=60,
+                                     min_frames=59)
+        want = whole.synthesize([clone])[0]
+        loop = chunked.loop
+        frames_at_step: list[int] = []
+        stream = chunked.stream(runner_up)
+        next(stream)  # the running stream is stepping
+        orig = loop.observer.on_step
+        loop.observer.on_step = lambda n, s: frames_at_step.append(n)
+        try:
+            got = chunked.synthesize([clone])[0]
+        finally:
+            loop.observer.on_step = orig
+            stream.close()
+        np.testing.assert_array_equal(got.extra["codes"], want.extra["codes"])
+        # every loop pass stepped the running stream: the chunks never held it back
+        ones = frames_at_step.index(2) if 2 in frames_at_step else len(frames_at_step)
+        assert ones >= 3 and all(n == 1 for n in frames_at_step[:ones])
+    finally:
+        whole.close()
+        chunked.close()
