@@ -333,3 +333,9 @@ class TTSEngine:
             req = SynthesisRequest(text="Hello.", voice_prompt=prompt, max_new_tokens=4, seed=0)
         self.synthesize([req])
         log.info("warmed up %s in %.2fs", kind.value, time.perf_counter() - t0)
+        runner = self._loop.runner if self._loop is not None else None
+        if runner is not None and runner.compile_mode == "cudagraphs":
+            # capture every bucket now (greedy and sampled), not under the first requests
+            seconds = sum(runner.warm(runner.batch_ladder, runner.context_ladder, sampled=s)
+                          for s in (False, True))
+            log.info("captured %d step graphs in %.1fs", len(runner.compile_seconds), seconds)

@@ -281,7 +281,7 @@ class StreamCancelled(Exception):
 
 class StepObserver:
     """Hooks for metrics of the batched step loop (the model server passes one; the engine
-    stays Ray-free). Here, not in `batched`, so importing it does not import torch."""
+    stays Ray-free). Here, not in `step_loop`, so importing it does not import torch."""
 
     def on_step(self, batch_size: int, step_seconds: float) -> None: ...
     def on_admit(self, queue_wait_seconds: float) -> None: ...
