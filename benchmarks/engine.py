@@ -9,6 +9,12 @@ its audio seconds; < 1 is faster than real time).
     .venv/bin/python benchmarks/engine.py                      # 1, 4, 16, 64 streams, 50 frames
     .venv/bin/python benchmarks/engine.py --concurrency 1 16 --frames 40
     .venv/bin/python benchmarks/engine.py --http               # the same through the HTTP graph
+    .venv/bin/python benchmarks/engine.py --compile none compile --no-reference \
+        --concurrency 1 16 64 --frames 24                      # engine.compile off vs on
+
+`--compile`: one batched engine per mode (engine.compile), side by side; the batch buckets are
+the concurrencies (`engine.batch_buckets`), so each concurrency is one compiled graph, built
+by a warm-up run of the same shape before it is measured (its compile time is printed).
 
 `--http`: the same table through the whole serve graph (proxy -> ingress -> CustomVoice,
 POST /v1/audio/speech with stream_format "audio", pcm, `min_frames`/`max_new_tokens` in the
@@ -223,6 +229,13 @@ def main() -> None:
     ap.add_argument("--codec", choices=["stateful", "left-context"], default="stateful",
                     help="the batched backend's chunk decoding: the decoder's own state (only "
                     "new frames decoded) or re-decoding 25 frames of left context per chunk")
+    ap.add_argument("--compile", nargs="+", default=["none"],
+                    choices=["none", "compile", "cudagraphs"],
+                    help="engine.compile of the batched backend: one engine per mode")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend of the compile mode (inductor; aot_eager to "
+                    "check the graph without the C++ build)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference backend")
     ap.add_argument("--http", action="store_true",
                     help="through the HTTP graph (CPU profile, tiny CustomVoice) instead")
     args = ap.parse_args()
@@ -241,25 +254,40 @@ def main() -> None:
     base = {"model": model, "device": args.device, "dtype": args.dtype, "warmup": False,
             "max_slots": slots, "max_waiting": slots, "max_new_tokens": args.frames + 8}
     ref = TTSEngine.load(EngineConfig(backend="reference", **base))
-    bat = TTSEngine(ref.model, EngineConfig(backend="batched", **base), device=ref.info.device,
-                    dtype=getattr(torch, args.dtype))
-    bat.loop.stateful_codec = args.codec == "stateful"
+    engines: list[tuple[str, TTSEngine]] = [] if args.no_reference else [("reference", ref)]
+    for mode in args.compile:
+        buckets = tuple(args.concurrency) if len(args.compile) > 1 or mode != "none" else None
+        bat = TTSEngine(ref.model, EngineConfig(backend="batched", compile=mode,
+                                                batch_buckets=buckets, **base),
+                        device=ref.info.device, dtype=getattr(torch, args.dtype))
+        bat.loop.output.stateful_codec = args.codec == "stateful"
+        bat.loop.runner.compile_backend = args.compile_backend
+        engines.append(("batched" if mode == "none" else mode, bat))
     chunking = StreamChunking(first_chunk_frames=1, chunk_frames=6, left_context_frames=25)
-    for engine in (ref, bat):  # warm both paths
-        run(engine, 1, 4, chunking)
+    for name, engine in engines:  # warm every path
+        if name in ("reference", "batched"):
+            run(engine, 1, 4, chunking)
     print(f"model {model} ({ref.info.kind.value}, {ref.info.device}/{ref.info.dtype}), "
           f"{args.frames} frames per request ({args.frames * 0.08:.1f} s), torch threads "
           f"{args.threads}, chunks 1 then 6 frames, left context 25 (reference); batched "
-          f"codec decoding: {args.codec}")
+          f"codec decoding: {args.codec}; engine.compile: {' vs '.join(args.compile)}")
     print(f"{'streams':>7} | {'backend':>9} | {'audio-s/s':>9} | {'TTFA p50':>9} | "
           f"{'TTFA p95':>9} | {'RTF/stream':>10} | {'wall s':>7}")
     rows = {}
     for n in args.concurrency:
-        for name, engine in (("reference", ref), ("batched", bat)):
+        for name, engine in engines:
             if name == "reference" and n > args.reference_max:
                 print(f"{n:>7} | {name:>9} | {'skipped (--reference-max)':>56}")
                 continue
-            if name == "batched" and n > 1:
+            if name not in ("reference", "batched"):
+                # compile this shape's graphs first (a server warms its buckets at start-up)
+                runner = engine.loop.runner
+                before = sum(runner.compile_seconds.values())
+                run(engine, n, args.frames, chunking)
+                spent = sum(runner.compile_seconds.values()) - before
+                print(f"{'':>7}   ({name}: {len(runner.compile_seconds)} graphs so far; "
+                      f"{spent:.1f} s compiling for {n} streams)", flush=True)
+            elif name == "batched" and n > 1:
                 # warm the kernels of this batch size first (oneDNN builds a primitive per new
                 # shape: ~100 ms for the first chunk decode of 14 streams), as a running
                 # server has; 32 frames reach the longest chunk window (25 + 6)
@@ -271,8 +299,14 @@ def main() -> None:
             a, b = rows[(n, "reference")], rows[(n, "batched")]
             print(f"{'':>7}   batched / reference: throughput x{b['audio_s_per_s'] / a['audio_s_per_s']:.1f}"
                   f", RTF x{b['rtf_p50'] / a['rtf_p50']:.2f}")
-    bat.close()
-
+        for name, _ in engines:
+            if name not in ("reference", "batched") and (n, "batched") in rows and (n, name) in rows:
+                a, b = rows[(n, "batched")], rows[(n, name)]
+                print(f"{'':>7}   {name} / eager: throughput x{b['audio_s_per_s'] / a['audio_s_per_s']:.2f}, "
+                      f"TTFA p95 x{b['ttfa_p95'] / a['ttfa_p95']:.2f}", flush=True)
+    for name, engine in engines:
+        if name != "reference":
+            engine.close()
 
 if __name__ == "__main__":
     main()

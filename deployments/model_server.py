@@ -86,7 +86,8 @@ class ModelServer:
         if loop is not None:
             st = loop.loop_stats
             out.update(slots=loop.capacity, active_slots=st.active, waiting=st.waiting,
-                       waiting_for_text=st.waiting_for_text)
+                       waiting_for_text=st.waiting_for_text, memory_plan=info.memory_plan,
+                       compile=loop.runner.compile_mode)
         return out
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:

@@ -27,7 +27,8 @@ from deployments.engine.types import (
 
 if TYPE_CHECKING:
     from deployments.engine.engine import TTSEngine
-    from deployments.engine.streaming import AsyncSynthesisStream, StreamStats, SynthesisStream
+    from deployments.engine.request import StreamStats
+    from deployments.engine.streaming import AsyncSynthesisStream, SynthesisStream
     from deployments.engine.tiny import (
         build_tiny_models,
         default_tiny_models_dir,
@@ -38,7 +39,7 @@ _LAZY = {
     "TTSEngine": "deployments.engine.engine",
     "SynthesisStream": "deployments.engine.streaming",
     "AsyncSynthesisStream": "deployments.engine.streaming",
-    "StreamStats": "deployments.engine.streaming",
+    "StreamStats": "deployments.engine.request",
     "build_tiny_models": "deployments.engine.tiny",
     "ensure_tiny_models": "deployments.engine.tiny",
     "default_tiny_models_dir": "deployments.engine.tiny",

@@ -65,6 +65,27 @@ class EngineConfig(BaseModel):
     budget_floor_frames: int = Field(25, ge=1, description="Runaway guard: frames every request "
                                      "may have whatever its text length (25 = 2 s)")
     retry_after_s: int = Field(1, ge=1, description="Retry-After of an overloaded engine")
+    compile: Literal["auto", "none", "compile", "cudagraphs"] = Field(
+        "auto", description="Batched backend, how a step runs: 'none' eager; 'compile' "
+        "torch.compile(fullgraph=True, dynamic=False), once per (batch, context) bucket; "
+        "'cudagraphs' one CUDA graph per bucket, captured on first use (CUDA only); 'auto': "
+        "cudagraphs on CUDA, else none (the faster on CPU by benchmarks/engine.py)",
+    )
+    batch_buckets: tuple[int, ...] | None = Field(
+        None, description="Batched backend: the batch sizes a step is padded to (one compiled "
+        "graph or CUDA graph each; the slot count is always one); None: 1, 2, 4, ... up to "
+        "the slot count",
+    )
+    memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Batched backend: plan slots and context from free device "
+        "memory x this after loading (like vLLM's gpu_memory_utilization; max_slots and "
+        "max_context_tokens become upper bounds); None: use them as given",
+    )
+    prefill_chunk_tokens: int = Field(
+        512, ge=16, description="Batched backend: a prompt longer than this (a clone's reference "
+        "codes) is prefilled in chunks of it, one per step, so running streams wait at most "
+        "one chunk",
+    )
     text_lookahead_tokens: int = Field(
         0, ge=0, le=64, description="Batched backend, text still arriving (incremental input): "
         "settled text tokens that must be buffered beyond the one a step reads before the step "
@@ -86,6 +107,8 @@ class ModelInfo:
     device: str
     dtype: str
     model_size: str  # tts_model_size from config.json ("0b6", "1b7", "tiny")
+    #: batched backend: slots, context and cache bytes (`memory.MemoryPlan.as_dict`)
+    memory_plan: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -258,7 +281,7 @@ class StreamCancelled(Exception):
 
 class StepObserver:
     """Hooks for metrics of the batched step loop (the model server passes one; the engine
-    stays Ray-free). Here, not in `batched`, so importing it does not import torch."""
+    stays Ray-free). Here, not in `step_loop`, so importing it does not import torch."""
 
     def on_step(self, batch_size: int, step_seconds: float) -> None: ...
     def on_admit(self, queue_wait_seconds: float) -> None: ...
