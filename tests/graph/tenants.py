@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 
 from tests.samples import wav_bytes
+
+T = TypeVar("T")
 
 
 def create_tenant_key(base_url: str, admin_token: str, name: str, **limits) -> str:
@@ -42,10 +46,14 @@ def save_clone_voice(graph, key: str, name: str) -> dict:
     return r.json()
 
 
-def fresh_minute(needed_s: float = 40.0) -> None:
-    """Wait for the next UTC minute unless `needed_s` of this one remain: per-minute limits
-    count in calendar-minute windows, so requests that must share one window start early
-    in it (a busy machine can make a few requests take many seconds)."""
-    left = 60.0 - time.time() % 60.0
-    if left < needed_s:
-        time.sleep(left + 0.05)
+def in_one_minute(attempt: Callable[[], T], tries: int = 3) -> T:
+    """`attempt()` run until it starts and ends within one UTC minute: per-minute limits
+    count calendar-minute windows, so requests that must share one are retried (each attempt
+    with a tenant of its own) when a minute ended while they ran, instead of waiting for the
+    start of a minute."""
+    for _ in range(tries):
+        minute = int(time.time() // 60)
+        result = attempt()
+        if int(time.time() // 60) == minute:
+            return result
+    raise AssertionError(f"{tries} attempts each ran across a minute boundary")
