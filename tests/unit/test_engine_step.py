@@ -220,3 +220,36 @@ def test_long_prompt_is_prefilled_in_chunks_between_the_running_streams_steps(ti
     finally:
         whole.close()
         chunked.close()
+
+
+@pytest.mark.parametrize("kind", [ModelKind.BASE, ModelKind.VOICE_DESIGN],
+                         ids=["base", "voice_design"])
+def test_compiled_step_equals_eager_for_the_other_kinds(tiny_models_dir, kind):
+    """The other model kinds differ in their prompts (a description; a clone prompt with
+    reference codes): through the compiled step their frames are the eager step's too,
+    greedy and seeded, in a batch of two."""
+    eager = _engine(tiny_models_dir, kind, max_slots=2, max_context_tokens=128)
+    compiled = _engine(tiny_models_dir, kind, model=eager.model, max_slots=2,
+                       max_context_tokens=128, compile="compile", batch_buckets=(2,))
+    if kind == ModelKind.VOICE_DESIGN:
+        voice = {"instruct": "A calm, low voice."}
+    else:
+        t = np.arange(24_000, dtype=np.float32) / 24_000
+        tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        voice = {"voice_prompt": eager.build_voice_prompt(
+            tone, 24_000, ref_text="Reference words here.")}
+    batch = [SynthesisRequest(text=TEXT, max_new_tokens=13, min_frames=12, **voice),
+             SynthesisRequest(text="Hello there.", seed=7, max_new_tokens=13, min_frames=12,
+                              sampling=SamplingParams(do_sample=True), **voice)]
+    try:
+        compiled.loop.runner.compile_backend = "eager"
+        want = eager.synthesize(batch)
+        got = compiled.synthesize(batch)
+        assert compiled.loop.runner.compile_seconds  # the step ran compiled
+        for w, g in zip(want, got, strict=True):
+            assert g.frames == w.frames == 12
+            np.testing.assert_array_equal(g.extra["codes"], w.extra["codes"])
+    finally:
+        eager.close()
+        compiled.close()
+        torch._dynamo.reset()
