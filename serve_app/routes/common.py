@@ -2,7 +2,7 @@
 responses.
 
 Routes are bound to the ingress instance that serves them: each replica builds its own app
-(`TTSIngress.__serve_build_asgi_app__`, serve_app.ingress) with that replica's
+(`TTSIngress.__serve_build_asgi_app__`, serve_app.app.ingress) with that replica's
 `ReplicaServices` in `app.state`, and a handler reaches them through its request (or
 WebSocket) with the functions below. Nothing is kept in module or class globals.
 """
@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, TypeVar
 from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 
-from serve_app.http_edge import REQUEST_ID_HEADER
-from serve_app.protocol.native import AudioOutput, VoiceRef
+from serve_app.edge.http_edge import REQUEST_ID_HEADER
+from serve_app.edge.socket_gate import SocketGate
+from serve_app.protocol.speech import AudioOutput, VoiceRef
 from serve_app.routes.stream_responses import stream_response
-from serve_app.socket_gate import SocketGate
-from serve_app.synthesis_service import SpeechInput, SynthesisService
+from serve_app.synthesis.synthesis_service import SpeechInput, SynthesisService
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from serve_app.admission import TenantAdmission
-    from serve_app.incremental_speech import ReplicaTextRelay
-    from serve_app.job_synthesis import JobSynthesis
-    from serve_app.saved_voices import SavedVoices
+    from serve_app.sessions.incremental_speaker import ReplicaTextRelay
+    from serve_app.synthesis.admission import TenantAdmission
+    from serve_app.synthesis.job_synthesis import JobSynthesis
+    from serve_app.synthesis.saved_voices import SavedVoices
 
 __all__ = ["REQUEST_ID_HEADER", "ReplicaServices", "admission", "audio_response", "jobs",
            "lookup_voice", "rid", "saved_voices", "service", "speech_response"]
@@ -90,7 +90,7 @@ def audio_response(out: AudioOutput) -> Response:
 
 
 async def lookup_voice(conn: HTTPConnection, name: str) -> VoiceRef | None:
-    """The caller's saved voice `name` (serve_app.saved_voices), or None for a preset."""
+    """The caller's saved voice `name` (serve_app.synthesis.saved_voices), or None for a preset."""
     voices = saved_voices(conn)
     return await voices.lookup(name) if voices is not None else None
 

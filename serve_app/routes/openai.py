@@ -2,7 +2,7 @@
 
 `model` takes a deployment name (case-insensitive) or OpenAI's tts-1 / tts-1-hd /
 gpt-4o-mini-tts (aliases of CustomVoice); `voice` takes a preset speaker or an OpenAI voice
-name (mapping in serve_app.catalog.OPENAI_VOICES). With VoiceDesign, `instructions` is the
+name (mapping in serve_app.synthesis.catalog.OPENAI_VOICES). With VoiceDesign, `instructions` is the
 voice description; a saved voice's id or name as `voice` speaks with VoiceClone from its
 stored prompt. The official openai SDK works against it unchanged.
 """
@@ -13,34 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from deployments.audio import RenderOptions
-from serve_app import catalog
-from serve_app.api_contract import audio_content, errors
-from serve_app.args import CUSTOM_VOICE, MODEL_DEPLOYMENTS, VOICE_CLONE, VOICE_DESIGN
-from serve_app.errors import invalid
-from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
-from serve_app.protocol.openai import OPENAI_MODEL_ALIASES, ModelCard, ModelList, SpeechRequest
+from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
+from serve_app.edge.api_errors import invalid
+from serve_app.protocol.openai_api import ModelCard, ModelList, SpeechRequest
+from serve_app.protocol.speech import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
 from serve_app.routes.common import lookup_voice, service, speech_response
+from serve_app.routes.contract import audio_content, errors
+from serve_app.synthesis import catalog
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-
-
-def allowed_models(deployed: list[str]) -> list[str]:
-    """What `model` may name (case-insensitively): the deployed models, and OpenAI's names
-    when CustomVoice is one of them."""
-    allowed = [d for d in MODEL_DEPLOYMENTS if d in deployed]
-    if CUSTOM_VOICE in deployed:
-        allowed += list(OPENAI_MODEL_ALIASES)
-    return allowed
-
-
-def resolve_model(name: str, deployed: list[str]) -> str:
-    key = name.strip().lower()
-    if key in OPENAI_MODEL_ALIASES:
-        key = CUSTOM_VOICE.lower()
-    for deployment in MODEL_DEPLOYMENTS:
-        if key == deployment.lower() and deployment in deployed:
-            return deployment
-    raise invalid("model", f"Unknown model {name!r}. Allowed: {', '.join(allowed_models(deployed))}.")
 
 
 def _voice_name(voice: str | dict) -> str:
@@ -54,7 +35,7 @@ def _voice_name(voice: str | dict) -> str:
     **errors(400, 404, 422, 429, 503, 504)})
 async def speech(body: SpeechRequest, request: Request) -> Response:
     svc = service(request)
-    model = resolve_model(body.model, svc.deployed_models)
+    model = catalog.resolve_model(body.model, svc.deployed_models)
     svc.instruction("instructions", body.instructions)  # named as this API names it
     common = {"text": body.input, "language": body.language, "seed": body.seed,
               "max_new_tokens": body.max_new_tokens, "min_frames": body.min_frames,
@@ -83,4 +64,4 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
 
 @router.get("/models", response_model=ModelList)
 async def models(request: Request) -> ModelList:
-    return ModelList(data=[ModelCard(id=i) for i in allowed_models(service(request).deployed_models)])
+    return ModelList(data=[ModelCard(id=i) for i in catalog.allowed_models(service(request).deployed_models)])

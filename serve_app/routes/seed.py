@@ -12,18 +12,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
-from serve_app.api_contract import audio_content, errors
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
 from serve_app.platform.keys import admin_token_sent
-from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput
-from serve_app.protocol.seed import (
+from serve_app.protocol.seed_api import (
     SeedHealthResponse,
     SeedSynthesizeRequest,
     SeedSynthesizeResponse,
     SeedVoice,
     SeedVoicesResponse,
 )
+from serve_app.protocol.speech import CustomVoiceInput, SavedVoiceInput
 from serve_app.routes.common import lookup_voice, rid, service
+from serve_app.routes.contract import audio_content, errors
 from serve_app.routes.stream_responses import audio_stream_response
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])

@@ -58,7 +58,7 @@ def _redis_up() -> bool:
 
 
 def _platform_environment(data_dir: Path) -> bool:
-    """The platform settings of the graph (serve_app.settings reads them when it is built):
+    """The platform settings of the graph (serve_app.app.settings reads them when it is built):
     SQLite and blobs in a fresh directory, an admin token, Redis-backed limits when the local
     Redis runs (a fresh key prefix)."""
     os.environ["QTTS_DATA_DIR"] = str(data_dir)
@@ -83,7 +83,7 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     import ray
     from ray import serve
 
-    from serve_app.cli import start_graph
+    from serve_app.tools.cli import start_graph
 
     redis = _platform_environment(tmp_path_factory.mktemp("platform"))
     port, metrics_port = free_port(), free_port()
@@ -125,8 +125,8 @@ def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) 
     (`updates`: AppArgs sections to replace, e.g. platform=...); deleted on exit."""
     from ray import serve
 
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
+    from serve_app.app.builder import build_graph
+    from serve_app.tools.profiles import load_profile
 
     profile = load_profile(CPU_PROFILE)
     args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, **updates})
@@ -144,7 +144,7 @@ def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) 
 
 @pytest.fixture(scope="session")
 def edge_app(graph: Graph) -> Iterator[str]:
-    from serve_app.profiles import load_profile
+    from serve_app.tools.profiles import load_profile
 
     defaults = load_profile(CPU_PROFILE).args
     with small_app(graph, EDGE_APP,

@@ -1,4 +1,4 @@
-"""The metering wrapper (serve_app.metering) over a real platform: a result is billed once
+"""The metering wrapper (serve_app.synthesis.metering) over a real platform: a result is billed once
 with what it produced, a failure is billed nothing, a stream is billed when it ends (its
 characters may be known only then), a dropped stream is billed what was sent."""
 
@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from deployments.audio.formats import AudioFormat
-from serve_app.admission import TenantAdmission
-from serve_app.metering import Meter, Metered
-from serve_app.protocol.native import AudioOutput, AudioStreamChunk
-from serve_app.request_context import acting_as
+from serve_app.edge.request_context import acting_as
+from serve_app.protocol.speech import AudioOutput, AudioStreamChunk
+from serve_app.synthesis.admission import TenantAdmission
+from serve_app.synthesis.metering import Meter, Metered
 
 
 class FakeStream:

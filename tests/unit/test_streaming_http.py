@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from deployments.audio import RenderOptions
 from deployments.engine.types import AudioChunk, EngineError
-from serve_app.audio_stream import AudioStream
 from serve_app.routes.stream_responses import audio_stream_response, sse_response
+from serve_app.synthesis.audio_stream import AudioStream
 
 RATE = 24_000
 
