@@ -41,6 +41,7 @@ from serve_app.routes.admin import create_admin_router
 from serve_app.routes.common import REQUEST_ID_HEADER, ReplicaServices
 from serve_app.routes.contract import contract_openapi
 from serve_app.synthesis import catalog
+from serve_app.synthesis.voice_selector import VoiceSelector
 
 
 def _error_response(request: Request, error: ApiError) -> JSONResponse:
@@ -80,6 +81,8 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     args = replica.service.args
     if replica.socket_gate is None:
         replica = dataclasses.replace(replica, socket_gate=SocketGate(args.ingress))
+    if replica.selector is None:  # no saved voices without a platform: presets only
+        replica = dataclasses.replace(replica, selector=VoiceSelector(replica.service))
     app.state.replica = replica
 
     @app.exception_handler(ApiError)

@@ -34,6 +34,7 @@ from serve_app.protocol.speech import (
     AudioOutput,
     AudioStreamChunk,
     CustomVoiceInput,
+    SpeechInput,
     VoiceCloneInput,
     VoiceDesignInput,
 )
@@ -48,7 +49,8 @@ from serve_app.sessions.speech_session import (
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.job_synthesis import JobSynthesis
 from serve_app.synthesis.saved_voices import SavedVoices
-from serve_app.synthesis.synthesis_service import SpeechInput, SynthesisService
+from serve_app.synthesis.synthesis_service import SynthesisService
+from serve_app.synthesis.voice_selector import VoiceSelector
 
 logger = logging.getLogger("qtts.ingress")
 
@@ -71,13 +73,13 @@ class TTSIngress:
         self.admission = TenantAdmission(platform)
         self.service = SynthesisService(args, models, audio, self.admission)
         # (not `self.voices`: that name is a handle method)
-        self.saved_voices = SavedVoices(self.admission, self.service)
-        self.job_synthesis = JobSynthesis(self.service, self.admission, self.saved_voices)
+        self.selector = VoiceSelector(self.service, SavedVoices(self.admission, self.service))
+        self.job_synthesis = JobSynthesis(self.service, self.admission, self.selector)
         self.job_synthesis.start()  # this replica's job runner, in its event loop
         self.text_relay = ReplicaTextRelay()  # incremental speech sessions' text
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_http_app(ReplicaServices(self.service, self.admission, self.saved_voices,
+        return create_http_app(ReplicaServices(self.service, self.admission, self.selector,
                                                self.job_synthesis, self.text_relay))
 
     # ----------------------------------------------------------------- handle API (typed)
@@ -116,7 +118,7 @@ class TTSIngress:
     ) -> AsyncIterator[SessionEvent]:
         """The WebSocket session for Ray callers (docs/streaming.md): text pieces from a
         TextFeed (or a list), SessionAudio in order, then SessionDone; errors raise ApiError."""
-        async for event in handle_session(self.service, settings, text, self.saved_voices,
+        async for event in handle_session(self.service, settings, text, self.selector,
                                           self.text_relay):
             yield event
 
@@ -127,11 +129,9 @@ class TTSIngress:
         return await self.service.health()
 
     async def _edge(self, request: SpeechInput) -> SpeechInput:
-        """The handle API's edge: a saved voice named as a CustomVoice `speaker` is resolved
-        here, once, into its VoiceRef."""
-        if isinstance(request, CustomVoiceInput):
-            return await self.saved_voices.speech(request)
-        return request
+        """The handle API's edge: the voice selector, as for every surface (a saved voice
+        named as a CustomVoice `speaker` is resolved here, once, into its VoiceRef)."""
+        return await self.selector.typed(request)
 
     async def _call(self, request: SpeechInput) -> AudioOutput:
         request_id = current_request_id() or uuid.uuid4().hex  # Serve's id: the one in the logs

@@ -28,7 +28,9 @@ _STREAMING = streaming_keeps("stream_format", ["audio", "sse"], speed=1.0, pitch
                              loudness_lufs=None)
 
 
-class _Common(BaseModel):
+class SpeechBody(BaseModel):
+    """The fields design and clone share."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra=_STREAMING)
 
     input: SpeechText
@@ -50,11 +52,11 @@ class _Common(BaseModel):
         return RenderOptions(format=self.response_format or default_format, **fields)
 
 
-class DesignBody(_Common):
+class DesignBody(SpeechBody):
     description: str = Field(min_length=1, description="The voice to create")
 
 
-class CloneBody(_Common):
+class CloneBody(SpeechBody):
     """The clone fields besides reference_audio, which arrives as a file part or data URL."""
 
     model_config = ConfigDict(json_schema_extra={"allOf": [_STREAMING,

@@ -62,6 +62,10 @@ class SavedVoiceInput(_Input):
     voice: VoiceRef
 
 
+#: Any operation's input: the operation is the input's type.
+SpeechInput = CustomVoiceInput | VoiceDesignInput | VoiceCloneInput | SavedVoiceInput
+
+
 class AudioOutput(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -18,12 +18,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.edge.api_errors import invalid
-from serve_app.protocol.audio_api import CloneBody, DesignBody
-from serve_app.protocol.speech import VoiceCloneInput, VoiceDesignInput
-from serve_app.routes.common import service, speech_response
+from serve_app.protocol.audio_api import CloneBody, DesignBody, SpeechBody
+from serve_app.protocol.speech import SpeechInput
+from serve_app.routes.common import selector, service, speech_response
 from serve_app.routes.contract import audio_content, errors, upload_body
 from serve_app.routes.uploads import read_upload
+from serve_app.synthesis.voice_selector import (
+    DESCRIPTION_FIELDS,
+    Reference,
+    VoiceChoice,
+    VoiceRequest,
+)
 
 router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 
@@ -37,13 +44,10 @@ _SPEECH_ANSWERS = {200: audio_content("The audio in response_format; streamed wi
 
 @router.post("/design", response_class=Response, responses=_SPEECH_ANSWERS)
 async def design(body: DesignBody, request: Request) -> Response:
-    svc = service(request)
-    inp = VoiceDesignInput(
-        text=body.input, description=body.description, language=body.language, seed=body.seed,
-        output=body.render_options(svc.args.audio.default_format),
-        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
-    )
-    return await speech_response(request, inp, body.stream_format)
+    choice = await selector(request).select(VoiceRequest(
+        deployment=VOICE_DESIGN, description=body.description, language=body.language,
+        fields=DESCRIPTION_FIELDS))
+    return await speech_response(request, _input(request, body, choice), body.stream_format)
 
 
 @router.post("/clone", response_class=Response,
@@ -56,12 +60,14 @@ async def clone(request: Request) -> Response:
         raise invalid("reference_audio", "reference_audio is required: a file part "
                       "(multipart) or a data URL (JSON)", "missing_value")
     body = upload.validated(CloneBody)
-    audio = upload.audio
-    inp = VoiceCloneInput(
-        text=body.input, language=body.language, seed=body.seed, reference_audio=audio,
-        ref_text=body.ref_text, x_vector_only=body.x_vector_only,
-        output=body.render_options(svc.args.audio.default_format),
-        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
-    )
-    return await speech_response(request, inp, body.stream_format)
+    choice = await selector(request).select(VoiceRequest(
+        deployment=VOICE_CLONE, language=body.language,
+        reference=Reference(upload.audio, body.ref_text, body.x_vector_only)))
+    return await speech_response(request, _input(request, body, choice), body.stream_format)
+
+
+def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInput:
+    return choice.input(body.input, language=body.language, seed=body.seed,
+                        output=body.render_options(service(request).args.audio.default_format),
+                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames)
 

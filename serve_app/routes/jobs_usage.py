@@ -18,40 +18,24 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from deployments.audio import RenderOptions
-from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
-from serve_app.edge.api_errors import invalid
-from serve_app.platform.jobs.store import JobParams, JobRequest
+from serve_app.platform.jobs.store import JobRequest
 from serve_app.protocol.jobs_api import PERIOD_PATTERN, JobBody
-from serve_app.routes.common import admission, jobs, lookup_voice, service
+from serve_app.routes.common import admission, jobs, selector
 from serve_app.routes.contract import audio_content, errors
-from serve_app.synthesis import catalog
+from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
 
 router = APIRouter(prefix="/v1", tags=["jobs and usage"])
 
 @router.post("/jobs", status_code=202, responses=errors(404, 422, 429, 503))
 async def submit(body: JobBody, request: Request) -> JSONResponse:
-    svc, gate = service(request), admission(request)
+    gate = admission(request)
     caller = gate.request_caller()
-    common = {"language": body.language, "seed": body.seed, "max_new_tokens": body.max_new_tokens}
-    voice = await lookup_voice(request, body.voice or "")
-    model = VOICE_CLONE if voice is not None else catalog.resolve_model(body.model, svc.deployed_models)
-    if voice is not None:
-        params = JobParams(**common, voice=voice.id)
-    elif model == VOICE_DESIGN:
-        description = (body.description or body.instructions or "").strip()
-        svc.instruction("description", description)
-        if not description:
-            raise invalid("description", "VoiceDesign needs description: the voice to create")
-        params = JobParams(**common, description=description)
-    elif model == VOICE_CLONE:
-        raise invalid("voice", "VoiceClone jobs need a saved voice id in voice "
-                      "(create one with POST /v1/voices)")
-    else:
-        info = await svc.model_info(CUSTOM_VOICE)
-        params = JobParams(**common, speaker=catalog.resolve_speaker(
-            body.voice or "", info, param="voice", openai_names=True),
-            instruct=svc.instruction("instructions", body.instructions))
-    catalog.resolve_language(body.language, await svc.model_info(model))  # 422 now, not later
+    choice = await selector(request).select(VoiceRequest(
+        model=body.model, voice=body.voice or "", instructions=body.instructions,
+        description=body.description, language=body.language, fields=DESCRIPTION_FIELDS))
+    model = choice.deployment
+    params = choice.job_params(language=body.language, seed=body.seed,
+                               max_new_tokens=body.max_new_tokens)
     output = RenderOptions(format=body.response_format, speed=body.speed,
                            sample_rate=body.sample_rate)
     job = JobRequest(model=model, text=body.input, params=params,

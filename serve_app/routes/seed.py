@@ -21,10 +21,10 @@ from serve_app.protocol.seed_api import (
     SeedVoice,
     SeedVoicesResponse,
 )
-from serve_app.protocol.speech import CustomVoiceInput, SavedVoiceInput
-from serve_app.routes.common import lookup_voice, rid, service
+from serve_app.routes.common import rid, selector, service
 from serve_app.routes.contract import audio_content, errors
 from serve_app.routes.stream_responses import audio_stream_response
+from serve_app.synthesis.voice_selector import SPEAKER_FIELDS, VoiceRequest
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])
 
@@ -40,13 +40,14 @@ async def synthesize(
     body: SeedSynthesizeRequest, request: Request
 ) -> SeedSynthesizeResponse | StreamingResponse:
     svc = service(request)
-    common = {"text": body.text, "language": body.language, "seed": body.seed,
+    common = {"language": body.language, "seed": body.seed,
               "output": RenderOptions(format=svc.args.audio.default_format,
                                       sample_rate=svc.args.audio.default_sample_rate,
                                       speed=body.speed, pitch=body.pitch)}
-    voice = await lookup_voice(request, body.speaker)  # a saved voice's id or name
-    inp = (SavedVoiceInput(voice=voice, **common) if voice is not None
-           else CustomVoiceInput(speaker=body.speaker, instruct=body.instruct, **common))
+    choice = await selector(request).select(VoiceRequest(  # a preset, or a saved voice
+        voice=body.speaker, instructions=body.instruct, language=body.language,
+        fields=SPEAKER_FIELDS))
+    inp = choice.input(body.text, **common)
     if body.enable_streaming:  # chunked audio in OUTPUT_FORMAT instead of JSON
         return audio_stream_response(await svc.stream(inp, rid(request)))
     out = await svc.synthesize(inp, rid(request))

@@ -51,7 +51,7 @@ from serve_app.protocol.session_api import (
     SessionDone,
     SessionSettings,
 )
-from serve_app.routes.common import replica, saved_voices, service
+from serve_app.routes.common import replica, selector, service
 from serve_app.sessions.speech_session import SpeechSession, new_session_id
 
 logger = logging.getLogger("qtts.speech_session")
@@ -189,7 +189,7 @@ async def _serve(websocket: WebSocket, svc, session_id: str, raw: dict, principa
     except ValidationError as exc:
         raise validation_error(exc) from None
     with acting_as(principal, ENDPOINT):
-        session = SpeechSession(svc, settings, session_id, saved_voices(websocket),
+        session = SpeechSession(svc, settings, session_id, selector(websocket),
                                 replica(websocket).text_relay)
         await session.open()
         await websocket.send_json({"type": "session.created", "session_id": session_id,

@@ -20,10 +20,11 @@ from serve_app.edge.api_errors import invalid
 from serve_app.platform.keys import Principal
 from serve_app.platform.voices import VoiceInfo
 from serve_app.protocol.voices_api import CloneVoice, DesignVoice
-from serve_app.routes.common import admission, rid, service
+from serve_app.routes.common import admission, rid, selector, service
 from serve_app.routes.contract import errors, upload_body
 from serve_app.routes.uploads import read_upload
 from serve_app.synthesis.metering import Metered
+from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
 
 router = APIRouter(prefix="/v1/voices", tags=["saved voices"])
 
@@ -65,7 +66,9 @@ async def create_voice(request: Request) -> dict:
 
 async def _design(request: Request, principal: Principal, body: DesignVoice) -> dict:
     svc, gate = service(request), admission(request)
-    svc.instruction("description", body.description)
+    await selector(request).select(VoiceRequest(  # the description, as every VoiceDesign's
+        deployment=VOICE_DESIGN, description=body.description, language=body.language,
+        fields=DESCRIPTION_FIELDS))
 
     async def create() -> tuple[VoiceInfo, float]:
         sample, seconds = await svc.design_sample(body.description, body.sample_text,

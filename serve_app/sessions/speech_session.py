@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from deployments.audio import RenderOptions
-from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
 from serve_app.edge.api_errors import ApiError, invalid, to_api_error
 from serve_app.protocol.session_api import (
     Close,
@@ -30,7 +29,7 @@ from serve_app.protocol.session_api import (
     SessionUsage,
     TextDelta,
 )
-from serve_app.protocol.speech import CustomVoiceInput, SavedVoiceInput, VoiceDesignInput
+from serve_app.protocol.speech import SpeechInput
 from serve_app.sessions.incremental_speaker import (
     PLACEHOLDER_TEXT,
     IncrementalSpeaker,
@@ -38,11 +37,10 @@ from serve_app.sessions.incremental_speaker import (
 )
 from serve_app.sessions.sentence_speaker import SentenceSpeaker
 from serve_app.sessions.session_output import SessionOutput
-from serve_app.synthesis import catalog
+from serve_app.synthesis.voice_selector import OPENAI_FIELDS, VoiceRequest, VoiceSelector
 
 if TYPE_CHECKING:
-    from serve_app.synthesis.saved_voices import SavedVoices
-    from serve_app.synthesis.synthesis_service import SpeechInput, SynthesisService
+    from serve_app.synthesis.synthesis_service import SynthesisService
 
 #: What a session yields: audio in order, then one SessionDone.
 SessionEvent = SessionAudio | SessionDone
@@ -53,9 +51,9 @@ class SpeechSession:
     (ApiError before any text is read); then iterate `run(messages)` once."""
 
     def __init__(self, svc: SynthesisService, settings: SessionSettings, session_id: str,
-                 voices: SavedVoices | None = None, relay: ReplicaTextRelay | None = None) -> None:
+                 selector: VoiceSelector, relay: ReplicaTextRelay | None = None) -> None:
         self._svc = svc
-        self._voices = voices
+        self._selector = selector
         self._relay = relay
         self.settings = settings
         self.session_id = session_id
@@ -69,44 +67,24 @@ class SpeechSession:
             raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
                            "this surface; use mode 'sentence'", "mode")
         svc = self._svc
-        model = catalog.resolve_model(s.model, svc.deployed_models)
-        svc.instruction("instructions", s.instructions)
+        choice = await self._selector.select(VoiceRequest(
+            model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
+            fields=OPENAI_FIELDS))
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
         common = {"language": s.language, "seed": seed, "output": RenderOptions(format="pcm"),
                   "max_new_tokens": s.max_new_tokens, "min_frames": s.min_frames}
-        saved = (None if model == VOICE_DESIGN or self._voices is None
-                 else await self._voices.lookup(s.voice))
-        voice_id = None
-        if saved is not None:  # a saved voice: VoiceClone from its stored prompt
-            deployment = VOICE_CLONE
-            make: Callable[[str], SpeechInput] = lambda text: SavedVoiceInput(  # noqa: E731
-                text=text, voice=saved, **common)
-            voice_id = saved.id
-        elif model == VOICE_CLONE:
-            raise invalid("model", "VoiceClone needs a saved voice: create one with POST "
-                          "/v1/voices and pass its id or name as voice", "unsupported_value")
-        elif model == VOICE_DESIGN:
-            if not (s.instructions or "").strip():
-                raise invalid("instructions", "VoiceDesign needs instructions: the voice "
-                              "description")
-            deployment = VOICE_DESIGN
-            make = lambda text: VoiceDesignInput(text=text, description=s.instructions,  # noqa: E731
-                                                 **common)
-        else:
-            deployment = CUSTOM_VOICE
-            info = await svc.model_info(CUSTOM_VOICE)
-            speaker = catalog.resolve_speaker(s.voice, info, param="voice", openai_names=True)
-            make = lambda text: CustomVoiceInput(text=text, speaker=speaker,  # noqa: E731
-                                                 instruct=s.instructions, **common)
-        info = await svc.model_info(deployment)
-        catalog.resolve_language(s.language, info)  # an unknown language fails now, not later
+
+        def make(text: str) -> SpeechInput:
+            return choice.input(text, **common)
+
+        info = await svc.model_info(choice.deployment)
         self.output = SessionOutput(s.response_format, info.sample_rate, s.sample_rate)
         max_chars = svc.args.ingress.max_text_chars
         if s.mode == "incremental":
             call = await svc.prepare(make(PLACEHOLDER_TEXT))  # the operation's one builder
             self._speaker = IncrementalSpeaker(
                 svc, self.output, await self._relay.get(), call.deployment, call.request,
-                self.session_id, voice_id, max_chars)
+                self.session_id, choice.saved.id if choice.saved else None, max_chars)
         else:
             self._speaker = SentenceSpeaker(svc, self.output, make, self.session_id, max_chars)
 
@@ -219,11 +197,11 @@ def new_session_id() -> str:
 
 async def handle_session(
     svc: SynthesisService, settings: SessionSettings, text: TextFeed | Iterable[str],
-    voices: SavedVoices | None = None, relay: ReplicaTextRelay | None = None,
+    selector: VoiceSelector, relay: ReplicaTextRelay | None = None,
 ) -> AsyncIterator[SessionAudio | SessionDone]:
     """The handle API's session (TTSIngress.speech_session): the trusted in-cluster tenant,
     errors raised as ApiError (setup errors before the first event)."""
-    session = SpeechSession(svc, settings, new_session_id(), voices, relay)
+    session = SpeechSession(svc, settings, new_session_id(), selector, relay)
     try:
         if settings.api_key is not None:
             raise invalid("api_key", "handle callers act as the in-cluster tenant; api_key is "

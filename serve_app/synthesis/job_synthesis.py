@@ -1,7 +1,8 @@
 """Jobs as requests of the synthesis service.
 
 The replica's job runner (serve_app.platform.jobs.runner) claims jobs and hands each segment
-here: it becomes the same typed input a direct request makes (`job_input`) and goes through
+here: it becomes the same typed input a direct request makes (`job_input`, from the voice the
+selector chose at submission) and goes through
 `SynthesisService.segment`, so it is built, admitted (the job's tenant, read once per job
 attempt: its quotas apply, its per-request limits applied at submission), timed out, watched
 for replica loss and measured exactly as a direct request; each segment is its own usage row
@@ -14,46 +15,35 @@ from __future__ import annotations
 import numpy as np
 
 from deployments.audio import RenderOptions
-from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN
+from serve_app.app.args import VOICE_CLONE
 from serve_app.edge.request_context import Caller
 from serve_app.platform.jobs.runner import EncodedAudio, JobRunner, SegmentAudio
 from serve_app.platform.jobs.store import ClaimedJob, JobRequest
-from serve_app.protocol.speech import (
-    CustomVoiceInput,
-    SavedVoiceInput,
-    VoiceDesignInput,
-    VoiceRef,
-)
+from serve_app.protocol.speech import SpeechInput, VoiceRef
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.cache import LRUCache
-from serve_app.synthesis.saved_voices import SavedVoices
-from serve_app.synthesis.synthesis_service import SpeechInput, SynthesisService
+from serve_app.synthesis.synthesis_service import SynthesisService
+from serve_app.synthesis.voice_selector import VoiceChoice, VoiceSelector
 
 
 def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> SpeechInput:
     """One segment of a job as the input of the direct request it stands for (`voice`: the
-    job's saved voice, for VoiceClone jobs)."""
+    job's saved voice, for VoiceClone jobs): the voice decided at submission
+    (`VoiceChoice.of_job`), the text of the segment."""
     params = request.params
-    common = {"text": text, "language": params.language or "auto", "seed": params.seed,
-              "max_new_tokens": params.max_new_tokens}
-    if request.model == CUSTOM_VOICE:
-        return CustomVoiceInput(**common, speaker=params.speaker or "",
-                                instruct=params.instruct or None)
-    if request.model == VOICE_DESIGN:
-        return VoiceDesignInput(**common, description=params.description or "")
-    if request.model == VOICE_CLONE and voice is not None:
-        return SavedVoiceInput(**common, voice=voice)
-    raise ValueError(f"a {request.model} job needs a saved voice")
+    return VoiceChoice.of_job(request, voice).input(
+        text, language=params.language or "auto", seed=params.seed,
+        max_new_tokens=params.max_new_tokens)
 
 
 class JobSynthesis:
     """The job runner of one ingress replica, synthesizing through its SynthesisService."""
 
     def __init__(self, service: SynthesisService, admission: TenantAdmission,
-                 voices: SavedVoices):
+                 selector: VoiceSelector):
         self._service = service
         self._admission = admission
-        self._voices = voices
+        self._selector = selector
         self._job_voices: LRUCache[VoiceRef] = LRUCache(64)  # "<job id>:<attempt>"
         self.runner: JobRunner | None = None
 
@@ -92,6 +82,6 @@ class JobSynthesis:
         key = f"{job.id}:{job.attempt}"
         voice = self._job_voices.get(key)
         if voice is None:
-            voice = await self._voices.require(voice_id, caller)
+            voice = await self._selector.job_voice(voice_id, caller)
             self._job_voices.put(key, voice)
         return voice

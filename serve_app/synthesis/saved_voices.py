@@ -1,11 +1,12 @@
-"""Saved voices at the edge: a voice named in a request becomes a `VoiceRef` once, here.
+"""Saved voices: a voice named in a request becomes a `VoiceRef` once, here.
 
-Every surface that takes a voice by name (OpenAI `voice`, the seed's `speaker`, the handle
-API's `speaker`, jobs, speech sessions) asks `SavedVoices.lookup`: a preset speaker or an
+The voice selector asks `SavedVoices.lookup` for every surface that takes a voice by name
+(OpenAI `voice`, the seed's `speaker`, the handle API's `speaker`, jobs, speech sessions): a preset speaker or an
 OpenAI voice name is None (the preset rules apply); a saved voice of the caller's tenant, by
 id (`voice_...`) or by name, is its id and clone prompt; an id that is not the caller's is a
 404 (another tenant's voice is answered exactly as a missing one). Nothing after the edge
-looks at the string again: synthesis takes a `SavedVoiceInput` with the `VoiceRef`.
+looks at the string again: the voice selector (serve_app.synthesis.voice_selector) makes
+the request a `SavedVoiceInput` with the `VoiceRef`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from serve_app.edge.api_errors import ApiError
 from serve_app.edge.request_context import Caller
 from serve_app.platform.errors import NotFound
 from serve_app.platform.voices import is_voice_id
-from serve_app.protocol.speech import CustomVoiceInput, SavedVoiceInput, VoiceRef
+from serve_app.protocol.speech import VoiceRef
 from serve_app.synthesis import catalog
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.synthesis_service import SynthesisService
@@ -46,14 +47,6 @@ class SavedVoices:
         """A saved voice known to exist (a job's, resolved when it was submitted)."""
         voice_id, prompt = await self._admission.platform.resolve_voice(caller.principal, voice_id)
         return VoiceRef(voice_id, prompt)
-
-    async def speech(self, inp: CustomVoiceInput) -> CustomVoiceInput | SavedVoiceInput:
-        """A handle caller's CustomVoiceInput as it is meant: in a saved voice when its
-        `speaker` names one."""
-        voice = await self.lookup(inp.speaker)
-        if voice is None:
-            return inp
-        return SavedVoiceInput(voice=voice, **inp.model_dump(exclude={"speaker", "instruct"}))
 
     async def _is_preset(self, name: str) -> bool:
         if name.strip().lower() in catalog.OPENAI_VOICES:

@@ -36,6 +36,7 @@ from serve_app.protocol.speech import (
     AudioOutput,
     CustomVoiceInput,
     SavedVoiceInput,
+    SpeechInput,
     VoiceCloneInput,
     VoiceDesignInput,
 )
@@ -50,7 +51,6 @@ from serve_app.synthesis.metering import Characters, Meter, Metered, Unmetered
 T = TypeVar("T")
 logger = logging.getLogger("qtts.service")
 
-SpeechInput = CustomVoiceInput | VoiceDesignInput | VoiceCloneInput | SavedVoiceInput
 #: Starts a model stream: returns the handle's response generator of AudioChunk.
 StartStream = Callable[[], Awaitable[Any]]
 
@@ -256,15 +256,13 @@ class SynthesisService:
         return ModelCall(CUSTOM_VOICE, info, SynthesisRequest(
             **self._common(inp, info),
             speaker=catalog.resolve_speaker(inp.speaker, info),
-            instruct=self.instruction("instruct", inp.instruct) or None,
+            instruct=inp.instruct or None,
         ))
 
     async def _voice_design_call(self, inp: VoiceDesignInput) -> ModelCall:
         info = await self.model_info(VOICE_DESIGN)
-        if not inp.description.strip():
-            raise invalid("description", "description must describe the voice to create")
         return ModelCall(VOICE_DESIGN, info, SynthesisRequest(
-            **self._common(inp, info), instruct=self.instruction("description", inp.description),
+            **self._common(inp, info), instruct=inp.description,
         ))
 
     async def _voice_clone_call(self, inp: VoiceCloneInput) -> ModelCall:
@@ -341,15 +339,6 @@ class SynthesisService:
             raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} fit in "
                           "one request, and a job (POST /v1/jobs) takes longer text.")
         return text
-
-    def instruction(self, param: str, value: str | None) -> str | None:
-        """An instruction or voice description within `ingress.max_instruction_chars` (the
-        model reads it in full, in front of every request's text)."""
-        limit = self.args.ingress.max_instruction_chars
-        if value is not None and len(value) > limit:
-            raise invalid(param, f"{param} is {len(value)} characters long; at most {limit} "
-                          "are allowed.")
-        return value
 
     def check_upload(self, size: int) -> None:
         limit = self.args.audio.max_upload_bytes
