@@ -54,14 +54,14 @@ async def create_voice(request: Request) -> dict:
         raise invalid("ref_text", "ref_text (the transcript of reference_audio) is required; or "
                       "set x_vector_only=true", "missing_value")
 
-    async def create() -> VoiceInfo:
+    # metered as a VoiceClone request that produced no audio
+    async with svc.meter.admitted(Metered(VOICE_CLONE, rid(request))) as usage:
         prompt = await svc.clone_prompt(audio, ref_text, body.x_vector_only)
-        return await gate.platform.create_clone_voice(
+        info = await gate.platform.create_clone_voice(
             principal, body.name, prompt, consent=True, reference_audio=audio,
             language=body.language, description=body.description)
-
-    # metered as a VoiceClone request that produced no audio
-    return _voice(await svc.meter.run(Metered(VOICE_CLONE, rid(request)), create))
+        usage.ok()
+    return _voice(info)
 
 
 async def _design(request: Request, principal: Principal, body: DesignVoice) -> dict:
@@ -70,18 +70,16 @@ async def _design(request: Request, principal: Principal, body: DesignVoice) -> 
         deployment=VOICE_DESIGN, description=body.description, language=body.language,
         fields=DESCRIPTION_FIELDS))
 
-    async def create() -> tuple[VoiceInfo, float]:
+    # metered as the VoiceDesign request that rendered the sample
+    metered = Metered(VOICE_DESIGN, rid(request), len(body.sample_text))
+    async with svc.meter.admitted(metered) as usage:
         sample, seconds = await svc.design_sample(body.description, body.sample_text,
                                                   body.language, body.seed)
         prompt = await svc.clone_prompt(sample, body.sample_text, False)
         info = await gate.platform.create_designed_voice(
             principal, body.name, prompt, description=body.description, sample_audio=sample,
             language=None if body.language == "auto" else body.language)
-        return info, seconds
-
-    # metered as the VoiceDesign request that rendered the sample
-    info, _ = await svc.meter.run(Metered(VOICE_DESIGN, rid(request), len(body.sample_text)),
-                                  create, lambda made: made[1])
+        usage.ok(seconds)
     return _voice(info)
 
 

@@ -18,26 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from deployments.audio import RenderOptions
 from serve_app.edge.api_errors import invalid
 from serve_app.protocol.session_api import Close, Flush, SessionAudio, TextDelta, TextSpan
 from serve_app.sessions.session_output import SessionOutput
 
 if TYPE_CHECKING:
-    from deployments.engine.types import SynthesisRequest
+    from serve_app.protocol.speech import SpeechInput
     from serve_app.synthesis.synthesis_service import SynthesisService
-
-#: The text an utterance's model request is prepared with (validated as any request's text is);
-#: the model replaces it with the text that arrives.
-PLACEHOLDER_TEXT = "text arrives later"
-
 
 class ReplicaTextRelay:
     """This ingress replica's TextRelay actor, created on the first incremental session (0
@@ -75,15 +66,12 @@ class IncrementalSpeaker:
     """Runs one session's utterances (see the module docstring) for `SpeechSession.run`."""
 
     def __init__(self, svc: SynthesisService, output: SessionOutput, relay: Any,
-                 deployment: str, request: SynthesisRequest, session_id: str,
-                 voice_id: str | None, max_chars: int) -> None:
+                 make: Callable[[str], SpeechInput], session_id: str, max_chars: int) -> None:
         self._svc = svc
         self._output = output
         self._session_id = session_id
-        self._voice_id = voice_id
         self._relay = relay
-        self._deployment = deployment
-        self._request = dataclasses.replace(request, text="", streaming_text=True)
+        self._make = make
         self._max_chars = max_chars
         self.text = ""  # everything received
         self._current: _Utterance | None = None
@@ -190,27 +178,21 @@ class IncrementalSpeaker:
     async def _speak(self, u: _Utterance) -> AsyncIterator[SessionAudio]:
         from deployments.text_relay import TextSource
 
-        svc, output = self._svc, self._output
-        source = TextSource(self._relay, u.key)
-        request = self._request
-
-        async def start():
-            return svc.handle(self._deployment).options(stream=True).stream_text.remote(
-                request, source)
-
+        output = self._output
         output.next_request()
-        stream = await svc.stream_from(
-            self._deployment, start, RenderOptions(format="pcm"), u.key,
-            characters=lambda: u.billed, voice=self._voice_id)
+        # the text so far is the request's text as any request's is (validated, billed when
+        # read); the model reads it, and what follows, from the relay
+        stream = await self._svc.open_pcm(self._make(u.text), u.key,
+                                          text=TextSource(self._relay, u.key),
+                                          characters=lambda: u.billed)
         try:
-            async with contextlib.aclosing(stream.chunks()) as pieces:
-                async for piece in pieces:
+            async with contextlib.aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
                     billed = u.billed
-                    u.read = max(u.read, min(piece.text_chars, len(u.text)))
+                    u.read = max(u.read, min(chunk.text_chars, len(u.text)))
                     output.bill(u.billed - billed)  # billed: what the model read
-                    samples = np.frombuffer(piece.audio, "<i2").astype(np.float32) / 32768.0
                     end = max(self._spoken_to, u.start + u.read)
-                    event = output.write(samples, TextSpan(start=self._spoken_to, end=end),
+                    event = output.write(chunk.audio, TextSpan(start=self._spoken_to, end=end),
                                          u.index)
                     if event is not None:
                         self._spoken_to = end

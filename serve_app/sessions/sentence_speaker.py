@@ -13,8 +13,6 @@ import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from serve_app.edge.api_errors import invalid
 from serve_app.platform.jobs.text import CLAUSE_BREAK, SENTENCE_END
 from serve_app.protocol.session_api import Close, Flush, SessionAudio, TextDelta, TextSpan
@@ -131,13 +129,12 @@ class SentenceSpeaker:
         output = self._output
         text = self._splitter.text[span.start:span.end]
         sentence = output.next_request()
-        stream = await self._svc.stream(self._make(text), f"{self._session_id}-{sentence}")
+        stream = await self._svc.open_pcm(self._make(text), f"{self._session_id}-{sentence}")
         counted = False
-        async with contextlib.aclosing(stream.chunks()) as pieces:
-            async for piece in pieces:
-                samples = np.frombuffer(piece.audio, "<i2").astype(np.float32) / 32768.0
-                if samples.size and not counted:  # billed once it has audio (as metering)
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                if chunk.audio.size and not counted:  # billed once it has audio (as metering)
                     counted = True
                     output.bill(len(text))
-                if (event := output.write(samples, span, sentence)) is not None:
+                if (event := output.write(chunk.audio, span, sentence)) is not None:
                     yield event

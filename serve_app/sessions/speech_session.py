@@ -18,7 +18,6 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
-from deployments.audio import RenderOptions
 from serve_app.edge.api_errors import ApiError, invalid, to_api_error
 from serve_app.protocol.session_api import (
     Close,
@@ -31,7 +30,6 @@ from serve_app.protocol.session_api import (
 )
 from serve_app.protocol.speech import SpeechInput
 from serve_app.sessions.incremental_speaker import (
-    PLACEHOLDER_TEXT,
     IncrementalSpeaker,
     ReplicaTextRelay,
 )
@@ -71,8 +69,8 @@ class SpeechSession:
             model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
             fields=OPENAI_FIELDS))
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
-        common = {"language": s.language, "seed": seed, "output": RenderOptions(format="pcm"),
-                  "max_new_tokens": s.max_new_tokens, "min_frames": s.min_frames}
+        common = {"language": s.language, "seed": seed, "max_new_tokens": s.max_new_tokens,
+                  "min_frames": s.min_frames}
 
         def make(text: str) -> SpeechInput:
             return choice.input(text, **common)
@@ -81,10 +79,8 @@ class SpeechSession:
         self.output = SessionOutput(s.response_format, info.sample_rate, s.sample_rate)
         max_chars = svc.args.ingress.max_text_chars
         if s.mode == "incremental":
-            call = await svc.prepare(make(PLACEHOLDER_TEXT))  # the operation's one builder
-            self._speaker = IncrementalSpeaker(
-                svc, self.output, await self._relay.get(), call.deployment, call.request,
-                self.session_id, choice.saved.id if choice.saved else None, max_chars)
+            self._speaker = IncrementalSpeaker(svc, self.output, await self._relay.get(), make,
+                                               self.session_id, max_chars)
         else:
             self._speaker = SentenceSpeaker(svc, self.output, make, self.session_id, max_chars)
 

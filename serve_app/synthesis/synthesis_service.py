@@ -1,27 +1,29 @@
-"""The typed operations behind every surface: validate, build the model request, admit and
-meter, cache, synthesize, render.
+"""The typed operations behind every surface: build the model call, admit and meter, cache,
+synthesize, render; or open the model's stream.
 
 The ingress composes one `SynthesisService` with the replica's admission
-(serve_app.synthesis.admission), through which every call is metered (serve_app.synthesis.metering). Every
-surface (seed, OpenAI, design and clone, saved voices, jobs, speech sessions, the handle API)
-hands it a typed input (the operation is the input's type) and calls one public method:
-`synthesize` (the whole audio), `stream`, `segment` (a job's), or `stream_from` (a stream
-from the caller's own model call); so a request means the same thing, and is admitted,
-metered, measured and rendered the same way, whichever way it arrives. Each operation's model
-request is built in one place (`prepare`). Without an admission component (Ray-free route
-tests) nothing is metered and the cache has one scope.
+(serve_app.synthesis.admission), through which every call is metered
+(serve_app.synthesis.metering). Every surface (seed, OpenAI, design and clone, saved voices,
+jobs, speech sessions, the handle API) has its voice decided by the voice selector
+(serve_app.synthesis.voice_selector), hands the service the typed input that made (the
+operation is the input's type) and calls one public method: `synthesize` (the whole audio),
+`stream` (encoded as it is made), `open_pcm` (the model's float PCM, for a speech session,
+which encodes it once itself) or `segment` (a job's); so a request means the same thing, and
+is admitted, metered, measured and rendered the same way, whichever way it arrives. Each
+input's model call is built in one place (`prepare`, a `ModelCall`). Without an admission
+component (Ray-free route tests) nothing is metered and the cache has one scope.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
@@ -42,31 +44,23 @@ from serve_app.protocol.speech import (
 )
 from serve_app.synthesis import catalog
 from serve_app.synthesis.admission import TenantAdmission
-from serve_app.synthesis.audio_stream import AudioStream, check_stream_options, open_stream
+from serve_app.synthesis.audio_stream import (
+    AudioStream,
+    ModelStream,
+    check_stream_options,
+    open_model_stream,
+)
 from serve_app.synthesis.availability import DeploymentDown, ModelAvailability
 from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
-from serve_app.synthesis.metering import Characters, Meter, Metered, Unmetered
+from serve_app.synthesis.metering import Meter, Metered, Unmetered
+from serve_app.synthesis.model_call import ModelCall
+
+if TYPE_CHECKING:
+    from deployments.text_relay import TextSource
 
 T = TypeVar("T")
 logger = logging.getLogger("qtts.service")
-
-#: Starts a model stream: returns the handle's response generator of AudioChunk.
-StartStream = Callable[[], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class ModelCall:
-    """One operation's model request, built once from its input by `SynthesisService.prepare`.
-    A clone carries its upload, prepared by the AudioProcessor when the call is made."""
-
-    deployment: str
-    info: ModelInfo
-    request: SynthesisRequest
-    cache_extra: dict = field(default_factory=dict)
-    voice: str | None = None  # the saved voice's id, for usage
-    clone: VoiceCloneInput | None = None
-    ref_text: str | None = None
 
 
 class SynthesisService:
@@ -142,8 +136,10 @@ class SynthesisService:
         tenant, rendered (in the ingress or the AudioProcessor) as `inp.output` asks."""
         self.check_capacity()
         call = await self.prepare(inp)
-        return await self.meter.result(self._metered(call, request_id),
-                                       lambda: self._run(call, inp.output, request_id))
+        async with self.meter.admitted(self._metered(call, request_id)) as usage:
+            out = await self._run(call, inp.output, request_id)
+            usage.ok(out.duration_seconds)
+            return out
 
     async def segment(self, inp: SpeechInput, caller: Caller, usage_id: str,
                       failed_usage_id: str) -> SynthesisResult:
@@ -153,17 +149,15 @@ class SynthesisService:
         once with `render`). Metered under `usage_id` when it succeeds, `failed_usage_id`
         when it fails (so a retry can still bill `usage_id`)."""
         call = await self.prepare(inp)
-        metered = Metered(call.deployment, usage_id, len(call.request.text), call.voice,
+        metered = Metered(call.deployment, usage_id, call.characters, call.voice,
                           caller=caller, failure_id=failed_usage_id)
-
-        async def synthesize() -> SynthesisResult:
+        async with self.meter.admitted(metered) as usage:
             started = time.perf_counter()
-            with self.admitted():
+            with self.counted():
                 result = await self._model_result(call)
             _observe(call, result, time.perf_counter() - started)
+            usage.ok(result.duration_seconds)
             return result
-
-        return await self.meter.run(metered, synthesize, lambda r: r.duration_seconds)
 
     async def render(self, audio: np.ndarray, sample_rate: int, options: RenderOptions
                      ) -> RenderedAudio:
@@ -178,72 +172,65 @@ class SynthesisService:
 
     # ------------------------------------------------------------------------- streaming
     async def stream(self, inp: SpeechInput, request_id: str) -> AudioStream:
-        """Open a streamed synthesis of any kind: returns once its first audio is there (so
-        request errors raise here), then `AudioStream.chunks()` yields encoded pieces as the
-        model makes them. Streams bypass the result cache, count as in flight until they
-        end and are metered until then. Render options that need the whole utterance are
-        refused (400)."""
+        """Open a streamed synthesis of any kind, encoded as `inp.output` asks: returns once
+        its first audio is there (so request errors raise here), then `AudioStream.chunks()`
+        yields encoded pieces as the model makes them. Render options that need the whole
+        utterance are refused (400)."""
         check_stream_options(inp.output)
+        return AudioStream(await self.open_pcm(inp, request_id), inp.output)
+
+    async def open_pcm(self, inp: SpeechInput, request_id: str, *,
+                       text: TextSource | None = None,
+                       characters: Callable[[], int] | None = None) -> ModelStream:
+        """Open the model's stream of float PCM for `inp` (its `output` is not used: the
+        consumer encodes). `text`: the text keeps arriving there (an incremental session;
+        `inp.text` is what has arrived so far), and `characters` is read when the stream ends
+        to bill it. Streams bypass the result cache, count as in flight until they end and
+        are metered until then."""
         self.check_capacity()
-        call = await self.prepare(inp)
-        characters = len(call.request.text)
-        return await self.meter.stream(
-            self._metered(call, request_id),
-            lambda: self._open_stream(call.deployment, lambda: self._start_stream(call),
-                                      inp.output, request_id, lambda: characters))
-
-    async def stream_from(self, deployment: str, start: StartStream, output: RenderOptions,
-                          request_id: str, *, characters: Characters,
-                          voice: str | None = None) -> AudioStream:
-        """A stream from a model call the caller makes itself (`start()` returns the
-        handle's response generator of AudioChunk), opened, admitted and metered as `stream`
-        opens one: `characters` is an int, or a callable read when the stream ends (text
-        that keeps arriving while it plays)."""
-        check_stream_options(output)
-        self.check_capacity()
-        metered = Metered(deployment, request_id, characters, voice)
-        return await self.meter.stream(
-            metered, lambda: self._open_stream(deployment, start, output, request_id,
-                                               metered.count))
-
-    async def _start_stream(self, call: ModelCall):
-        handle = self.handle(call.deployment).options(stream=True)
-        if call.clone is None:
-            return handle.stream.remote(call.request)
-        reference = await self._audio.prepare_reference.remote(call.clone.reference_audio)
-        return handle.stream_with_reference.remote(call.request, reference, call.ref_text,
-                                                   call.clone.x_vector_only)
-
-    async def _open_stream(self, deployment: str, start: StartStream, output: RenderOptions,
-                           request_id: str, characters: Callable[[], int]) -> AudioStream:
+        call = await self.prepare(inp, text)
         started = time.perf_counter()
         timeout = self.args.ingress.request_timeout_s
-        release = contextlib.ExitStack()
-        release.enter_context(self.admitted())
+        release = contextlib.AsyncExitStack()
         try:
-            with self._watching(deployment):
-                source = await asyncio.wait_for(start(), timeout)
-        except BaseException:
-            release.close()
+            usage = await release.enter_async_context(
+                self.meter.admitted(self._metered(call, request_id, streamed=True,
+                                                  characters=characters)))
+            release.enter_context(self.counted())
+            with self._watching(call.deployment):
+                source = await asyncio.wait_for(
+                    call.invoke(self.handle(call.deployment), self._audio, stream=True), timeout)
+                stream = await self._unless_down(call.deployment, open_model_stream(
+                    source, request_id, started, timeout, release, usage))
+        except BaseException as exc:
+            await release.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        with self._watching(deployment):
-            stream = await self._unless_down(deployment, open_stream(
-                source, output, request_id, started, timeout, release))
-        kind = (await self.model_info(deployment)).kind.value
+        kind = call.info.kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
-        release.callback(lambda: _observe_stream(kind, stream, characters(), started))
+        count = characters or (lambda: call.characters)
+        release.callback(lambda: _observe_stream(kind, stream, count(), started))
         return stream
 
     # ------------------------------------------------------------------ request building
-    async def prepare(self, inp: SpeechInput) -> ModelCall:
-        """The model request of an operation's input, validated: the one builder of each."""
+    async def prepare(self, inp: SpeechInput, text: TextSource | None = None) -> ModelCall:
+        """The model call of an operation's input, validated: the one builder of each.
+        `text`: the text keeps arriving there, read by the model as it speaks (`inp.text` is
+        what has arrived so far, validated as any request's text)."""
         if isinstance(inp, SavedVoiceInput):
-            return await self._saved_voice_call(inp)
-        if isinstance(inp, CustomVoiceInput):
-            return await self._custom_voice_call(inp)
-        if isinstance(inp, VoiceDesignInput):
-            return await self._voice_design_call(inp)
-        return await self._voice_clone_call(inp)
+            call = await self._saved_voice_call(inp)
+        elif isinstance(inp, CustomVoiceInput):
+            call = await self._custom_voice_call(inp)
+        elif isinstance(inp, VoiceDesignInput):
+            call = await self._voice_design_call(inp)
+        else:
+            call = await self._voice_clone_call(inp)
+        if text is None:
+            return call
+        if call.clone is not None:
+            raise invalid("text", "text that keeps arriving is spoken with a preset, a designed "
+                          "or a saved voice, not from an upload")
+        return dataclasses.replace(call, text=text, request=dataclasses.replace(
+            call.request, text="", streaming_text=True))
 
     def _common(self, inp: SpeechInput, info: ModelInfo) -> dict:
         return {"text": self._text(inp.text),
@@ -289,8 +276,12 @@ class SynthesisService:
             **self._common(inp, info), voice_prompt=inp.voice.prompt,
         ), {"voice": inp.voice.id}, voice=inp.voice.id)
 
-    def _metered(self, call: ModelCall, request_id: str) -> Metered:
-        return Metered(call.deployment, request_id, len(call.request.text), call.voice)
+    def _metered(self, call: ModelCall, request_id: str, *, streamed: bool = False,
+                 characters: Callable[[], int] | None = None) -> Metered:
+        """A direct request's metering: its text, or `characters` read when a stream ends."""
+        return Metered(call.deployment, request_id,
+                       call.characters if characters is None else characters, call.voice,
+                       streamed=streamed)
 
     # ------------------------------------------------------------------ voice creation
     async def clone_prompt(self, reference_audio: bytes, ref_text: str | None,
@@ -310,7 +301,7 @@ class SynthesisService:
         for attempt in range(4):
             call = await self._voice_design_call(VoiceDesignInput(
                 text=text, description=description, language=language, seed=base + attempt))
-            with self.admitted():
+            with self.counted():
                 result = await self._model_result(call)
             if result.duration_seconds >= minimum:
                 wav = render(result.audio, result.sample_rate, RenderOptions(format="wav"))
@@ -361,7 +352,7 @@ class SynthesisService:
             )
 
     @contextlib.contextmanager
-    def admitted(self):
+    def counted(self):
         """Count a request in flight, or refuse it with 503 + Retry-After when full."""
         self.check_capacity()
         self.in_flight += 1
@@ -373,14 +364,10 @@ class SynthesisService:
             tts_metrics().set_queue_length("ingress", self.in_flight)
 
     async def _model_result(self, call: ModelCall) -> SynthesisResult:
-        """The model's answer to `call` within the request timeout (count it in flight)."""
+        """The model's answer to `call` within the request timeout."""
         async def invoke() -> SynthesisResult:
-            handle = self.handle(call.deployment)
-            if call.clone is None:
-                return await handle.synthesize.remote(call.request)
-            reference = await self._audio.prepare_reference.remote(call.clone.reference_audio)
-            return await handle.synthesize_with_reference.remote(
-                call.request, reference, call.ref_text, call.clone.x_vector_only)
+            return await (await call.invoke(self.handle(call.deployment), self._audio,
+                                            stream=False))
 
         with self._watching(call.deployment):
             return await asyncio.wait_for(self._unless_down(call.deployment, invoke()),
@@ -407,7 +394,7 @@ class SynthesisService:
         if hit := self.cached(key, scope):
             tts_metrics().count_cached(call.info.kind.value)
             return hit.model_copy(update={"request_id": request_id, "cached": True})
-        with self.admitted():
+        with self.counted():
             result = await self._model_result(call)
             rendered = await self.render(result.audio, result.sample_rate, output)
         _observe(call, result, time.perf_counter() - started)
@@ -451,7 +438,7 @@ class SynthesisService:
         return catalog.voice_entries(await self.model_info(CUSTOM_VOICE))
 
 
-def _observe_stream(kind: str, stream: AudioStream, characters: int, started: float) -> None:
+def _observe_stream(kind: str, stream: ModelStream, characters: int, started: float) -> None:
     """Record a stream when it ends; one cut short counts only its first audio."""
     if not stream.completed:
         return
