@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,17 +27,14 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
-from deployments.engine.types import ModelInfo, SynthesisRequest, SynthesisResult, VoicePrompt
+from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
-from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, VOICE_DESIGN, AppArgs
+from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, AppArgs
 from serve_app.edge.api_errors import ApiError, invalid, overloaded, replica_gone, unavailable
 from serve_app.edge.request_context import Caller
 from serve_app.protocol.speech import (
     AudioOutput,
-    CustomVoiceInput,
-    SavedVoiceInput,
     SpeechInput,
-    VoiceCloneInput,
     VoiceDesignInput,
 )
 from serve_app.synthesis import catalog
@@ -54,7 +49,7 @@ from serve_app.synthesis.availability import DeploymentDown, ModelAvailability
 from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
-from serve_app.synthesis.model_call import ModelCall
+from serve_app.synthesis.model_call import CallBuilder, ModelCall
 
 if TYPE_CHECKING:
     from deployments.text_relay import TextSource
@@ -79,6 +74,7 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
+        self._calls = CallBuilder(args, self.model_info)
         self._details = ModelDetails()  # each model's own status, for health
 
     # ----------------------------------------------------------------------------- models
@@ -213,68 +209,8 @@ class SynthesisService:
 
     # ------------------------------------------------------------------ request building
     async def prepare(self, inp: SpeechInput, text: TextSource | None = None) -> ModelCall:
-        """The model call of an operation's input, validated: the one builder of each.
-        `text`: the text keeps arriving there, read by the model as it speaks (`inp.text` is
-        what has arrived so far, validated as any request's text)."""
-        if isinstance(inp, SavedVoiceInput):
-            call = await self._saved_voice_call(inp)
-        elif isinstance(inp, CustomVoiceInput):
-            call = await self._custom_voice_call(inp)
-        elif isinstance(inp, VoiceDesignInput):
-            call = await self._voice_design_call(inp)
-        else:
-            call = await self._voice_clone_call(inp)
-        if text is None:
-            return call
-        if call.clone is not None:
-            raise invalid("text", "text that keeps arriving is spoken with a preset, a designed "
-                          "or a saved voice, not from an upload")
-        return dataclasses.replace(call, text=text, request=dataclasses.replace(
-            call.request, text="", streaming_text=True))
-
-    def _common(self, inp: SpeechInput, info: ModelInfo) -> dict:
-        return {"text": self._text(inp.text),
-                "language": catalog.resolve_language(inp.language, info),
-                "seed": inp.seed, "max_new_tokens": inp.max_new_tokens,
-                "min_frames": inp.min_frames}
-
-    async def _custom_voice_call(self, inp: CustomVoiceInput) -> ModelCall:
-        info = await self.model_info(CUSTOM_VOICE)
-        return ModelCall(CUSTOM_VOICE, info, SynthesisRequest(
-            **self._common(inp, info),
-            speaker=catalog.resolve_speaker(inp.speaker, info),
-            instruct=inp.instruct or None,
-        ))
-
-    async def _voice_design_call(self, inp: VoiceDesignInput) -> ModelCall:
-        info = await self.model_info(VOICE_DESIGN)
-        return ModelCall(VOICE_DESIGN, info, SynthesisRequest(
-            **self._common(inp, info), instruct=inp.description,
-        ))
-
-    async def _voice_clone_call(self, inp: VoiceCloneInput) -> ModelCall:
-        info = await self.model_info(VOICE_CLONE)
-        ref_text = (inp.ref_text or "").strip() or None
-        if ref_text is not None:
-            self._text(ref_text, "ref_text")
-        if not inp.x_vector_only and ref_text is None:
-            raise invalid(
-                "ref_text",
-                "ref_text (the transcript of reference_audio) is required for ICL cloning; "
-                "or set x_vector_only=true to clone from the speaker embedding alone",
-                "missing_value",
-            )
-        self.check_upload(len(inp.reference_audio))
-        extra = {"reference": hashlib.sha256(inp.reference_audio).hexdigest(),
-                 "ref_text": ref_text, "xvec": inp.x_vector_only}
-        return ModelCall(VOICE_CLONE, info, SynthesisRequest(**self._common(inp, info)),
-                         extra, clone=inp, ref_text=ref_text)
-
-    async def _saved_voice_call(self, inp: SavedVoiceInput) -> ModelCall:
-        info = await self.model_info(VOICE_CLONE)
-        return ModelCall(VOICE_CLONE, info, SynthesisRequest(
-            **self._common(inp, info), voice_prompt=inp.voice.prompt,
-        ), {"voice": inp.voice.id}, voice=inp.voice.id)
+        """The model call of an operation's input (serve_app.synthesis.model_call)."""
+        return await self._calls.prepare(inp, text)
 
     def _metered(self, call: ModelCall, request_id: str, *, streamed: bool = False,
                  characters: Callable[[], int] | None = None) -> Metered:
@@ -287,7 +223,7 @@ class SynthesisService:
     async def clone_prompt(self, reference_audio: bytes, ref_text: str | None,
                            x_vector_only: bool) -> VoicePrompt:
         """A clone prompt from an upload (AudioProcessor, then VoiceClone), to save."""
-        self.check_upload(len(reference_audio))
+        self._calls.check_upload(len(reference_audio))
         reference = await self._audio.prepare_reference.remote(reference_audio)
         return await self.handle(VOICE_CLONE).voice_prompt.remote(reference, ref_text,
                                                                   x_vector_only)
@@ -299,7 +235,7 @@ class SynthesisService:
         minimum = self.args.audio.min_reference_seconds
         base = 0 if seed is None else seed
         for attempt in range(4):
-            call = await self._voice_design_call(VoiceDesignInput(
+            call = await self.prepare(VoiceDesignInput(
                 text=text, description=description, language=language, seed=base + attempt))
             with self.counted():
                 result = await self._model_result(call)
@@ -320,26 +256,6 @@ class SynthesisService:
         """Whose results these are: the cache never serves one caller another's audio (and a
         hit would tell them what the other synthesized). One scope without tenants."""
         return await self.admission.cache_scope() if self.admission else ""
-
-    def _text(self, text: str, param: str = "text") -> str:
-        limit = self.args.ingress.max_text_chars
-        if len(text) > limit:
-            if param == "ref_text":
-                raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} "
-                              "are allowed.")
-            raise invalid(param, f"{param} is {len(text)} characters long; at most {limit} fit in "
-                          "one request, and a job (POST /v1/jobs) takes longer text.")
-        return text
-
-    def check_upload(self, size: int) -> None:
-        limit = self.args.audio.max_upload_bytes
-        if size > limit:
-            raise ApiError(
-                413, "audio_too_large", f"reference_audio is {size} bytes; at most {limit} are allowed",
-                "reference_audio",
-            )
-        if size == 0:
-            raise invalid("reference_audio", "reference_audio is empty", "audio_empty")
 
     def check_capacity(self) -> None:
         """503 + Retry-After when MAX_CONCURRENT requests are in flight: asked first, before
