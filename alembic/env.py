@@ -29,9 +29,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from serve_app.args import AppArgs
+    from serve_app.app.args import AppArgs
+    from serve_app.app.settings import apply_environment
     from serve_app.platform.db import Database
-    from serve_app.settings import apply_environment
 
     database = Database(apply_environment(AppArgs()).platform.resolved_database_url())
     try:

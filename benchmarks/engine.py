@@ -156,8 +156,8 @@ def http_main(args: argparse.Namespace) -> None:
     import ray
     from ray import serve
 
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
+    from serve_app.app.builder import build_graph
+    from serve_app.tools.profiles import load_profile
 
     profile = load_profile(REPO / "configs" / "cpu-tiny.yaml")
     slots = max(args.concurrency)

@@ -117,8 +117,8 @@ def main() -> None:
     from ray import serve
 
     from deployments.engine.tiny import default_tiny_models_dir, ensure_tiny_models
-    from serve_app.cli import start_graph
-    from serve_app.speech_session import SentenceSplitter
+    from serve_app.sessions.sentence_speaker import SentenceSplitter
+    from serve_app.tools.cli import start_graph
     from tests.graph.conftest import free_port
     from tests.graph.tenants import create_tenant_key
 

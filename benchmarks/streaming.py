@@ -137,7 +137,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from serve_app.cli import start_graph
+    from serve_app.tools.cli import start_graph
     from tests.graph.conftest import free_port
 
     port = free_port()

@@ -6,7 +6,7 @@ them on its metrics port (8080 on KubeRay pods) with a `ray_` prefix, and adds t
 declares one fails only inside a replica, after the deploy has waited).
 
 Labels are bounded: `model_kind` is one of the checkpoint kinds, `code` one of the error codes
-of `serve_app.errors`, `stage` one of `STAGES`. No text, ids or per-request values as labels.
+of `serve_app.edge.api_errors`, `stage` one of `STAGES`. No text, ids or per-request values as labels.
 cluster/grafana-dashboard.json is checked against `EXPORTED_NAMES` by a test.
 """
 

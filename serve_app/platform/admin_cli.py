@@ -27,8 +27,8 @@ from serve_app.platform.config import PlatformArgs, TenantLimits
 
 
 def _settings() -> PlatformArgs:
-    from serve_app.args import AppArgs
-    from serve_app.settings import apply_environment
+    from serve_app.app.args import AppArgs
+    from serve_app.app.settings import apply_environment
 
     return apply_environment(AppArgs()).platform
 

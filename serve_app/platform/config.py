@@ -2,7 +2,7 @@
 
 Backends are named by URL (database, Redis, blob store); secrets are `SecretStr`, so they never
 show in a repr, a log line or an error message. `model_dump(mode="json")` reveals them on
-purpose: the settings layer round-trips AppArgs through JSON (serve_app.settings), and a
+purpose: the settings layer round-trips AppArgs through JSON (serve_app.app.settings), and a
 masked value would silently replace the real one. Never log a JSON dump of these settings.
 """
 

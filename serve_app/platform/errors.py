@@ -1,6 +1,6 @@
 """The platform's failures, carrying the HTTP status, code and headers the ingress sends.
 
-Same fields as `serve_app.errors.ApiError` (status, code, message, param, headers), so the
+Same fields as `serve_app.edge.api_errors.ApiError` (status, code, message, param, headers), so the
 ingress maps one to the other without a table; this module imports nothing from Ray.
 """
 

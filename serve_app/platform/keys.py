@@ -40,7 +40,9 @@ ENDPOINTS = ("synthesize", "speech", "design", "clone", "voices", "jobs", "usage
 
 
 def _model_names() -> tuple[str, ...]:
-    from serve_app.args import MODEL_DEPLOYMENTS  # late: serve_app.args imports this package
+    from serve_app.app.args import (
+        MODEL_DEPLOYMENTS,  # late: serve_app.app.args imports this package
+    )
 
     return MODEL_DEPLOYMENTS
 

@@ -75,7 +75,7 @@ def when(field: str, value: object, then: dict) -> dict:
 
 def streaming_keeps(stream_field: str, streaming: object, **neutral: object) -> dict:
     """While streaming, render options that need the whole utterance keep their neutral
-    value (serve_app.audio_stream refuses any other with a 400 naming it)."""
+    value (serve_app.synthesis.audio_stream refuses any other with a 400 naming it)."""
     rule = {"properties": {k: {"const": v} for k, v in neutral.items()}}
     if isinstance(streaming, list):
         return {"if": {"properties": {stream_field: {"enum": streaming}},

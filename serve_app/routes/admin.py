@@ -25,27 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.errors import ApiError, from_platform
+from serve_app.edge.api_errors import ApiError, from_platform
 from serve_app.platform.config import TenantLimits
 from serve_app.platform.errors import PlatformError
 from serve_app.platform.keys import admin_token_sent
 from serve_app.platform.service import Platform
-
-
-class CreateTenant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    limits: TenantLimits | None = None
-
-
-class CreateKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(None, max_length=100)
-    scopes: list[str] = Field(default_factory=list, description="model:NAME / endpoint:NAME")
+from serve_app.protocol.admin_api import CreateKey, CreateTenant
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

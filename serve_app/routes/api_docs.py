@@ -5,7 +5,7 @@ Swagger UI's and ReDoc's files come from the `fastapi-offline` package (only its
 folder, a current swagger-ui-dist and redoc bundle; never its FastAPI subclass), so /docs
 renders on a machine with no network. `persistAuthorization` keeps a key typed into
 Authorize across reloads (the browser's storage, as the playground keeps its key). These
-paths are public (serve_app.endpoints): the pages hold no data, and Try-it-out calls send
+paths are public (serve_app.edge.path_table): the pages hold no data, and Try-it-out calls send
 the key the reader typed.
 """
 
@@ -23,7 +23,7 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse, Response
 
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,7 +31,7 @@ DOCS_PATH = "/docs"
 REDOC_PATH = "/redoc"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 GUIDE_PATH = "/docs/guide"
-#: Served below this prefix (public, serve_app.endpoints.PUBLIC_PREFIXES).
+#: Served below this prefix (public, serve_app.edge.path_table.PUBLIC_PREFIXES).
 ASSETS_PREFIX = "/docs/assets/"
 #: asset name -> content type: the only files read from the package's static folder.
 ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8",

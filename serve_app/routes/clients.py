@@ -4,7 +4,7 @@ Open WebUI (backend/open_webui/routers/audio.py) reads `{"models": [{"id": ...}]
 `{base}/audio/models` and `{"voices": [{"id", "name"}]}` from `{base}/audio/voices`, and it
 calls both WITHOUT an API key; Home Assistant's openai_tts calls `{speech_url}/../voices` with
 its key and `?limit=100`; Marinara adds `?model=`. So both listings are public paths
-(serve_app.endpoints.PUBLIC_PATHS): without a key they list the presets and the OpenAI names;
+(serve_app.edge.path_table.PUBLIC_PATHS): without a key they list the presets and the OpenAI names;
 with a valid key they add the caller's tenant's saved voices (a wrong key is still a 401).
 Query parameters are accepted and ignored. What each client sends and needs: docs/clients.md.
 """
@@ -12,34 +12,15 @@ Query parameters are accepted and ignored. What each client sends and needs: doc
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
-from serve_app import catalog
-from serve_app.api_contract import KEY_OPTIONAL
-from serve_app.args import CUSTOM_VOICE
+from serve_app.app.args import CUSTOM_VOICE
+from serve_app.protocol.clients_api import AudioModel, AudioModelList, AudioVoice, AudioVoiceList
 from serve_app.routes.common import admission, service
+from serve_app.routes.contract import KEY_OPTIONAL
 from serve_app.routes.openai import models as openai_models
+from serve_app.synthesis import catalog
 
 router = APIRouter(prefix="/v1/audio", tags=["client compatibility"])
-
-class AudioModel(BaseModel):
-    id: str
-    name: str
-
-
-class AudioModelList(BaseModel):
-    models: list[AudioModel]
-
-
-class AudioVoice(BaseModel):
-    id: str  # what to send as `voice`
-    name: str
-    kind: str  # "preset" | "openai" | "saved"
-
-
-class AudioVoiceList(BaseModel):
-    voices: list[AudioVoice]
-
 
 @router.get("/models", response_model=AudioModelList)
 async def audio_models(request: Request) -> AudioModelList:

@@ -2,7 +2,7 @@
 responses.
 
 Routes are bound to the ingress instance that serves them: each replica builds its own app
-(`TTSIngress.__serve_build_asgi_app__`, serve_app.ingress) with that replica's
+(`TTSIngress.__serve_build_asgi_app__`, serve_app.app.ingress) with that replica's
 `ReplicaServices` in `app.state`, and a handler reaches them through its request (or
 WebSocket) with the functions below. Nothing is kept in module or class globals.
 """
@@ -15,32 +15,33 @@ from typing import TYPE_CHECKING, TypeVar
 from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 
-from serve_app.http_edge import REQUEST_ID_HEADER
-from serve_app.protocol.native import AudioOutput, VoiceRef
+from serve_app.edge.http_edge import REQUEST_ID_HEADER
+from serve_app.edge.socket_gate import SocketGate
+from serve_app.protocol.speech import AudioOutput, SpeechInput
 from serve_app.routes.stream_responses import stream_response
-from serve_app.socket_gate import SocketGate
-from serve_app.synthesis_service import SpeechInput, SynthesisService
+from serve_app.synthesis.synthesis_service import SynthesisService
+from serve_app.synthesis.voice_selector import VoiceSelector
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from serve_app.admission import TenantAdmission
-    from serve_app.incremental_speech import ReplicaTextRelay
-    from serve_app.job_synthesis import JobSynthesis
-    from serve_app.saved_voices import SavedVoices
+    from serve_app.sessions.incremental_speaker import ReplicaTextRelay
+    from serve_app.synthesis.admission import TenantAdmission
+    from serve_app.synthesis.job_synthesis import JobSynthesis
 
 __all__ = ["REQUEST_ID_HEADER", "ReplicaServices", "admission", "audio_response", "jobs",
-           "lookup_voice", "rid", "saved_voices", "service", "speech_response"]
+           "rid", "selector", "service", "speech_response"]
 
 
 @dataclass(frozen=True)
 class ReplicaServices:
     """What the routes of one ingress replica reach. Without a platform (the Ray-free route
-    tests) only `service` is there, and nothing is authenticated or metered."""
+    tests) only `service` is there (and a selector over it without saved voices), and nothing
+    is authenticated or metered."""
 
     service: SynthesisService
     admission: TenantAdmission | None = None
-    voices: SavedVoices | None = None
+    selector: VoiceSelector | None = None  # create_http_app makes one when there is none
     jobs: JobSynthesis | None = None
     text_relay: ReplicaTextRelay | None = None  # incremental speech sessions
     socket_gate: SocketGate | None = None  # WebSocket budgets (create_http_app makes one)
@@ -58,8 +59,8 @@ def admission(conn: HTTPConnection) -> TenantAdmission:
     return _present(replica(conn).admission, "a platform (tenants, keys, usage)")
 
 
-def saved_voices(conn: HTTPConnection) -> SavedVoices | None:
-    return replica(conn).voices
+def selector(conn: HTTPConnection) -> VoiceSelector:
+    return _present(replica(conn).selector, "a voice selector")
 
 
 def jobs(conn: HTTPConnection) -> JobSynthesis:
@@ -87,12 +88,6 @@ def audio_response(out: AudioOutput) -> Response:
             "X-Cache": "hit" if out.cached else "miss",
         },
     )
-
-
-async def lookup_voice(conn: HTTPConnection, name: str) -> VoiceRef | None:
-    """The caller's saved voice `name` (serve_app.saved_voices), or None for a preset."""
-    voices = saved_voices(conn)
-    return await voices.lookup(name) if voices is not None else None
 
 
 async def speech_response(conn: HTTPConnection, inp: SpeechInput,

@@ -2,7 +2,7 @@
 
 No build step and nothing fetched from a CDN (it must work offline). The page calls the
 public API with the key the user typed once (kept in localStorage, sent as a Bearer header,
-never put in a URL). These paths are public (serve_app.endpoints.PUBLIC_PATHS): the page itself
+never put in a URL). These paths are public (serve_app.edge.path_table.PUBLIC_PATHS): the page itself
 holds no data. The server's choices the page needs (languages, formats, the longest text for
 one request) are written into index.html as JSON when it is served, so they are defined once,
 here on the server.
@@ -18,12 +18,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from deployments.audio.formats import FORMAT_INFO
-from serve_app import catalog
-from serve_app.args import MODEL_DEPLOYMENTS
-from serve_app.errors import ApiError
-from serve_app.protocol.openai import SpeechRequest
-from serve_app.protocol.seed import SeedSynthesizeRequest
+from serve_app.app.args import MODEL_DEPLOYMENTS
+from serve_app.edge.api_errors import ApiError
+from serve_app.protocol.openai_api import SpeechRequest
+from serve_app.protocol.seed_api import SeedSynthesizeRequest
 from serve_app.routes.common import replica, service
+from serve_app.synthesis import catalog
 
 router = APIRouter(tags=["playground"])
 

@@ -12,19 +12,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from deployments.audio import RenderOptions
-from serve_app.api_contract import audio_content, errors
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
 from serve_app.platform.keys import admin_token_sent
-from serve_app.protocol.native import CustomVoiceInput, SavedVoiceInput
-from serve_app.protocol.seed import (
+from serve_app.protocol.seed_api import (
     SeedHealthResponse,
     SeedSynthesizeRequest,
     SeedSynthesizeResponse,
     SeedVoice,
     SeedVoicesResponse,
 )
-from serve_app.routes.common import lookup_voice, rid, service
+from serve_app.routes.common import rid, selector, service
+from serve_app.routes.contract import audio_content, errors
 from serve_app.routes.stream_responses import audio_stream_response
+from serve_app.synthesis.voice_selector import SPEAKER_FIELDS, VoiceRequest
 
 router = APIRouter(prefix="/api", tags=["seed-compatible"])
 
@@ -40,13 +40,14 @@ async def synthesize(
     body: SeedSynthesizeRequest, request: Request
 ) -> SeedSynthesizeResponse | StreamingResponse:
     svc = service(request)
-    common = {"text": body.text, "language": body.language, "seed": body.seed,
+    common = {"language": body.language, "seed": body.seed,
               "output": RenderOptions(format=svc.args.audio.default_format,
                                       sample_rate=svc.args.audio.default_sample_rate,
                                       speed=body.speed, pitch=body.pitch)}
-    voice = await lookup_voice(request, body.speaker)  # a saved voice's id or name
-    inp = (SavedVoiceInput(voice=voice, **common) if voice is not None
-           else CustomVoiceInput(speaker=body.speaker, instruct=body.instruct, **common))
+    choice = await selector(request).select(VoiceRequest(  # a preset, or a saved voice
+        voice=body.speaker, instructions=body.instruct, language=body.language,
+        fields=SPEAKER_FIELDS))
+    inp = choice.input(body.text, **common)
     if body.enable_streaming:  # chunked audio in OUTPUT_FORMAT instead of JSON
         return audio_stream_response(await svc.stream(inp, rid(request)))
     out = await svc.synthesize(inp, rid(request))

@@ -7,7 +7,7 @@ Two shapes (docs/streaming.md):
   transfer, never a short file that looks complete.
 - SSE (`stream_format: "sse"`, OpenAI's events): `speech.audio.delta` events with base64 audio,
   then one `speech.audio.done` with usage; a failure sends an `error` event and ends.
-Either failure is logged by Serve's access log as `200 aborted` (serve_app.http_edge).
+Either failure is logged by Serve's access log as `200 aborted` (serve_app.edge.http_edge).
 Mid-stream failures are logged with the request id (never the text or the audio). The
 `X-Request-ID` response header is Serve's proxy's (it echoes the request's id on every
 answer); setting it here as well sent it twice (`"id, id"` in httpx).
@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator
 from fastapi.responses import StreamingResponse
 
 from deployments.logging_setup import current_request_id, mark_aborted
-from serve_app.audio_stream import AudioStream
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
+from serve_app.synthesis.audio_stream import AudioStream
 
 logger = logging.getLogger("qtts.streaming")
 

@@ -134,7 +134,8 @@ class LocalAutoscalingCluster(AutoscalingCluster):
             return []
         found = []
         for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            # a process may end between the listing and the question (getpgid's ESRCH)
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
                 if os.getpgid(proc.pid) == self._pgid and proc.status() != psutil.STATUS_ZOMBIE:
                     found.append(proc)
         return found

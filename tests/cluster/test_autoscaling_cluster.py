@@ -173,8 +173,8 @@ def cluster(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def _deploy(fake: LocalAutoscalingCluster) -> Cluster:
     from ray import serve
 
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
+    from serve_app.app.builder import build_graph
+    from serve_app.tools.profiles import load_profile
 
     profile = load_profile(REPO_ROOT / "configs" / "cpu-tiny.yaml")
     args = profile.args.model_copy(update={

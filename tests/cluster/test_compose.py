@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app.settings import ENVIRONMENT
+from serve_app.app.settings import ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -45,9 +45,11 @@ def test_the_image_pins_torch_2_11_on_a_cuda_base_and_runs_an_existing_command()
     cmd = json.loads(next(args for op, args in steps if op == "CMD"))
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert cmd[0] in scripts
-    from serve_app.cli import main  # the console script's target exists and parses the command
+    from serve_app.tools.cli import (
+        main,  # the console script's target exists and parses the command
+    )
 
-    assert scripts[cmd[0]] == "serve_app.cli:main" and callable(main)
+    assert scripts[cmd[0]] == "serve_app.tools.cli:main" and callable(main)
 
 
 def _dashboard_series() -> set[str]:

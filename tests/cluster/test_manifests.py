@@ -9,8 +9,8 @@ import pytest
 import yaml
 from kuberay_schema import KUBERAY_DIR, REPO_ROOT, crd_json_schema, validation_errors
 
-from serve_app.args import MODEL_DEPLOYMENTS
-from serve_app.cluster import (
+from serve_app.app.args import MODEL_DEPLOYMENTS
+from serve_app.tools.cluster_manifest import (
     GPU_RESOURCE,
     SECRET_ENV,
     ManifestError,
@@ -20,7 +20,7 @@ from serve_app.cluster import (
     render_file,
     serve_config_of,
 )
-from serve_app.profiles import validate_config
+from serve_app.tools.profiles import validate_config
 
 SIZES = sorted(p.stem for p in (REPO_ROOT / "cluster" / "values").glob("*.yaml"))
 needs_crds = pytest.mark.skipif(
@@ -206,7 +206,7 @@ def test_cpu_workers_probe_the_ingress_liveness_and_readiness_routes():
 
 
 def test_cli_check_reports_a_stale_manifest(tmp_path, capsys):
-    from serve_app.cli import main
+    from serve_app.tools.cli import main
 
     stale = tmp_path / "large.yaml"
     stale.write_text("# old\n")
@@ -217,6 +217,6 @@ def test_cli_check_reports_a_stale_manifest(tmp_path, capsys):
 
 
 def test_secret_variables_are_ones_the_settings_read():
-    from serve_app.settings import ENVIRONMENT
+    from serve_app.app.settings import ENVIRONMENT
 
     assert set(SECRET_ENV) <= set(ENVIRONMENT)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from serve_app.args import ALL_DEPLOYMENTS, MODEL_DEPLOYMENTS, PUBLISHED_CHECKPOINTS
-from serve_app.profiles import ConfigError, load_profile, validate_config
+from serve_app.app.args import ALL_DEPLOYMENTS, MODEL_DEPLOYMENTS, PUBLISHED_CHECKPOINTS
+from serve_app.tools.profiles import ConfigError, load_profile, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = [REPO / "serve_config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -96,7 +96,7 @@ def test_the_ingress_has_serve_slots_beyond_what_its_gates_let_work_hold(path):
     """Synthesis (MAX_CONCURRENT), speech sessions and unauthenticated sockets together hold
     at most `socket_budget` of an ingress replica's Serve slots; `max_ongoing_requests` must
     leave PROBE_HEADROOM beyond it, or Serve's proxy queues health checks behind work."""
-    from serve_app.ingress import TTSIngress
+    from serve_app.app.ingress import TTSIngress
 
     profile = load_profile(path)
     slots = profile.overrides["TTSIngress"].get(

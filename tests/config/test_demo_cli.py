@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.cli import (
+from serve_app.tools.cli import (
     DEFAULT_PROFILE,
     PortInUse,
     _demo_auth,
@@ -20,7 +20,7 @@ from serve_app.cli import (
     port_holder,
     qtts_command,
 )
-from serve_app.profiles import load_profile
+from serve_app.tools.profiles import load_profile
 
 
 def _unset_but_restored(monkeypatch, name: str) -> None:
@@ -78,7 +78,7 @@ def test_the_banner_names_qtts_as_the_shell_can_call_it(monkeypatch, tmp_path):
 
 
 def test_the_banner_prints_a_key_only_where_the_demo_made_one():
-    from serve_app.cli import _DemoAuth, demo_banner
+    from serve_app.tools.cli import _DemoAuth, demo_banner
 
     base = "http://127.0.0.1:8123"
     opened = demo_banner(base, 1.0, _DemoAuth("\n  AUTHENTICATION IS OFF\n"), "/logs", "x:1", "token")

@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 def test_serve_build_emits_a_config_with_the_whole_graph(tmp_path):
     out = tmp_path / "built.yaml"
-    subprocess.run([str(BIN / "serve"), "build", "serve_app.app:app", "-o", str(out)],
+    subprocess.run([str(BIN / "serve"), "build", "serve_app.app.published:app", "-o", str(out)],
                    cwd=REPO, env=_env(), check=True, capture_output=True, timeout=180)
     built = yaml.safe_load(out.read_text())
     names = {d["name"] for d in built["applications"][0]["deployments"]}

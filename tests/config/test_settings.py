@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.args import AppArgs
-from serve_app.settings import ENVIRONMENT, apply_environment
+from serve_app.app.args import AppArgs
+from serve_app.app.settings import ENVIRONMENT, apply_environment
 
 BASE = {"custom_voice": {"engine": {"model": "a/b"}}}
 

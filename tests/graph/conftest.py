@@ -2,6 +2,13 @@
 
 Starting Ray and the graph costs ~15 s on 2 cores, so it happens once per session; tests
 talk to it over real HTTP (httpx, the openai SDK) and through the real handle API.
+
+The graph is the graph tests' alone, so it goes when the last of them ends, not at the end of
+the session: the platform and unit tests that run after them (pytest's default order) would
+otherwise share the two cores and the memory with an idle graph's processes (a dozen
+replicas, each pushing autoscaling metrics every 0.5 s), and the real-shape engine tests
+need that memory. `GRAPH_LIFETIME` holds the graph and the session fixtures on it; the
+hook below closes it after the last graph test's teardown.
 """
 
 from __future__ import annotations
@@ -22,6 +29,19 @@ from tests.graph.tenants import create_tenant_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_PROFILE = REPO_ROOT / "configs" / "cpu-tiny.yaml"
+GRAPH_DIR = Path(__file__).resolve().parent
+#: The shared graph and the session fixtures on it, closed (last opened, first closed) when
+#: the last graph test ends, or at the end of the session, whichever comes first.
+GRAPH_LIFETIME = contextlib.ExitStack()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    result = yield  # the item's own fixtures first
+    graph_tests = [it for it in item.session.items if GRAPH_DIR in it.path.parents]
+    if graph_tests and item is graph_tests[-1]:  # no graph test comes after this one
+        GRAPH_LIFETIME.close()
+    return result
 
 
 def free_port() -> int:
@@ -58,7 +78,7 @@ def _redis_up() -> bool:
 
 
 def _platform_environment(data_dir: Path) -> bool:
-    """The platform settings of the graph (serve_app.settings reads them when it is built):
+    """The platform settings of the graph (serve_app.app.settings reads them when it is built):
     SQLite and blobs in a fresh directory, an admin token, Redis-backed limits when the local
     Redis runs (a fresh key prefix)."""
     os.environ["QTTS_DATA_DIR"] = str(data_dir)
@@ -81,9 +101,8 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     os.environ["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "0.5"
     os.environ["RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "0.5"
     import ray
-    from ray import serve
 
-    from serve_app.cli import start_graph
+    from serve_app.tools.cli import start_graph
 
     redis = _platform_environment(tmp_path_factory.mktemp("platform"))
     port, metrics_port = free_port(), free_port()
@@ -94,16 +113,22 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     ray.init(num_cpus=8, num_gpus=2, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False, _metrics_export_port=metrics_port,
              _system_config={"metrics_report_interval_ms": 1000})
-    profile = start_graph(CPU_PROFILE, "127.0.0.1", port)
+    # no serve.shutdown (it drains every app first): the whole local cluster goes with
+    # ray.shutdown, its processes included
+    GRAPH_LIFETIME.callback(ray.shutdown)
     try:
+        profile = start_graph(CPU_PROFILE, "127.0.0.1", port)
         base_url = f"http://127.0.0.1:{port}"
         key = create_tenant_key(base_url, os.environ["ADMIN_TOKEN"], "graph-tests")
+    except BaseException:
+        GRAPH_LIFETIME.close()
+        raise
+    try:
         yield Graph(base_url=base_url, app_name=profile.app_name,
                     metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", api_key=key,
                     admin_token=os.environ["ADMIN_TOKEN"], redis=redis)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        GRAPH_LIFETIME.close()  # already closed after the last graph test
 
 
 @pytest.fixture()
@@ -125,8 +150,8 @@ def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) 
     (`updates`: AppArgs sections to replace, e.g. platform=...); deleted on exit."""
     from ray import serve
 
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
+    from serve_app.app.builder import build_graph
+    from serve_app.tools.profiles import load_profile
 
     profile = load_profile(CPU_PROFILE)
     args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, **updates})
@@ -144,13 +169,13 @@ def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) 
 
 @pytest.fixture(scope="session")
 def edge_app(graph: Graph) -> Iterator[str]:
-    from serve_app.profiles import load_profile
+    from serve_app.tools.profiles import load_profile
 
     defaults = load_profile(CPU_PROFILE).args
-    with small_app(graph, EDGE_APP,
-                   platform=defaults.platform.model_copy(
-                       update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
-                   ingress=defaults.ingress.model_copy(update={
-                       "cache_enabled": False, "session_idle_timeout_s": 2.0,
-                       "session_start_timeout_s": 30.0})) as url:
-        yield url
+    # deleted with the graph (GRAPH_LIFETIME), before it
+    yield GRAPH_LIFETIME.enter_context(small_app(
+        graph, EDGE_APP,
+        platform=defaults.platform.model_copy(update={"trusted_networks": EDGE_TRUSTED_NETWORKS}),
+        ingress=defaults.ingress.model_copy(update={
+            "cache_enabled": False, "session_idle_timeout_s": 2.0,
+            "session_start_timeout_s": 30.0})))

@@ -27,8 +27,8 @@ def _model(min_replicas: int, **extra) -> dict:
 def autoscale_app(graph) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.builder import build_graph
-    from serve_app.profiles import load_profile
+    from serve_app.app.builder import build_graph
+    from serve_app.tools.profiles import load_profile
     profile = load_profile(Path(__file__).resolve().parents[2] / "configs" / "cpu-tiny.yaml")
     args = profile.args.model_copy(update={"ingress": profile.args.ingress.model_copy(
         update={"cache_enabled": False})})

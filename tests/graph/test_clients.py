@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 
-from serve_app.catalog import OPENAI_VOICES
+from serve_app.synthesis.catalog import OPENAI_VOICES
 
 pytestmark = pytest.mark.graph
 

@@ -6,7 +6,7 @@ a request the schema does not allow must be refused (so `"enable_streaming": 0` 
 The cases are drawn with a fixed seed (the same few hundred in every CI run; set
 QTTS_CONTRACT_EXAMPLES to draw more, and QTTS_CONTRACT_SEED=random for new ones). They run as
 a tenant of their own, so its saved voices, jobs and limits touch no other test. What the
-document adds to FastAPI's and why: serve_app/api_contract.py.
+document adds to FastAPI's and why: serve_app/routes/contract.py.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import soundfile as sf
 from ray import serve
 
 from deployments.audio import RenderOptions
-from serve_app.errors import ApiError
-from serve_app.protocol.native import CustomVoiceInput, VoiceCloneInput, VoiceDesignInput
+from serve_app.edge.api_errors import ApiError
+from serve_app.protocol.speech import CustomVoiceInput, VoiceCloneInput, VoiceDesignInput
 from tests.samples import wav_bytes
 
 

@@ -80,7 +80,7 @@ def test_a_replica_lost_mid_stream_fails_visibly_then_sheds_load_then_serves_aga
         assert stream.first.wait(120) and stream.status == 200 and stream.data
     # Requests from the moment of the kill until the replacement runs are answered at once:
     # 503 + Retry-After, none left waiting for the replacement (Serve's router would hold
-    # them: serve_app.availability). Probes go out every 0.25 s on their own threads.
+    # them: serve_app.synthesis.availability). Probes go out every 0.25 s on their own threads.
     probes: list[tuple[float, float, httpx.Response]] = []  # (sent, answered in, response)
 
     def probe(sent: float) -> None:

@@ -17,7 +17,7 @@ from serve_app.platform.config import PlatformArgs
 from serve_app.platform.db import Database
 from serve_app.platform.jobs.text import segment_text
 from serve_app.platform.models import UsageRecordRow
-from serve_app.profiles import load_profile
+from serve_app.tools.profiles import load_profile
 from tests.graph.conftest import CPU_PROFILE
 from tests.graph.tenants import as_tenant, create_tenant_key, save_clone_voice, unique_name
 from tests.samples import wav_bytes

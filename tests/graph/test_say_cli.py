@@ -25,7 +25,7 @@ def say(graph, *args: str, key: str | None = None, url: str | None = None,
         cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "QTTS_URL": url or graph.base_url,
            "QTTS_KEY": graph.api_key if key is None else key}
-    return subprocess.run([sys.executable, "-m", "serve_app.cli", "say", *args], cwd=cwd or REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "serve_app.tools.cli", "say", *args], cwd=cwd or REPO_ROOT,
                           env=env, capture_output=True, timeout=600)
 
 
@@ -110,7 +110,7 @@ def test_a_second_demo_on_a_running_graphs_port_is_refused(graph):
     """Serve's proxy listens with SO_REUSEPORT: `qtts demo` must still see the port taken
     (two demos once shared one port, requests alternating between their clusters)."""
     port = graph.base_url.rsplit(":", 1)[1]
-    result = subprocess.run([sys.executable, "-m", "serve_app.cli", "demo", "--port", port],
+    result = subprocess.run([sys.executable, "-m", "serve_app.tools.cli", "demo", "--port", port],
                             cwd=REPO_ROOT, capture_output=True, timeout=120)
     stderr = result.stderr.decode()
     assert result.returncode == 1, stderr

@@ -15,8 +15,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from serve_app.args import IngressArgs
-from serve_app.profiles import load_profile
+from serve_app.app.args import IngressArgs
+from serve_app.tools.profiles import load_profile
 from tests.graph.conftest import CPU_PROFILE
 from tests.graph.tenants import create_tenant_key, unique_name
 

@@ -18,9 +18,9 @@ from ray import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from serve_app.errors import ApiError
-from serve_app.protocol.speech_session import SessionAudio, SessionDone, SessionSettings
-from serve_app.speech_session import TextFeed
+from serve_app.edge.api_errors import ApiError
+from serve_app.protocol.session_api import SessionAudio, SessionDone, SessionSettings
+from serve_app.sessions.speech_session import TextFeed
 from tests.graph.tenants import create_tenant_key, in_one_minute, save_clone_voice, unique_name
 
 PATH = "/v1/audio/speech/stream"

@@ -15,8 +15,8 @@ import soundfile as sf
 from ray import serve
 
 from deployments.audio import RenderOptions
-from serve_app.errors import ApiError
-from serve_app.protocol.native import AudioStreamChunk, CustomVoiceInput
+from serve_app.edge.api_errors import ApiError
+from serve_app.protocol.speech import AudioStreamChunk, CustomVoiceInput
 from tests.samples import wav_bytes
 
 TEXT = "Streaming through the whole graph, one chunk at a time."

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from ray import serve
 
-from serve_app.protocol.native import CustomVoiceInput
+from serve_app.protocol.speech import CustomVoiceInput
 from tests.graph.conftest import small_app
 from tests.graph.tenants import (
     as_tenant,

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from platform_testing import platform_args  # noqa: I001 - tests/platform helper
 
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
 from serve_app.platform.service import Platform
 from serve_app.routes.admin import create_admin_router
 

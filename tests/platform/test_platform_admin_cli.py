@@ -7,9 +7,9 @@ import json
 import pytest
 from platform_testing import platform_args  # noqa: I001 - tests/platform helper
 
-from serve_app.cli import main
 from serve_app.platform.crypto import Keyring, generate_key
 from serve_app.platform.service import Platform
+from serve_app.tools.cli import main
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from serve_app.args import AppArgs
+from serve_app.app.args import AppArgs
+from serve_app.app.settings import apply_environment
 from serve_app.platform.errors import AuthenticationError, InvalidRequest, PermissionDenied
 from serve_app.platform.models import ApiKey
-from serve_app.settings import apply_environment
 
 
 def test_a_key_is_stored_only_as_a_hash(platform):

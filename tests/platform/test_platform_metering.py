@@ -1,38 +1,57 @@
-"""The metering wrapper (serve_app.metering) over a real platform: a result is billed once
+"""The metering wrapper (serve_app.synthesis.metering) over a real platform: a result is billed once
 with what it produced, a failure is billed nothing, a stream is billed when it ends (its
 characters may be known only then), a dropped stream is billed what was sent."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
 
+import numpy as np
 import pytest
 
 from deployments.audio.formats import AudioFormat
-from serve_app.admission import TenantAdmission
-from serve_app.metering import Meter, Metered
-from serve_app.protocol.native import AudioOutput, AudioStreamChunk
-from serve_app.request_context import acting_as
+from deployments.engine.types import AudioChunk
+from serve_app.edge.request_context import acting_as
+from serve_app.protocol.speech import AudioOutput
+from serve_app.synthesis.admission import TenantAdmission
+from serve_app.synthesis.audio_stream import ModelStream, open_model_stream
+from serve_app.synthesis.metering import Meter, Metered
 
 
-class FakeStream:
-    """An opened AudioStream of `pieces` chunks of 0.5 s each."""
+class FakeModelStream:
+    """A model's stream of `pieces` chunks of 0.5 s each (what `handle.options(stream=True)`
+    answers)."""
 
     def __init__(self, pieces: int):
-        self.pieces = pieces
-        self.request_id = "r"
-        self.closed = False
+        self._chunks = [AudioChunk(audio=np.zeros(12_000, np.float32), sample_rate=24_000,
+                                   index=i, frames=6, final=i == pieces - 1)
+                        for i in range(pieces)]
+        self.cancelled = False
 
-    async def chunks(self) -> AsyncIterator[AudioStreamChunk]:
-        for i in range(self.pieces):
-            yield AudioStreamChunk(audio=b"\0\0", index=i, format=AudioFormat.PCM,
-                                   content_type="audio/pcm", sample_rate=24000,
-                                   duration_seconds=0.5 * (i + 1), elapsed_seconds=0.0,
-                                   request_id=self.request_id, final=i == self.pieces - 1)
+    async def __anext__(self) -> AudioChunk:
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
 
-    async def aclose(self) -> None:
-        self.closed = True
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+async def metered_stream(meter: Meter, m: Metered, pieces: int) -> ModelStream:
+    """A model stream opened as the service opens one: admitted and metered until it ends."""
+    release = contextlib.AsyncExitStack()
+    usage = await release.enter_async_context(meter.admitted(m))
+    return await open_model_stream(FakeModelStream(pieces), m.request_id, 0.0, 30.0, release,
+                                   usage)
+
+
+async def metered_result(meter: Meter, m: Metered, call) -> AudioOutput:
+    """A result made as the service makes one: admitted, then billed what it produced."""
+    async with meter.admitted(m) as usage:
+        out = await call()
+        usage.ok(out.duration_seconds)
+        return out
 
 
 def output(seconds: float) -> AudioOutput:
@@ -70,7 +89,8 @@ def test_a_result_is_billed_once_with_its_characters_and_audio(platform, tenant)
     async def call():
         return output(1.5)
 
-    run_as(platform, tenant, lambda meter: meter.result(Metered("CustomVoice", "req-1", 11), call))
+    run_as(platform, tenant,
+           lambda meter: metered_result(meter, Metered("CustomVoice", "req-1", 11), call))
     assert rows(platform, tenant.tenant_id) == {"requests": 1, "characters": 11,
                                                 "audio_seconds": 1.5, "by_status": {"ok": 1}}
 
@@ -80,7 +100,8 @@ def test_a_failed_result_is_recorded_and_billed_nothing(platform, tenant):
         raise RuntimeError("model down")
 
     with pytest.raises(RuntimeError):
-        run_as(platform, tenant, lambda meter: meter.result(Metered("CustomVoice", "req-2", 11), call))
+        run_as(platform, tenant,
+               lambda meter: metered_result(meter, Metered("CustomVoice", "req-2", 11), call))
     assert rows(platform, tenant.tenant_id) == {"requests": 1, "characters": 0,
                                                 "audio_seconds": 0.0, "by_status": {"failed": 1}}
 
@@ -89,8 +110,8 @@ def test_a_streams_characters_can_be_counted_when_it_ends(platform, tenant):
     text = []
 
     async def consume(meter):
-        stream = await meter.stream(Metered("CustomVoice", "req-3", lambda: len("".join(text))),
-                                    lambda: _opened(3))
+        stream = await metered_stream(
+            meter, Metered("CustomVoice", "req-3", lambda: len("".join(text)), streamed=True), 3)
         async for _ in stream.chunks():
             text.append("more ")  # the text keeps arriving while the stream plays
 
@@ -101,16 +122,14 @@ def test_a_streams_characters_can_be_counted_when_it_ends(platform, tenant):
 
 def test_a_stream_the_consumer_drops_is_billed_what_was_sent(platform, tenant):
     async def consume(meter):
-        stream = await meter.stream(Metered("CustomVoice", "req-4", 20), lambda: _opened(4))
-        async for piece in stream.chunks():
-            if piece.index == 1:
-                break  # the client went away after two chunks
+        stream = await metered_stream(meter, Metered("CustomVoice", "req-4", 20, streamed=True),
+                                      4)
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                if chunk.index == 1:
+                    break  # the client went away after two chunks
 
     run_as(platform, tenant, consume)
     assert rows(platform, tenant.tenant_id) == {"requests": 1, "characters": 20,
                                                 "audio_seconds": 1.0,
                                                 "by_status": {"cancelled": 1}}
-
-
-async def _opened(pieces: int) -> FakeStream:
-    return FakeStream(pieces)

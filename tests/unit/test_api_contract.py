@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deployments.logging_setup import SERVE_LOGGER, AbortedResponses, mark_aborted
-from serve_app.api_contract import ERROR_STATUSES
-from serve_app.args import AppArgs
-from serve_app.ingress import create_http_app
+from serve_app.app.args import AppArgs
+from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
-from serve_app.synthesis_service import SynthesisService
+from serve_app.routes.contract import ERROR_STATUSES
+from serve_app.synthesis.synthesis_service import SynthesisService
 from tests.unit.test_http_errors import FakeModel
 
 
@@ -132,11 +132,11 @@ def test_a_body_that_is_not_text_is_a_declared_400(client, spec):
 
 
 def test_the_edge_marks_a_response_that_fails_after_its_headers(monkeypatch):
-    """The edge (serve_app.http_edge) marks the Serve request id of a response cut short."""
+    """The edge (serve_app.edge.http_edge) marks the Serve request id of a response cut short."""
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
-    import serve_app.http_edge as http_edge
+    import serve_app.edge.http_edge as http_edge
 
     marked: list[str | None] = []
     monkeypatch.setattr(http_edge, "current_request_id", lambda: "serve-id-7")

@@ -6,9 +6,9 @@ import pytest
 
 from deployments.engine.presets import load_presets
 from deployments.engine.types import ModelInfo, ModelKind
-from serve_app import catalog
-from serve_app.cache import LRUCache, cache_key
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
+from serve_app.synthesis import catalog
+from serve_app.synthesis.cache import LRUCache, cache_key
 
 INFO = ModelInfo(
     kind=ModelKind.CUSTOM_VOICE, model="m", speakers=tuple(load_presets()), dialect_speakers={},

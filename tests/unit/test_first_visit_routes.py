@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_app.admission import TenantAdmission
-from serve_app.args import AppArgs
-from serve_app.ingress import create_http_app
+from serve_app.app.args import AppArgs
+from serve_app.app.http_app import create_http_app
 from serve_app.platform.config import PlatformArgs
 from serve_app.platform.service import Platform
 from serve_app.routes.common import ReplicaServices
-from serve_app.synthesis_service import SynthesisService
+from serve_app.synthesis.admission import TenantAdmission
+from serve_app.synthesis.synthesis_service import SynthesisService
 from tests.unit.test_http_errors import FakeModel
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

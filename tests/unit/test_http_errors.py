@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from ray.serve.exceptions import BackPressureError
 
 from deployments.engine.types import EngineError, ModelInfo, ModelKind, SynthesisResult
-from serve_app.args import AppArgs
-from serve_app.ingress import create_http_app
+from serve_app.app.args import AppArgs
+from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
-from serve_app.synthesis_service import SynthesisService
+from serve_app.synthesis.synthesis_service import SynthesisService
 
 SECRET_TEXT = "the confidential sentence 42"
 INFO = ModelInfo(
@@ -138,7 +138,7 @@ def test_a_remote_traceback_never_reaches_the_message():
 
     from deployments.audio.errors import AudioInputError
     from deployments.engine.types import UnsupportedValueError
-    from serve_app.errors import to_api_error
+    from serve_app.edge.api_errors import to_api_error
 
     for cause in (AudioInputError("unreadable", "reference_audio could not be decoded",
                                   "reference_audio"),

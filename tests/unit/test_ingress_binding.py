@@ -7,10 +7,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from deployments.engine.types import SynthesisResult
-from serve_app.args import AppArgs
-from serve_app.ingress import create_http_app
+from serve_app.app.args import AppArgs
+from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
-from serve_app.synthesis_service import SynthesisService
+from serve_app.synthesis.synthesis_service import SynthesisService
 from tests.unit.test_http_errors import FakeModel
 
 

@@ -7,10 +7,17 @@ import re
 
 import pytest
 
-from serve_app.cli import build_parser
-from serve_app.endpoints import PUBLIC_PATHS, is_public
+from serve_app.edge.path_table import PUBLIC_PATHS, is_public
 from serve_app.routes.playground import ASSETS, STATIC_DIR
-from serve_app.say_cli import ProgressBar, SayError, _format_of, say_command, sentence, server_url
+from serve_app.tools.cli import build_parser
+from serve_app.tools.say_cli import (
+    ProgressBar,
+    SayError,
+    _format_of,
+    say_command,
+    sentence,
+    server_url,
+)
 
 
 def test_say_is_a_subcommand_with_the_issue_flags():

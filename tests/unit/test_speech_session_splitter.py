@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from serve_app.speech_session import SentenceSplitter
+from serve_app.sessions.sentence_speaker import SentenceSplitter
 
 TEXT = ("Hello there. How are you today? Pi is 3.14 today. 你好。再见！ A very long sentence "
         "without any end that keeps going, and going on and on forever")

@@ -13,8 +13,8 @@ import soxr
 
 from deployments.audio import RenderOptions, StreamEncoder
 from deployments.audio.formats import AudioFormat
-from serve_app.audio_stream import check_stream_options
-from serve_app.errors import ApiError
+from serve_app.edge.api_errors import ApiError
+from serve_app.synthesis.audio_stream import check_stream_options
 
 RATE = 24_000
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from deployments.audio import RenderOptions
 from deployments.engine.types import AudioChunk, EngineError
-from serve_app.audio_stream import AudioStream
 from serve_app.routes.stream_responses import audio_stream_response, sse_response
+from serve_app.synthesis.audio_stream import AudioStream, ModelStream
 
 RATE = 24_000
 
@@ -50,11 +50,11 @@ def app_for(source: FakeModelStream, shape: str, released: list[bool]) -> FastAP
 
     @app.post("/s")
     async def s():
-        release = contextlib.ExitStack()
+        release = contextlib.AsyncExitStack()
         release.callback(lambda: released.append(True))
         first = await source.__anext__()
-        stream = AudioStream(source, first, RenderOptions(format="pcm"), "rid-1", 0.0, 30.0,
-                             release)
+        stream = AudioStream(ModelStream(source, first, "rid-1", 0.0, 30.0, release),
+                             RenderOptions(format="pcm"))
         return sse_response(stream) if shape == "sse" else audio_stream_response(stream)
 
     return app

@@ -1,14 +1,14 @@
 """Validation errors read as one sentence naming the field, the problem and what is allowed
 (issue 20), the same on every surface: HTTP (FastAPI's request validation), the WebSocket
-and the handle API (pydantic errors through serve_app.errors.validation_error)."""
+and the handle API (pydantic errors through serve_app.edge.api_errors.validation_error)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from serve_app.errors import to_api_error, validation_error
-from serve_app.protocol.speech_session import SessionSettings
+from serve_app.edge.api_errors import to_api_error, validation_error
+from serve_app.protocol.session_api import SessionSettings
 from tests.unit.test_http_errors import client_for
 
 

@@ -2,7 +2,7 @@
 joins and encodes the audio, records the result once and calls the webhook.
 
 The synthesis itself is a callable handed in by the caller (the ingress passes one that
-synthesizes each segment through its SynthesisService, serve_app.job_synthesis), so this
+synthesizes each segment through its SynthesisService, serve_app.synthesis.job_synthesis), so this
 module knows nothing about Ray:
 
     async def synthesize(job: ClaimedJob, segment: str, index: int) -> SegmentAudio

@@ -1,0 +1,73 @@
+"""Voice design and voice cloning over HTTP, returning audio bytes.
+
+POST /v1/audio/design  JSON {input, description, language, response_format, speed, pitch,
+                            sample_rate, loudness_lufs, seed, max_new_tokens, stream_format}
+POST /v1/audio/clone   multipart/form-data (reference_audio as a file) or JSON (reference_audio
+                       as a data URL `data:audio/...;base64,...`), plus {input, ref_text,
+                       x_vector_only, language, response_format, speed, pitch, sample_rate,
+                       loudness_lufs, seed, max_new_tokens, stream_format}
+stream_format "audio" or "sse" streams the audio while it is generated (docs/streaming.md).
+The server never fetches a URL or opens a path given by a client: only bytes are accepted.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
+from serve_app.edge.api_errors import invalid
+from serve_app.protocol.audio_api import CloneBody, DesignBody, SpeechBody
+from serve_app.protocol.speech import SpeechInput
+from serve_app.routes.common import selector, service, speech_response
+from serve_app.routes.contract import audio_content, errors, upload_body
+from serve_app.routes.uploads import read_upload
+from serve_app.synthesis.voice_selector import (
+    DESCRIPTION_FIELDS,
+    Reference,
+    VoiceChoice,
+    VoiceRequest,
+)
+
+router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
+
+#: What design and clone answer: audio, or an error of the request, its tenant or the model.
+_SPEECH_ANSWERS = {200: audio_content("The audio in response_format; streamed with "
+                                      "stream_format", sse=True),
+                   **errors(400, 404, 422, 429, 503, 504)}
+
+
+@router.post("/design", response_class=Response, responses=_SPEECH_ANSWERS)
+async def design(body: DesignBody, request: Request) -> Response:
+    choice = await selector(request).select(VoiceRequest(
+        deployment=VOICE_DESIGN, description=body.description, language=body.language,
+        fields=DESCRIPTION_FIELDS))
+    return await speech_response(request, _input(request, body, choice), body.stream_format)
+
+
+@router.post("/clone", response_class=Response,
+             responses={**_SPEECH_ANSWERS, **errors(413, 415)},
+             openapi_extra=upload_body(CloneBody))
+async def clone(request: Request) -> Response:
+    svc = service(request)
+    upload = await read_upload(request, svc.args.audio.max_upload_bytes)
+    if upload.audio is None:
+        raise invalid("reference_audio", "reference_audio is required: a file part "
+                      "(multipart) or a data URL (JSON)", "missing_value")
+    body = upload.validated(CloneBody)
+    choice = await selector(request).select(VoiceRequest(
+        deployment=VOICE_CLONE, language=body.language,
+        reference=Reference(upload.audio, body.ref_text, body.x_vector_only)))
+    return await speech_response(request, _input(request, body, choice), body.stream_format)
+
+
+def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInput:
+    return choice.input(body.input, language=body.language, seed=body.seed,
+                        output=body.render_options(service(request).args.audio.default_format),
+                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames)
+

@@ -1,0 +1,85 @@
+"""Async jobs and usage: POST/GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/audio,
+GET /v1/usage.
+
+POST /v1/jobs takes the fields of /v1/audio/speech (`model`, `input`, `voice` (a preset, an
+OpenAI voice or a saved voice id), `instructions`, `language`, `seed`, `response_format`,
+`speed`, `sample_rate`, `max_new_tokens`) plus `description` (VoiceDesign), `webhook_url`
+and `webhook_secret`; text may be long (`jobs.max_text_chars`): it is split at sentence ends,
+synthesized segment by segment and joined with a crossfade. Answers 202 with the job's id
+(and, when the server made the webhook secret, that secret, once). The runner is the one of
+any ingress replica; a job survives the replica that ran it (docs/platform.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from deployments.audio import RenderOptions
+from serve_app.platform.jobs.store import JobRequest
+from serve_app.protocol.jobs_api import PERIOD_PATTERN, JobBody
+from serve_app.routes.common import admission, jobs, selector
+from serve_app.routes.contract import audio_content, errors
+from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
+
+router = APIRouter(prefix="/v1", tags=["jobs and usage"])
+
+@router.post("/jobs", status_code=202, responses=errors(404, 422, 429, 503))
+async def submit(body: JobBody, request: Request) -> JSONResponse:
+    gate = admission(request)
+    caller = gate.request_caller()
+    choice = await selector(request).select(VoiceRequest(
+        model=body.model, voice=body.voice or "", instructions=body.instructions,
+        description=body.description, language=body.language, fields=DESCRIPTION_FIELDS))
+    model = choice.deployment
+    params = choice.job_params(language=body.language, seed=body.seed,
+                               max_new_tokens=body.max_new_tokens)
+    output = RenderOptions(format=body.response_format, speed=body.speed,
+                           sample_rate=body.sample_rate)
+    job = JobRequest(model=model, text=body.input, params=params,
+                     output=output.model_dump(mode="json"))
+    # a job is one request against the tenant's per-minute and concurrency limits (429 +
+    # Retry-After like any request); its segments are billed one by one as they finish
+    admitted = await gate.admit(caller, model, 0)
+    await asyncio.to_thread(admitted.release)
+    ticket = await gate.platform.submit_job(caller.principal, job, webhook_url=body.webhook_url,
+                                            webhook_secret=body.webhook_secret)
+    jobs(request).wake()
+    status = await gate.platform.job_status(caller.principal, ticket.id)
+    answer = status.as_dict()
+    if ticket.webhook_secret:
+        answer["webhook_secret"] = ticket.webhook_secret  # shown this once
+    return JSONResponse(answer, status_code=202, headers={"Location": f"/v1/jobs/{ticket.id}"})
+
+
+@router.get("/jobs")
+async def list_jobs(request: Request, limit: int = 100) -> dict:
+    gate = admission(request)
+    found = await gate.platform.list_jobs(gate.request_caller().principal,
+                                          max(1, min(limit, 1000)))
+    return {"object": "list", "data": [j.as_dict() for j in found]}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, request: Request) -> dict:
+    gate = admission(request)
+    return (await gate.platform.job_status(gate.request_caller().principal, job_id)).as_dict()
+
+
+@router.get("/jobs/{job_id}/audio", response_class=Response, responses={
+    200: audio_content("The job's audio, in its response_format"), **errors(409)})
+async def job_audio(job_id: str, request: Request) -> Response:
+    gate = admission(request)
+    data, content_type = await gate.platform.job_result(gate.request_caller().principal, job_id)
+    return Response(content=data, media_type=content_type)
+
+
+@router.get("/usage")
+async def usage(request: Request, period: str = Query("month", pattern=PERIOD_PATTERN)) -> dict:
+    """The caller's tenant's usage: period = month | day | YYYY-MM | YYYY-MM-DD."""
+    gate = admission(request)
+    principal = gate.request_caller().principal
+    summary = await gate.platform.usage_summary(principal.tenant_id, period)
+    return {"object": "usage", "tenant": principal.tenant_name, **summary.as_dict()}

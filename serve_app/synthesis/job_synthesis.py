@@ -1,0 +1,87 @@
+"""Jobs as requests of the synthesis service.
+
+The replica's job runner (serve_app.platform.jobs.runner) claims jobs and hands each segment
+here: it becomes the same typed input a direct request makes (`job_input`, from the voice the
+selector chose at submission) and goes through
+`SynthesisService.segment`, so it is built, admitted (the job's tenant, read once per job
+attempt: its quotas apply, its per-request limits applied at submission), timed out, watched
+for replica loss and measured exactly as a direct request; each segment is its own usage row
+`<job id>:<index>`, written once over the job's life. The joined audio is rendered as every
+result is (`SynthesisService.render`: packed in the ingress, or by the AudioProcessor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deployments.audio import RenderOptions
+from serve_app.app.args import VOICE_CLONE
+from serve_app.edge.request_context import Caller
+from serve_app.platform.jobs.runner import EncodedAudio, JobRunner, SegmentAudio
+from serve_app.platform.jobs.store import ClaimedJob, JobRequest
+from serve_app.protocol.speech import SpeechInput, VoiceRef
+from serve_app.synthesis.admission import TenantAdmission
+from serve_app.synthesis.cache import LRUCache
+from serve_app.synthesis.synthesis_service import SynthesisService
+from serve_app.synthesis.voice_selector import VoiceChoice, VoiceSelector
+
+
+def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> SpeechInput:
+    """One segment of a job as the input of the direct request it stands for (`voice`: the
+    job's saved voice, for VoiceClone jobs): the voice decided at submission
+    (`VoiceChoice.of_job`), the text of the segment."""
+    params = request.params
+    return VoiceChoice.of_job(request, voice).input(
+        text, language=params.language or "auto", seed=params.seed,
+        max_new_tokens=params.max_new_tokens)
+
+
+class JobSynthesis:
+    """The job runner of one ingress replica, synthesizing through its SynthesisService."""
+
+    def __init__(self, service: SynthesisService, admission: TenantAdmission,
+                 selector: VoiceSelector):
+        self._service = service
+        self._admission = admission
+        self._selector = selector
+        self._job_voices: LRUCache[VoiceRef] = LRUCache(64)  # "<job id>:<attempt>"
+        self.runner: JobRunner | None = None
+
+    def start(self) -> None:
+        """Start claiming (inside the replica's event loop)."""
+        if self.runner is None:
+            self.runner = self._admission.platform.job_runner(self.synthesize_segment,
+                                                              encode=self.encode)
+        self.runner.start()
+
+    def wake(self) -> None:
+        """Look for work now (after a submission on this replica)."""
+        self.start()
+        assert self.runner is not None
+        self.runner.wake()
+
+    async def synthesize_segment(self, job: ClaimedJob, segment: str, index: int) -> SegmentAudio:
+        caller = await self._admission.job_caller(job)
+        inp = job_input(job.request, segment, await self._voice(job, caller))
+        result = await self._service.segment(
+            inp, caller, usage_id=f"{job.id}:{index}",
+            failed_usage_id=f"{job.id}:{index}:a{job.attempt}")
+        return SegmentAudio(np.asarray(result.audio, dtype=np.float32), result.sample_rate)
+
+    async def encode(self, audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
+        rendered = await self._service.render(audio, sample_rate,
+                                              RenderOptions.model_validate(output))
+        return EncodedAudio(rendered.data, rendered.content_type, rendered.format.value,
+                            rendered.duration_seconds)
+
+    async def _voice(self, job: ClaimedJob, caller: Caller) -> VoiceRef | None:
+        """The job's saved voice, loaded once per attempt."""
+        voice_id = job.request.params.voice
+        if job.request.model != VOICE_CLONE or not voice_id:
+            return None
+        key = f"{job.id}:{job.attempt}"
+        voice = self._job_voices.get(key)
+        if voice is None:
+            voice = await self._selector.job_voice(voice_id, caller)
+            self._job_voices.put(key, voice)
+        return voice
