@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from serve_app.cache import LRUCache
 from serve_app.endpoints import keyless_seed_call, sends_credentials
 from serve_app.errors import ApiError
-from serve_app.platform.config import TenantLimits
 from serve_app.platform.jobs.store import ClaimedJob
 from serve_app.platform.keys import Principal
 from serve_app.platform.limits import Admission
@@ -92,11 +91,9 @@ class TenantAdmission:
         key = f"{job.id}:{job.attempt}"
         principal = self._job_principals.get(key)
         if principal is None:
-            limits = await asyncio.to_thread(
-                lambda: self.platform.tenants.get(job.tenant_id).limits)
-            quota = TenantLimits(characters_per_period=limits.characters_per_period,
-                                 audio_seconds_per_period=limits.audio_seconds_per_period,
-                                 period=limits.period)
+            _, limits = await asyncio.to_thread(self.platform.plan_and_limits, job.tenant_id)
+            quota = limits.model_copy(update={"requests_per_minute": None,
+                                              "max_concurrent": None})
             principal = Principal(job.tenant_id, "", job.api_key_id, (), quota)
             self._job_principals.put(key, principal)
         return Caller(principal, JOBS_ENDPOINT)

@@ -52,6 +52,7 @@ from serve_app.protocol.native import (
 from serve_app.routes import (
     api_docs,
     clients,
+    invoices,
     jobs,
     native,
     openai,
@@ -142,6 +143,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(voices.router)  # the multi-tenant platform (serve_app.platform)
     app.include_router(jobs.router)
+    app.include_router(invoices.router)  # GET /v1/invoices (serve_app.platform.invoices)
     app.include_router(speech_session_router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)
