@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_testing import platform_args
+from platform_testing import Receiver, platform_args
 from sqlalchemy import create_engine, text
 
 from serve_app.platform.service import Platform
@@ -94,3 +94,17 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     p = Platform.open(platform_args(database_url, tmp_path), migrate=True)
     yield p
     p.close()
+
+
+@pytest.fixture
+def receiver_factory():
+    """Local webhook receivers: `make(statuses)` answers with those statuses in turn."""
+    made = []
+
+    def make(statuses):
+        made.append(Receiver(statuses))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

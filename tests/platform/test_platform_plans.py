@@ -9,41 +9,13 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from platform_testing import MARCH, at, record, terms
 from sqlalchemy import select
 
 from serve_app.platform.config import TenantLimits
 from serve_app.platform.errors import Conflict, InvalidRequest, LimitExceeded, PermissionDenied
 from serve_app.platform.models import UsageRecordRow
-from serve_app.platform.plans import PlanTerms, parse_terms
-from serve_app.platform.usage import UsageRecord
-
-MARCH = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-def at(day: int, hour: int = 12) -> datetime:
-    return datetime(2025, 3, day, hour, tzinfo=UTC)
-
-
-def terms(**overrides) -> PlanTerms:
-    base = {
-        "requests_per_minute": 60, "max_concurrent": 4,
-        "included": {"characters": 100, "audio_seconds": 60, "voice_clones": 1},
-        "prices": {"base_monthly": 1900,
-                   "per_1k_characters": {"CustomVoice": 200, "VoiceDesign": 300,
-                                         "VoiceClone": 400},
-                   "per_audio_minute": 50, "per_saved_voice": 500, "per_job": 25},
-        "overage": "bill",
-    }
-    base.update(overrides)
-    return PlanTerms.model_validate(base)
-
-
-def record(platform, tenant_id: str, request_id: str, when: datetime, *, model="CustomVoice",
-           characters=0, audio_seconds=0.0, operation="synthesis"):
-    return platform.usage.record_priced(UsageRecord(
-        request_id=request_id, tenant_id=tenant_id, model=model, endpoint="speech",
-        characters=characters, audio_seconds=audio_seconds, operation=operation,
-        created_at=when))
+from serve_app.platform.plans import parse_terms
 
 
 def row(platform, request_id: str) -> UsageRecordRow:
