@@ -26,6 +26,7 @@ from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, PermissionDenied
 from serve_app.platform.invoices import Invoice, Invoices
+from serve_app.platform.isolation import Isolation, inspect_isolation
 from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.jobs.webhooks import WebhookSender
@@ -33,7 +34,7 @@ from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
 from serve_app.platform.models import utcnow
 from serve_app.platform.plans import PlanCatalog, PlanGrant, effective_limits
-from serve_app.platform.quota_alerts import QuotaAlerts, open_alerts
+from serve_app.platform.quota_alerts import QuotaAlerts
 from serve_app.platform.tenants import TenantDirectory, TenantInfo
 from serve_app.platform.usage import (
     Operation,
@@ -91,6 +92,7 @@ class Platform:
             backoff_s=jobs.webhook_backoff_s, backoff_max_s=jobs.webhook_backoff_max_s,
             allow_private_hosts=jobs.webhook_allow_private_hosts)
         self._deliveries: set[asyncio.Task] = set()
+        self.isolation: Isolation | None = None  # set by `open`: which guarantee holds
         self._open_principal: Principal | None = None
         self._network_principal: tuple[float, Principal] | None = None
 
@@ -105,12 +107,20 @@ class Platform:
         db = Database(args.resolved_database_url(), args.resolved_admin_database_url())
         if migrate or db.is_sqlite:
             db.migrate()
+        isolation = inspect_isolation(db.engine)
+        if isolation.row_level_security and db.admin_engine is db.engine:
+            raise ConfigurationError(
+                f"DATABASE_URL connects as {isolation.role}, which row-level security binds: "
+                "set ADMIN_DATABASE_URL to the tables' owner for the admin path and the work "
+                "that crosses tenants (key lookup, job claims)")
+        logger.info("tenant isolation: %s", isolation.detail)
         limiter = open_limiter(
             args.redis_url.get_secret_value() if args.redis_url else None,
             prefix=args.redis_key_prefix, lease_s=args.concurrency_lease_s,
         )
         platform = cls(args, db, open_blob_store(args.resolved_blob_store_url()),
                        _keyring(args, db), limiter)
+        platform.isolation = isolation
         if not args.auth_enabled:
             logger.warning("AUTHENTICATION IS OFF: every request acts as tenant %r", OPEN_TENANT)
         return platform
@@ -212,15 +222,10 @@ class Platform:
         return recorded
 
     def _record(self, record: UsageRecord) -> tuple[bool, int]:
-        """Write a priced row and open the quota warnings it crosses, in one transaction:
-        (whether the row is new, how many warnings it opened)."""
-        opened = [0]
-
-        def on_priced(session, usage: UsageRecord, priced) -> None:
-            opened[0] = open_alerts(session, usage.tenant_id, usage.created_at or utcnow(),
-                                    priced)
-
-        return self.usage.record_priced(record, on_priced).recorded, opened[0]
+        """Write a priced row (which opens the quota warnings it crosses): whether the row
+        is new, how many warnings it opened."""
+        recorded = self.usage.record_priced(record)
+        return recorded.recorded, recorded.alerts
 
     def _spawn_delivery(self) -> None:
         """Deliver pending quota warnings in the background (from an event loop only)."""

@@ -31,6 +31,7 @@ from serve_app.platform.pricing import (
     month_bounds,
     price_row,
 )
+from serve_app.platform.quota_alerts import open_alerts
 
 UsageStatus = Literal["ok", "failed", "cancelled"]
 
@@ -62,6 +63,7 @@ class Recorded:
 
     recorded: bool
     priced: Priced
+    alerts: int = 0  # quota warnings this row opened (serve_app.platform.quota_alerts)
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,9 @@ class UsageMeter:
         """Store the record; False if this request id was already recorded."""
         return self.record_priced(usage).recorded
 
-    def record_priced(self, usage: UsageRecord, on_priced=None) -> Recorded:
-        """Price and store the record in one transaction (its cost is final); `on_priced
-        (session, usage, priced)` runs in that transaction after a new row is written."""
+    def record_priced(self, usage: UsageRecord) -> Recorded:
+        """Price and store the record, and open the quota warnings it crosses, in one
+        transaction (its cost is final)."""
         values = usage.model_dump()
         values["created_at"] = values["created_at"] or utcnow()
         values["audio_ms"] = round(usage.audio_seconds * 1000)
@@ -149,9 +151,9 @@ class UsageMeter:
                 **values, **priced.columns()).on_conflict_do_nothing(
                 index_elements=["request_id"]).returning(UsageRecordRow.__table__.c.id)
             recorded = session.connection().execute(statement).first() is not None
-            if recorded and on_priced is not None:
-                on_priced(session, usage, priced)
-        return Recorded(recorded, priced)
+            alerts = open_alerts(session, usage.tenant_id, values["created_at"], priced) \
+                if recorded else 0
+        return Recorded(recorded, priced, alerts)
 
     def require_voice_room(self, tenant_id: str, at: datetime) -> None:
         """429 naming the quota and its reset when the tenant's plan blocks past its included

@@ -30,7 +30,7 @@ def admin(monkeypatch, tmp_path, capsys):
 
 
 def test_migrate_create_tenant_and_key_then_list_revoke_and_usage(admin):
-    assert admin("migrate")[1].strip() == "schema at revision 0003"
+    assert admin("migrate")[1].strip() == "schema at revision 0004"
     code, out, _ = admin("create-tenant", "acme", "--rpm", "60", "--characters", "5000")
     tenant = json.loads(out)
     assert code == 0 and tenant["limits"]["requests_per_minute"] == 60

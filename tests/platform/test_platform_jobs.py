@@ -158,7 +158,9 @@ def test_a_runner_killed_mid_job_leaves_it_to_another_which_writes_one_result(pl
     worker = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("job_worker.py")),
          platform.db.url.render_as_string(hide_password=False), str(tmp_path),
-         platform.args.voice_encryption_keys.get_secret_value(), str(marker)],
+         platform.args.voice_encryption_keys.get_secret_value(), str(marker),
+         *([platform.args.resolved_admin_database_url()]
+           if platform.args.admin_database_url else [])],
         cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."},
     )
     try:
@@ -322,7 +324,7 @@ FOUR_SEGMENTS = ("The first segment ends right here. The second one follows it. 
 
 
 def job_row(platform, job_id: str) -> JobRow:
-    with platform.db.transaction() as session:
+    with platform.db.admin_transaction() as session:
         return session.get(JobRow, job_id)
 
 
