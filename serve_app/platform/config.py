@@ -31,8 +31,10 @@ class TenantLimits(_Strict):
 
     requests_per_minute: int | None = Field(None, ge=1, description="Admitted requests per minute")
     max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once")
-    characters_per_period: int | None = Field(None, ge=1, description="Characters synthesized")
-    audio_seconds_per_period: float | None = Field(None, gt=0, description="Audio produced")
+    characters_per_period: int | None = Field(
+        None, ge=0, description="Characters synthesized (0: none; a plan that blocks past an "
+        "included quota of 0)")
+    audio_seconds_per_period: float | None = Field(None, ge=0, description="Audio produced")
     period: QuotaPeriod = Field("month", description="Quota period (UTC calendar day or month)")
 
 

@@ -175,10 +175,7 @@ def effective_limits(own: TenantLimits, grant: PlanGrant | None) -> TenantLimits
     merged = {field: own_value if own_value is not None else getattr(plan, field)
               for field, own_value in own.model_dump(exclude={"period"}).items()}
     own_quota = own.characters_per_period is not None or own.audio_seconds_per_period is not None
-    period = own.period if own_quota else PLAN_PERIOD
-    # model_construct: an included quota of 0 under `block` is a limit of 0 (nothing is
-    # admitted), which TenantLimits' own validation (>= 1) would refuse
-    return TenantLimits.model_construct(**merged, period=period)
+    return TenantLimits(**merged, period=own.period if own_quota else PLAN_PERIOD)
 
 
 def version_at(session: Session, plan_id: str, at: datetime) -> PlanVersionRow | None:
