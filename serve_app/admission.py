@@ -82,7 +82,7 @@ class TenantAdmission:
         if self._trusted is None:
             info = await asyncio.to_thread(self.platform.tenants.get_or_create,
                                            self.platform.args.handle_tenant)
-            self._trusted = Principal(info.id, info.name, None, (), info.limits)
+            self._trusted = await asyncio.to_thread(self.platform.tenant_principal, info)
         return self._trusted
 
     async def job_caller(self, job: ClaimedJob) -> Caller:
