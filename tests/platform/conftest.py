@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_testing import Receiver, platform_args
+from platform_testing import Receiver, as_login, platform_args
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from serve_app.platform.isolation import APP_ROLE
 from serve_app.platform.service import Platform
@@ -76,11 +75,6 @@ def postgres_app_login(postgres_server: str) -> str:
                                     "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
     engine.dispose()
     return APP_LOGIN
-
-
-def as_login(url: str, login: str) -> str:
-    """`url` with another user (same server, database and options)."""
-    return make_url(url).set(username=login, password=None).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

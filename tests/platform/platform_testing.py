@@ -18,6 +18,13 @@ from serve_app.platform.usage import UsageRecord
 TRANSCRIPT = "a transcript nobody else may read"
 
 
+def as_login(url: str, login: str) -> str:
+    """`url` with another user (same server, database and options)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=login, password=None).render_as_string(hide_password=False)
+
+
 def platform_args(database_url: str, data_dir: Path, **overrides) -> PlatformArgs:
     values = {
         "data_dir": str(data_dir),

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import as_login
-from platform_testing import MARCH, at, make_prompt, platform_args, record, terms
+from platform_testing import MARCH, as_login, at, make_prompt, platform_args, record, terms
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
