@@ -341,8 +341,10 @@ class Platform:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
     def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output) -> JobRunner:
-        """A runner over this platform's queue; call `.start()` inside the event loop."""
-        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode)
+        """A runner over this platform's queue; call `.start()` inside the event loop. It
+        also delivers pending quota warnings (any replica's, e.g. of one that died)."""
+        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode,
+                         sweep=self.deliver_quota_alerts)
 
     # ------------------------------------------------------------------------ invoices
     async def list_invoices(self, principal: Principal) -> list[Invoice]:

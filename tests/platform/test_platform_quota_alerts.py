@@ -11,6 +11,7 @@ import time
 from platform_testing import terms
 
 from serve_app.platform.jobs.webhooks import verify_signature
+from serve_app.platform.usage import UsageRecord
 
 SECRET = "whsec_quota-test"
 
@@ -114,3 +115,31 @@ def test_a_tenant_without_a_webhook_has_its_warnings_recorded_not_sent(platform)
     assert [(a["threshold"], a["status"]) for a in
             platform.quota_alerts.list(principal.tenant_id)] == [(80, "no_webhook"),
                                                                  (100, "no_webhook")]
+
+
+def test_a_warning_left_pending_is_delivered_by_any_replicas_job_runner(platform,
+                                                                       receiver_factory):
+    """The replica that opened a warning may die before sending it: every job runner's loop
+    delivers what is pending."""
+    receiver = receiver_factory([])
+    principal = on_plan(platform, receiver, included={"characters": 10, "audio_seconds": None,
+                                                      "voice_clones": None})
+    # written by a writer that sends nothing itself (as if its replica died right after)
+    platform.usage.record(UsageRecord(request_id="r1", tenant_id=principal.tenant_id,
+                                      model="CustomVoice", endpoint="speech", characters=10))
+    assert [a["status"] for a in platform.quota_alerts.list(principal.tenant_id)] == \
+        ["pending", "pending"]
+
+    async def never(job, segment, index):
+        raise AssertionError("no job here")
+
+    async def main():
+        runner = platform.job_runner(never)
+        runner.start()
+        try:
+            await until(lambda: len(receiver.received) >= 2)
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    assert sorted(body["threshold"] for _, body in events(receiver)) == [80, 100]
