@@ -35,6 +35,7 @@ from serve_app.routes import (
     seed,
     service_root,
     speech_stream,
+    tenant_invoices,
     voice_library,
 )
 from serve_app.routes.admin import create_admin_router
@@ -116,6 +117,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(voice_library.router)  # the multi-tenant platform (serve_app.platform)
     app.include_router(jobs_usage.router)
+    app.include_router(tenant_invoices.router)  # GET /v1/invoices (serve_app.platform.invoices)
     app.include_router(speech_stream.router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read
     app.include_router(playground.router)  # the web playground (static files)

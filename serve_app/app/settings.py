@@ -53,6 +53,8 @@ ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "AUTH_ENABLED": (("platform.auth_enabled",), _bool),
     "QTTS_DATA_DIR": (("platform.data_dir",), str),
     "DATABASE_URL": (("platform.database_url",), str),
+    "ADMIN_DATABASE_URL": (("platform.admin_database_url",), str),
+    "BILLING_CURRENCY": (("platform.billing.currency",), str),
     "REDIS_URL": (("platform.redis_url",), str),
     "REDIS_KEY_PREFIX": (("platform.redis_key_prefix",), str),
     "BLOB_STORE_URL": (("platform.blob_store_url",), str),

@@ -11,10 +11,21 @@
     qtts admin usage TENANT [--period month|day|YYYY-MM|YYYY-MM-DD]
     qtts admin rotate-voice-key
     qtts admin generate-voice-key
+    qtts admin create-plan NAME --terms '{"included": {...}, "prices": {...}}' | @terms.json
+    qtts admin list-plans [--archived]
+    qtts admin show-plan PLAN
+    qtts admin new-plan-version PLAN --terms JSON|@FILE
+    qtts admin archive-plan PLAN
+    qtts admin assign-plan TENANT PLAN
+    qtts admin set-webhook TENANT URL [--secret S]
+    qtts admin close-period YYYY-MM
+    qtts admin export-usage YYYY-MM [--output FILE]
 
 Settings come from the environment (DATABASE_URL, BLOB_STORE_URL, VOICE_ENCRYPTION_KEYS,
 API_KEY_PEPPER, ...; docs/platform.md), as the serving replicas read them. TENANT is an id or
-a name. A new key is printed once, on stdout, and nowhere else.
+a name, PLAN an id or a name; plan terms are JSON (serve_app.platform.plans.PlanTerms; money
+in integer minor units of BILLING_CURRENCY). A new key is printed once, on stdout, and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -47,6 +58,23 @@ def _limits(args: argparse.Namespace) -> TenantLimits | None:
     if all(v is None for v in values.values()) and args.period is None:
         return None
     return TenantLimits(**values, period=args.period or "month")
+
+
+def _terms(raw: str):
+    from pathlib import Path
+
+    from serve_app.platform.errors import InvalidRequest
+    from serve_app.platform.plans import parse_terms
+
+    try:
+        text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"--terms must be a JSON object or @FILE with one ({exc})",
+                             param="terms") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("--terms must be a JSON object", param="terms")
+    return parse_terms(data)
 
 
 def _print(data: object) -> None:
@@ -86,6 +114,32 @@ def _run(args: argparse.Namespace) -> int:
         elif command == "usage":
             tenant = platform.tenants.get(args.tenant)
             _print(platform.usage.summary(tenant.id, args.period).as_dict())
+        elif command == "create-plan":
+            _print(platform.plans.create(args.name, _terms(args.terms)).as_dict(all_versions=True))
+        elif command == "list-plans":
+            _print([p.as_dict() for p in platform.plans.list(include_archived=args.archived)])
+        elif command == "show-plan":
+            _print(platform.plans.get(args.plan).as_dict(all_versions=True))
+        elif command == "new-plan-version":
+            _print(platform.plans.new_version(args.plan, _terms(args.terms)).as_dict(
+                all_versions=True))
+        elif command == "archive-plan":
+            _print(platform.plans.archive(args.plan).as_dict())
+        elif command == "assign-plan":
+            _print(platform.plans.assign(args.tenant, args.plan).as_dict())
+        elif command == "set-webhook":
+            _print(platform.set_tenant_webhook(args.tenant, args.url, args.secret))
+        elif command == "close-period":
+            _print([i.as_dict() for i in platform.invoices.close_period(args.period)])
+        elif command == "export-usage":
+            from serve_app.platform.invoices import to_jsonl
+
+            text = to_jsonl(platform.invoices.export(args.period))
+            if args.output:
+                with open(args.output, "w", encoding="utf-8") as out:
+                    out.write(text)
+            else:
+                sys.stdout.write(text)
         elif command == "rotate-voice-key":
             counts = platform.rotate_voice_key()
             _print({"primary_key_id": platform.keyring.primary_id, "reencrypted": counts})
@@ -133,3 +187,33 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:
     commands.add_parser("rotate-voice-key",
                         help="re-encrypt voices and webhook secrets with the newest key")
     commands.add_parser("generate-voice-key", help="print a new VOICE_ENCRYPTION_KEYS entry")
+
+    terms_help = "plan terms: a JSON object, or @FILE holding one"
+    p = commands.add_parser("create-plan", help="add a plan (its version 1)")
+    p.add_argument("name")
+    p.add_argument("--terms", required=True, help=terms_help)
+    p = commands.add_parser("list-plans", help="plans and their current terms")
+    p.add_argument("--archived", action="store_true", help="include archived plans")
+    p = commands.add_parser("show-plan", help="a plan with every version")
+    p.add_argument("plan")
+    p = commands.add_parser("new-plan-version",
+                            help="new terms for a plan, in force from now (past rows keep "
+                                 "their price)")
+    p.add_argument("plan")
+    p.add_argument("--terms", required=True, help=terms_help)
+    p = commands.add_parser("archive-plan", help="no tenant may be moved to it any more")
+    p.add_argument("plan")
+    p = commands.add_parser("assign-plan", help="move a tenant to a plan, from now on")
+    p.add_argument("tenant")
+    p.add_argument("plan")
+    p = commands.add_parser("set-webhook", help="a tenant's webhook for quota warnings")
+    p.add_argument("tenant")
+    p.add_argument("url")
+    p.add_argument("--secret", help="signing secret (default: made and printed once)")
+    p = commands.add_parser("close-period", help="make every tenant's invoice of a month "
+                                                  "(idempotent)")
+    p.add_argument("period", help="YYYY-MM (a month that has ended)")
+    p = commands.add_parser("export-usage", help="a closed month's billed usage as JSONL "
+                                                  "usage records for a payment provider")
+    p.add_argument("period", help="YYYY-MM")
+    p.add_argument("--output", help="write to this file (default: stdout)")

@@ -31,8 +31,10 @@ class TenantLimits(_Strict):
 
     requests_per_minute: int | None = Field(None, ge=1, description="Admitted requests per minute")
     max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once")
-    characters_per_period: int | None = Field(None, ge=1, description="Characters synthesized")
-    audio_seconds_per_period: float | None = Field(None, gt=0, description="Audio produced")
+    characters_per_period: int | None = Field(
+        None, ge=0, description="Characters synthesized (0: none; a plan that blocks past an "
+        "included quota of 0)")
+    audio_seconds_per_period: float | None = Field(None, ge=0, description="Audio produced")
     period: QuotaPeriod = Field("month", description="Quota period (UTC calendar day or month)")
 
 
@@ -61,6 +63,16 @@ class JobArgs(_Strict):
     )
 
 
+class BillingArgs(_Strict):
+    """Plans, prices and invoices (serve_app.platform.plans, pricing, invoices)."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="BILLING_CURRENCY: the "
+                          "one ISO 4217 currency every price is in, as integer minor units "
+                          "(cents for USD)")
+    quota_webhook_timeout_s: float = Field(10.0, gt=0, description="One quota-warning POST's "
+                                           "timeout")
+
+
 class PlatformArgs(_Strict):
     """Tenants, keys, limits, usage, saved voices and jobs (see docs/platform.md)."""
 
@@ -73,6 +85,11 @@ class PlatformArgs(_Strict):
     database_url: Secret | None = Field(
         None, description="DATABASE_URL: sqlite:///path or postgresql://... (default: SQLite)"
     )
+    admin_database_url: Secret | None = Field(
+        None, description="ADMIN_DATABASE_URL: the connection of the admin path and of the "
+        "work that crosses tenants (key lookup, job claims, closing a period); on PostgreSQL "
+        "with row-level security, DATABASE_URL is the application role, subject to it, and "
+        "this one the tables' owner (default: DATABASE_URL)")
     redis_url: Secret | None = Field(
         None, description="REDIS_URL: shared limits across replicas (default: one-node limits)"
     )
@@ -111,6 +128,7 @@ class PlatformArgs(_Strict):
         "seed-worker", min_length=1, description="TRUSTED_NETWORK_TENANT: the tenant those calls "
         "act as (created on first use): limited and metered like any tenant")
     jobs: JobArgs = Field(default_factory=JobArgs)
+    billing: BillingArgs = Field(default_factory=BillingArgs)
 
     # ------------------------------------------------------------------ resolved values
     def resolved_data_dir(self) -> Path:
@@ -122,6 +140,9 @@ class PlatformArgs(_Strict):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.resolved_data_dir() / 'platform.db'}"
+
+    def resolved_admin_database_url(self) -> str | None:
+        return self.admin_database_url.get_secret_value() if self.admin_database_url else None
 
     def resolved_blob_store_url(self) -> str:
         return self.blob_store_url or (self.resolved_data_dir() / "blobs").as_uri()

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,16 +59,36 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-class Database:
-    """An engine plus a session factory; `transaction()` is the unit of work."""
+#: The transaction-local setting PostgreSQL's row-level security policies read
+#: (serve_app.platform.isolation): the tenant a transaction acts for.
+TENANT_SETTING = "app.tenant_id"
 
-    def __init__(self, url: str):
+
+class Database:
+    """An engine plus a session factory; a transaction is the unit of work.
+
+    `transaction(tenant_id)` acts for one tenant: on PostgreSQL it sets `app.tenant_id` for
+    that transaction only, which the row-level security policies compare every tenant-scoped
+    row with. `admin_transaction()` is the admin path and the work that crosses tenants (a
+    key looked up by its hash before the tenant is known, a job claimed from any tenant's
+    queue): it runs on `admin_url`'s connection (the tables' owner), or on `url`'s when no
+    separate admin URL is configured.
+    """
+
+    def __init__(self, url: str, admin_url: str | None = None):
         self.url = normalize_url(url)
+        self.admin_url = normalize_url(admin_url) if admin_url else None
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url)
         else:
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.admin_url is None or self.admin_url == self.url:
+            self.admin_engine, self._admin_sessions = self.engine, self._sessions
+        else:
+            self.admin_engine = _sqlite_engine(self.admin_url) if self.is_sqlite else \
+                create_engine(self.admin_url, pool_pre_ping=True, pool_size=5)
+            self._admin_sessions = sessionmaker(self.admin_engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Database({safe_url(self.url)!r})"
@@ -82,15 +102,27 @@ class Database:
         return self.url.get_backend_name() == "postgresql"
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, tenant_id: str | None = None) -> Iterator[Session]:
+        """A transaction of the application role, acting for `tenant_id` (under PostgreSQL's
+        row-level security, one with no tenant sees no tenant-scoped row at all)."""
         with self._sessions() as session, session.begin():
+            if tenant_id is not None and self.is_postgresql:
+                session.execute(text("SELECT set_config(:name, :tenant, true)"),
+                                {"name": TENANT_SETTING, "tenant": tenant_id})
+            yield session
+
+    @contextlib.contextmanager
+    def admin_transaction(self) -> Iterator[Session]:
+        """A transaction of the admin role: every tenant's rows."""
+        with self._admin_sessions() as session, session.begin():
             yield session
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` with the Alembic migrations."""
+        """Bring the schema to `revision` with the Alembic migrations (as the admin role,
+        the tables' owner)."""
         from alembic import command
 
-        with self.engine.begin() as connection:
+        with self.admin_engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
@@ -98,11 +130,13 @@ class Database:
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
-        with self.engine.connect() as connection:
+        with self.admin_engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.admin_engine is not self.engine:
+            self.admin_engine.dispose()
 
 
 def alembic_config():

@@ -30,6 +30,7 @@ from serve_app.platform.errors import (
     PermissionDenied,
 )
 from serve_app.platform.models import ApiKey, Tenant, TenantLimitsRow, new_id, utcnow
+from serve_app.platform.plans import PlanGrant, effective_limits, grant_at
 from serve_app.platform.tenants import _limits, find_tenant
 
 KEY_PREFIX = "qtts_"
@@ -67,13 +68,15 @@ def validate_scopes(scopes: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the tenant, the key, what it may use and the tenant's limits."""
+    """Who is calling: the tenant, the key, what it may use, the tenant's limits (its own
+    over its plan's) and its plan (None: no plan, nothing restricted by one)."""
 
     tenant_id: str
     tenant_name: str
     key_id: str | None
     scopes: tuple[str, ...] = ()
     limits: TenantLimits = field(default_factory=TenantLimits)
+    plan: PlanGrant | None = None
 
     def allows(self, *, model: str | None = None, endpoint: str | None = None) -> bool:
         for family, value in (("model", model), ("endpoint", endpoint)):
@@ -82,7 +85,12 @@ class Principal:
                 return False
         return True
 
-    def require(self, *, model: str | None = None, endpoint: str | None = None) -> None:
+    def require(self, *, model: str | None = None, endpoint: str | None = None,
+                feature: str | None = None) -> None:
+        """403 when the key's scopes or the tenant's plan (naming the model kind or feature
+        it lacks) do not allow this."""
+        if self.plan is not None:
+            self.plan.require(model=model, endpoint=endpoint, feature=feature)
         if not self.allows(model=model, endpoint=endpoint):
             what = f"model {model}" if model and not self.allows(model=model) else f"endpoint {endpoint}"
             raise PermissionDenied(
@@ -170,7 +178,7 @@ class ApiKeys:
     def create(self, tenant: str, *, name: str | None = None, scopes: Iterable[str] = ()) -> CreatedKey:
         scopes = validate_scopes(scopes)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             owner = find_tenant(session, tenant)
             row = ApiKey(
                 id=new_id("key"), tenant_id=owner.id, name=name, key_hash=self.hash(secret),
@@ -181,7 +189,7 @@ class ApiKeys:
             return CreatedKey(_key_info(row), secret)
 
     def revoke(self, key_id: str) -> KeyInfo:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             row = session.get(ApiKey, key_id)
             if row is None:
                 raise NotFound(f"no API key {key_id!r}", param="key_id")
@@ -193,7 +201,7 @@ class ApiKeys:
         return info
 
     def list(self, tenant: str) -> list[KeyInfo]:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             owner = find_tenant(session, tenant)
             rows = session.scalars(
                 select(ApiKey).where(ApiKey.tenant_id == owner.id).order_by(ApiKey.created_at)
@@ -218,7 +226,7 @@ class ApiKeys:
             cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self._cache_s:
             return cached[1]
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if row is None or not hmac.compare_digest(row.key_hash, digest):
                 raise AuthenticationError("the API key is not valid")
@@ -227,9 +235,11 @@ class ApiKeys:
             tenant = session.get(Tenant, row.tenant_id)
             if tenant is None or tenant.disabled:
                 raise PermissionDenied("this tenant is disabled", code="tenant_disabled")
+            grant = grant_at(session, tenant.id, utcnow())
+            own = _limits(session.get(TenantLimitsRow, tenant.id))
             principal = Principal(
                 tenant_id=tenant.id, tenant_name=tenant.name, key_id=row.id,
-                scopes=tuple(row.scopes or ()), limits=_limits(session.get(TenantLimitsRow, tenant.id)),
+                scopes=tuple(row.scopes or ()), limits=effective_limits(own, grant), plan=grant,
             )
         if self._cache_s > 0:
             with self._lock:

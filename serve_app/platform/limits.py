@@ -73,6 +73,7 @@ class Decision:
     remaining: dict[str, float] = field(default_factory=dict)
     reset_s: dict[str, float] = field(default_factory=dict)
     retry_after_s: int | None = None
+    now: float | None = None  # when it was decided (the limiter's clock)
 
     def headers(self) -> dict[str, str]:
         """X-RateLimit-{Limit,Remaining,Reset}-<Dimension> for each configured limit, and
@@ -90,9 +91,13 @@ class Decision:
 
     def error(self) -> LimitExceeded:
         what = DIMENSIONS[self.reason or "requests"][1].format(period=self.limits.period)
+        resets = ""
+        if self.reason in self.reset_s and self.now is not None and self.reason != "requests":
+            at = datetime.fromtimestamp(self.now + self.reset_s[self.reason], UTC)
+            resets = f"; the quota resets at {at.replace(microsecond=0).isoformat()}"
         return LimitExceeded(
             f"limit reached: {_num(_limit_of(self.limits, self.reason or 'requests'))} {what}; "
-            f"retry after {self.retry_after_s} s",
+            f"retry after {self.retry_after_s} s{resets}",
             headers=self.headers(),
             code="quota_exceeded" if self.reason in ("characters", "audio_seconds") else "rate_limited",
         )
@@ -142,7 +147,7 @@ def decide(limits: TenantLimits, c: Counters, now: float, characters: int) -> De
         retry = math.ceil(period_reset) if charged_out else 1
     elif c.denied == "audio_seconds":
         retry = math.ceil(period_reset)
-    return Decision(c.denied is None, c.denied, limits, remaining, reset, retry)
+    return Decision(c.denied is None, c.denied, limits, remaining, reset, retry, now)
 
 
 def _arg(value: float | None, scale: float = 1) -> str:

@@ -114,6 +114,19 @@ class UsageRecordRow(Base):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pricing, computed once when the row is written (serve_app.platform.pricing); money is
+    # integer minor units of the configured currency
+    operation: Mapped[str] = mapped_column(String(16), default="synthesis",
+                                           server_default="synthesis")  # | voice | job
+    audio_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    plan_version_id: Mapped[str | None] = mapped_column(String(40))
+    billable_characters: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    billable_audio_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    billable_operations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cost_characters: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_audio: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_operation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class VoiceRow(Base):
@@ -172,3 +185,86 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    archived_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlanVersionRow(Base):
+    """One version of a plan's terms (serve_app.platform.plans.PlanTerms): immutable; a
+    change of terms is a new version, in force from its `effective_from`."""
+
+    __tablename__ = "plan_versions"
+    __table_args__ = (UniqueConstraint("plan_id", "version", name="uq_plan_versions_plan_version"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    terms: Mapped[dict[str, Any]] = mapped_column()
+    effective_from: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantPlanRow(Base):
+    """A tenant's move to a plan, in force from `effective_from` until its next move."""
+
+    __tablename__ = "tenant_plans"
+    __table_args__ = (Index("ix_tenant_plans_tenant_effective", "tenant_id", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
+    effective_from: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("tenant_id", "period", name="uq_invoices_tenant_period"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # serve_app.platform.invoices
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantWebhookRow(Base):
+    """Where a tenant's account events (quota warnings) are POSTed, signed as jobs' are."""
+
+    __tablename__ = "tenant_webhooks"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)  # sealed with the voice keyring
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuotaAlertRow(Base):
+    """One quota warning: (tenant, period, quota, threshold) is unique, so each fires once."""
+
+    __tablename__ = "quota_alerts"
+    __table_args__ = (UniqueConstraint("tenant_id", "period", "quota", "threshold",
+                                       name="uq_quota_alerts_once"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(7))
+    quota: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)  # percent: 80 | 100
+    used: Mapped[int] = mapped_column(BigInteger)
+    included: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # |delivered|failed|no_webhook
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

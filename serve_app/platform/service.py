@@ -19,17 +19,30 @@ import time
 from collections.abc import Mapping
 
 from deployments.engine.types import VoicePrompt
+from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.platform.blobs import BlobStore, open_blob_store
-from serve_app.platform.config import PlatformArgs
+from serve_app.platform.config import PlatformArgs, TenantLimits
 from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, PermissionDenied
+from serve_app.platform.invoices import Invoice, Invoices
+from serve_app.platform.isolation import Isolation, inspect_isolation
 from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
+from serve_app.platform.jobs.webhooks import WebhookSender
 from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
-from serve_app.platform.tenants import TenantDirectory
-from serve_app.platform.usage import UsageMeter, UsageRecord, UsageStatus, UsageSummary
+from serve_app.platform.models import utcnow
+from serve_app.platform.plans import PlanCatalog, PlanGrant, effective_limits
+from serve_app.platform.quota_alerts import QuotaAlerts
+from serve_app.platform.tenants import TenantDirectory, TenantInfo
+from serve_app.platform.usage import (
+    Operation,
+    UsageMeter,
+    UsageRecord,
+    UsageStatus,
+    UsageSummary,
+)
 from serve_app.platform.voices import VoiceInfo, VoiceLibrary
 
 logger = logging.getLogger("qtts.platform")
@@ -62,14 +75,24 @@ class Platform:
         pepper = args.api_key_pepper.get_secret_value().encode() if args.api_key_pepper else b""
         self.tenants = TenantDirectory(db, args.default_limits)
         self.keys = ApiKeys(db, pepper, cache_s=args.auth_cache_s)
-        self.usage = UsageMeter(db)
+        self.usage = UsageMeter(db, args.billing.currency)
         self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
         jobs = args.jobs
+        webhook_lease_s = jobs.webhook_max_attempts * (jobs.webhook_timeout_s +
+                                                       jobs.webhook_backoff_max_s)
         self.jobs = JobStore(
             db, blobs, keyring, lease_s=jobs.lease_s, max_attempts=jobs.max_attempts,
-            max_text_chars=jobs.max_text_chars,
-            webhook_lease_s=jobs.webhook_max_attempts * (jobs.webhook_timeout_s + jobs.webhook_backoff_max_s),
+            max_text_chars=jobs.max_text_chars, webhook_lease_s=webhook_lease_s,
         )
+        self.plans = PlanCatalog(db)
+        self.invoices = Invoices(db, args.billing.currency)
+        self.quota_alerts = QuotaAlerts(db, keyring, lease_s=webhook_lease_s)
+        self._alert_sender = WebhookSender(  # the jobs' webhook settings, the same signature
+            timeout_s=args.billing.quota_webhook_timeout_s, max_attempts=jobs.webhook_max_attempts,
+            backoff_s=jobs.webhook_backoff_s, backoff_max_s=jobs.webhook_backoff_max_s,
+            allow_private_hosts=jobs.webhook_allow_private_hosts)
+        self._deliveries: set[asyncio.Task] = set()
+        self.isolation: Isolation | None = None  # set by `open`: which guarantee holds
         self._open_principal: Principal | None = None
         self._network_principal: tuple[float, Principal] | None = None
 
@@ -81,15 +104,23 @@ class Platform:
     def open(cls, args: PlatformArgs, *, migrate: bool = False) -> Platform:
         """Connect every backend named in `args`; `migrate` brings the schema up to date
         first (the embedded SQLite default does it always: the demo needs nothing else)."""
-        db = Database(args.resolved_database_url())
+        db = Database(args.resolved_database_url(), args.resolved_admin_database_url())
         if migrate or db.is_sqlite:
             db.migrate()
+        isolation = inspect_isolation(db.engine)
+        if isolation.row_level_security and db.admin_engine is db.engine:
+            raise ConfigurationError(
+                f"DATABASE_URL connects as {isolation.role}, which row-level security binds: "
+                "set ADMIN_DATABASE_URL to the tables' owner for the admin path and the work "
+                "that crosses tenants (key lookup, job claims)")
+        logger.info("tenant isolation: %s", isolation.detail)
         limiter = open_limiter(
             args.redis_url.get_secret_value() if args.redis_url else None,
             prefix=args.redis_key_prefix, lease_s=args.concurrency_lease_s,
         )
         platform = cls(args, db, open_blob_store(args.resolved_blob_store_url()),
                        _keyring(args, db), limiter)
+        platform.isolation = isolation
         if not args.auth_enabled:
             logger.warning("AUTHENTICATION IS OFF: every request acts as tenant %r", OPEN_TENANT)
         return platform
@@ -109,8 +140,21 @@ class Platform:
     def open_principal(self) -> Principal:
         if self._open_principal is None:
             tenant = self.tenants.get_or_create(OPEN_TENANT)
-            self._open_principal = Principal(tenant.id, tenant.name, None, (), tenant.limits)
+            self._open_principal = self.tenant_principal(tenant)
         return self._open_principal
+
+    def plan_and_limits(self, tenant_id: str) -> tuple[PlanGrant | None, TenantLimits]:
+        """The tenant's plan version now and the limits it is held to (its own over its
+        plan's)."""
+        grant = self.plans.tenant_plan(tenant_id)
+        return grant, effective_limits(self.tenants.get(tenant_id).limits, grant)
+
+    def tenant_principal(self, tenant: TenantInfo, scopes: tuple[str, ...] = ()) -> Principal:
+        """A keyless principal of `tenant` (the open demo, trusted networks, the handle API)
+        with its plan and limits."""
+        grant = self.plans.tenant_plan(tenant.id)
+        return Principal(tenant.id, tenant.name, None, scopes,
+                         effective_limits(tenant.limits, grant), grant)
 
     def is_trusted_network(self, host: str | None) -> bool:
         """Whether `host` (the TCP peer's address, never a forwarded header) lies in one of
@@ -137,8 +181,7 @@ class Platform:
             if tenant.disabled:
                 raise PermissionDenied(f"tenant {name!r} (TRUSTED_NETWORK_TENANT) is disabled",
                                        code="tenant_disabled")
-            return Principal(tenant.id, tenant.name, None, ("endpoint:synthesize",),
-                             tenant.limits)
+            return self.tenant_principal(tenant, ("endpoint:synthesize",))
 
         principal = await asyncio.to_thread(load)
         self._network_principal = (time.monotonic(), principal)
@@ -169,27 +212,91 @@ class Platform:
             status=status,
         )
 
-        def work() -> bool:
+        def work() -> tuple[bool, int]:
             admission.settle(characters=characters, audio_seconds=audio_seconds)
-            return self.usage.record(record)
+            return self._record(record)
 
-        return await asyncio.to_thread(work)
+        recorded, alerts = await asyncio.to_thread(work)
+        if alerts:
+            self._spawn_delivery()
+        return recorded
+
+    def _record(self, record: UsageRecord) -> tuple[bool, int]:
+        """Write a priced row (which opens the quota warnings it crosses): whether the row
+        is new, how many warnings it opened."""
+        recorded = self.usage.record_priced(record)
+        return recorded.recorded, recorded.alerts
+
+    def _spawn_delivery(self) -> None:
+        """Deliver pending quota warnings in the background (from an event loop only)."""
+        try:
+            task = asyncio.get_running_loop().create_task(self.deliver_quota_alerts())
+        except RuntimeError:  # no loop (a synchronous caller): the next delivery takes them
+            return
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def deliver_quota_alerts(self) -> int:
+        """Send every pending quota warning (signed, retried like a job's webhook); how many
+        were delivered."""
+        delivered = 0
+        while (alert := await asyncio.to_thread(self.quota_alerts.claim)) is not None:
+            result = await self._alert_sender.deliver(
+                alert.url, alert.secret, alert.event, alert.payload, f"quota-alert-{alert.id}")
+            await asyncio.to_thread(self.quota_alerts.finished, alert.id, result.delivered,
+                                    result.attempts, result.error)
+            delivered += result.delivered
+        return delivered
+
+    def set_tenant_webhook(self, tenant: str, url: str, secret: str | None = None) -> dict:
+        return self.quota_alerts.set_webhook(tenant, url, secret)
+
+    def record_operation(self, principal: Principal, operation: Operation, *, request_id: str,
+                         model: str, endpoint: str, voice: str | None = None) -> bool:
+        """A priced row for an operation the plan charges by count (a saved voice, a job);
+        quota warnings it opens are delivered by the next delivery (`deliver_quota_alerts`)."""
+        return self._record(UsageRecord(
+            request_id=request_id, tenant_id=principal.tenant_id, api_key_id=principal.key_id,
+            model=model, endpoint=endpoint, voice=voice, operation=operation,
+            status="ok"))[0]
 
     # -------------------------------------------------------------------------- voices
     async def create_clone_voice(self, principal: Principal, name: str, prompt: VoicePrompt, *,
                                  consent: bool, reference_audio: bytes | None = None,
                                  language: str | None = None,
                                  description: str | None = None) -> VoiceInfo:
-        return await asyncio.to_thread(
-            self.voices.create_clone, principal.tenant_id, name, prompt, consent=consent,
-            reference_audio=reference_audio, language=language, description=description)
+        principal.require(endpoint="voices", feature="clone")
+
+        def work() -> VoiceInfo:
+            self._require_voice_room(principal)
+            info = self.voices.create_clone(
+                principal.tenant_id, name, prompt, consent=consent,
+                reference_audio=reference_audio, language=language, description=description)
+            self.record_operation(principal, "voice", request_id=f"{info.id}:saved",
+                                  model=VOICE_CLONE, endpoint="voices", voice=info.id)
+            return info
+
+        return await asyncio.to_thread(work)
 
     async def create_designed_voice(self, principal: Principal, name: str, prompt: VoicePrompt,
                                     *, description: str, sample_audio: bytes | None = None,
                                     language: str | None = None) -> VoiceInfo:
-        return await asyncio.to_thread(
-            self.voices.create_design, principal.tenant_id, name, prompt,
-            description=description, sample_audio=sample_audio, language=language)
+        principal.require(endpoint="voices", feature="saved_voices")
+
+        def work() -> VoiceInfo:
+            self._require_voice_room(principal)
+            info = self.voices.create_design(
+                principal.tenant_id, name, prompt, description=description,
+                sample_audio=sample_audio, language=language)
+            self.record_operation(principal, "voice", request_id=f"{info.id}:saved",
+                                  model=VOICE_DESIGN, endpoint="voices", voice=info.id)
+            return info
+
+        return await asyncio.to_thread(work)
+
+    def _require_voice_room(self, principal: Principal) -> None:
+        """429 when the plan blocks past its included voice clones and they are used up."""
+        self.usage.require_voice_room(principal.tenant_id, utcnow())
 
     async def list_voices(self, principal: Principal) -> list[VoiceInfo]:
         return await asyncio.to_thread(self.voices.list, principal.tenant_id)
@@ -214,9 +321,15 @@ class Platform:
                          webhook_url: str | None = None,
                          webhook_secret: str | None = None) -> JobTicket:
         principal.require(model=request.model, endpoint="jobs")
-        return await asyncio.to_thread(
-            self.jobs.submit, principal.tenant_id, request, api_key_id=principal.key_id,
-            webhook_url=webhook_url, webhook_secret=webhook_secret)
+
+        def work() -> JobTicket:
+            ticket = self.jobs.submit(principal.tenant_id, request, api_key_id=principal.key_id,
+                                      webhook_url=webhook_url, webhook_secret=webhook_secret)
+            self.record_operation(principal, "job", request_id=f"{ticket.id}:submitted",
+                                  model=request.model, endpoint="jobs")
+            return ticket
+
+        return await asyncio.to_thread(work)
 
     async def job_status(self, principal: Principal, job_id: str) -> JobStatus:
         return await asyncio.to_thread(self.jobs.get, principal.tenant_id, job_id)
@@ -228,8 +341,17 @@ class Platform:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
     def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output) -> JobRunner:
-        """A runner over this platform's queue; call `.start()` inside the event loop."""
-        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode)
+        """A runner over this platform's queue; call `.start()` inside the event loop. It
+        also delivers pending quota warnings (any replica's, e.g. of one that died)."""
+        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode,
+                         sweep=self.deliver_quota_alerts)
+
+    # ------------------------------------------------------------------------ invoices
+    async def list_invoices(self, principal: Principal) -> list[Invoice]:
+        return await asyncio.to_thread(self.invoices.list, principal.tenant_id)
+
+    async def get_invoice(self, principal: Principal, invoice_id: str) -> Invoice:
+        return await asyncio.to_thread(self.invoices.get, principal.tenant_id, invoice_id)
 
     # ---------------------------------------------------------------------- admin side
     async def usage_summary(self, tenant_id: str, period: str = "month") -> UsageSummary:

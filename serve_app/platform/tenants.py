@@ -69,7 +69,7 @@ class TenantDirectory:
         limits = limits or self._default_limits
         tenant = Tenant(id=new_id("ten"), name=name, disabled=False, created_at=utcnow())
         try:
-            with self._db.transaction() as session:
+            with self._db.admin_transaction() as session:
                 session.add(tenant)
                 session.flush()
                 row = TenantLimitsRow(tenant_id=tenant.id, updated_at=utcnow(), **limits.model_dump())
@@ -90,18 +90,18 @@ class TenantDirectory:
                 return self.get(name)
 
     def get(self, ref: str) -> TenantInfo:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             tenant = find_tenant(session, ref)
             return _info(tenant, session.get(TenantLimitsRow, tenant.id))
 
     def list(self) -> list[TenantInfo]:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             tenants = session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.id)).all()
             limits = {r.tenant_id: r for r in session.scalars(select(TenantLimitsRow)).all()}
             return [_info(t, limits.get(t.id)) for t in tenants]
 
     def set_limits(self, ref: str, limits: TenantLimits) -> TenantInfo:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             tenant = find_tenant(session, ref)
             row = session.get(TenantLimitsRow, tenant.id)
             if row is None:
@@ -113,7 +113,7 @@ class TenantDirectory:
             return _info(tenant, row)
 
     def set_disabled(self, ref: str, disabled: bool) -> TenantInfo:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             tenant = find_tenant(session, ref)
             tenant.disabled = disabled
             return _info(tenant, session.get(TenantLimitsRow, tenant.id))

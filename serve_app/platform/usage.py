@@ -1,12 +1,16 @@
 """Usage metering: one durable record per request, the record billing relies on.
 
 `record` is idempotent on the request id (INSERT ... ON CONFLICT DO NOTHING), so a retry
-after a lost reply cannot count a request twice, and concurrent writers never lose one.
+after a lost reply cannot count a request twice, and concurrent writers never lose one. Each
+row is priced when it is written (serve_app.platform.pricing): its cost never changes after.
+Besides syntheses, a saved voice and a submitted job are rows too (`operation`), so the
+plan's per-voice and per-job prices and the included voice clones are metered the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -16,8 +20,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from serve_app.platform.db import Database
-from serve_app.platform.errors import InvalidRequest
+from serve_app.platform.errors import InvalidRequest, LimitExceeded
 from serve_app.platform.models import UsageRecordRow, utcnow
+from serve_app.platform.plans import grant_at
+from serve_app.platform.pricing import (
+    Operation,
+    Priced,
+    included_amounts,
+    included_used,
+    month_bounds,
+    price_row,
+)
+from serve_app.platform.quota_alerts import open_alerts
 
 UsageStatus = Literal["ok", "failed", "cancelled"]
 
@@ -38,7 +52,18 @@ class UsageRecord(BaseModel):
     processing_ms: int = Field(0, ge=0)
     streamed: bool = False
     status: UsageStatus = "ok"
+    operation: Operation = Field("synthesis", description="synthesis | voice | job")
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A write's outcome: whether the row is new, and its pricing (with the included quotas
+    before and after it, which the quota warnings read)."""
+
+    recorded: bool
+    priced: Priced
+    alerts: int = 0  # quota warnings this row opened (serve_app.platform.quota_alerts)
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,11 @@ class UsageSummary:
     processing_ms: int
     by_model: dict[str, dict[str, float]]
     by_status: dict[str, int]
+    cost: int = 0
+    currency: str = "USD"
+    by_operation: dict[str, dict[str, int]] = field(default_factory=dict)
+    plan: dict | None = None
+    included: dict[str, dict[str, float | None]] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -59,7 +89,8 @@ class UsageSummary:
             "end": self.end.isoformat(), "requests": self.requests,
             "characters": self.characters, "audio_seconds": round(self.audio_seconds, 3),
             "processing_ms": self.processing_ms, "by_model": self.by_model,
-            "by_status": self.by_status,
+            "by_status": self.by_status, "currency": self.currency, "cost": self.cost,
+            "by_operation": self.by_operation, "plan": self.plan, "included": self.included,
         }
 
 
@@ -85,42 +116,111 @@ def period_bounds(period: str, now: datetime | None = None) -> tuple[datetime, d
         ) from exc
 
 
+def _included(grant, used: dict[str, int]) -> dict[str, dict[str, float | None]]:
+    """Each included quota: included, used and remaining (audio in seconds; null: unlimited)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for quota, amount in included_amounts(grant).items():
+        scale = 1000 if quota == "audio_seconds" else 1
+        used_q = used[quota] / scale
+        out[quota] = {"included": None if amount is None else amount / scale, "used": used_q,
+                      "remaining": None if amount is None else max(0, amount - used[quota]) / scale}
+    return out
+
+
 class UsageMeter:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, currency: str = "USD"):
         self._db = db
+        self.currency = currency
 
     def record(self, usage: UsageRecord) -> bool:
         """Store the record; False if this request id was already recorded."""
+        return self.record_priced(usage).recorded
+
+    def record_priced(self, usage: UsageRecord) -> Recorded:
+        """Price and store the record, and open the quota warnings it crosses, in one
+        transaction (its cost is final)."""
         values = usage.model_dump()
         values["created_at"] = values["created_at"] or utcnow()
+        values["audio_ms"] = round(usage.audio_seconds * 1000)
         insert = pg_insert if self._db.is_postgresql else sqlite_insert
-        statement = insert(UsageRecordRow.__table__).values(**values).on_conflict_do_nothing(
-            index_elements=["request_id"]
-        ).returning(UsageRecordRow.__table__.c.id)
-        with self._db.transaction() as session:
-            return session.connection().execute(statement).first() is not None
+        with self._db.transaction(usage.tenant_id) as session:
+            priced = price_row(session, tenant_id=usage.tenant_id, model=usage.model,
+                               operation=usage.operation, characters=usage.characters,
+                               audio_ms=values["audio_ms"], at=values["created_at"])
+            statement = insert(UsageRecordRow.__table__).values(
+                **values, **priced.columns()).on_conflict_do_nothing(
+                index_elements=["request_id"]).returning(UsageRecordRow.__table__.c.id)
+            recorded = session.connection().execute(statement).first() is not None
+            alerts = open_alerts(session, usage.tenant_id, values["created_at"], priced) \
+                if recorded else 0
+        return Recorded(recorded, priced, alerts)
+
+    def require_voice_room(self, tenant_id: str, at: datetime) -> None:
+        """429 naming the quota and its reset when the tenant's plan blocks past its included
+        voice clones and this month's are used up."""
+        with self._db.transaction(tenant_id) as session:
+            grant = grant_at(session, tenant_id, at)
+            if grant is None or grant.terms.overage != "block":
+                return
+            included = grant.terms.included.voice_clones
+            start, end = month_bounds(at)
+            if included is None or \
+                    included_used(session, tenant_id, start, end)["voice_clones"] < included:
+                return
+        retry = max(1, math.ceil((end - at).total_seconds()))
+        raise LimitExceeded(
+            f"limit reached: {included} voice clones this month (plan {grant.plan_name!r}); "
+            f"retry after {retry} s; the quota resets at {end.isoformat()}",
+            code="quota_exceeded", param="voice_clones",
+            headers={"Retry-After": str(retry), "X-RateLimit-Limit-Voice-Clones": str(included),
+                     "X-RateLimit-Remaining-Voice-Clones": "0",
+                     "X-RateLimit-Reset-Voice-Clones": str(retry)})
 
     def summary(self, tenant_id: str, period: str = "month", now: datetime | None = None) -> UsageSummary:
         start, end = period_bounds(period, now)
         t = UsageRecordRow
         where = (t.tenant_id == tenant_id, t.created_at >= start, t.created_at < end)
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             rows = session.execute(
                 select(t.model, t.status, func.count(), func.coalesce(func.sum(t.characters), 0),
                        func.coalesce(func.sum(t.audio_seconds), 0.0),
-                       func.coalesce(func.sum(t.processing_ms), 0))
-                .where(*where).group_by(t.model, t.status)
+                       func.coalesce(func.sum(t.processing_ms), 0),
+                       func.coalesce(func.sum(t.cost), 0))
+                .where(*where, t.operation == "synthesis").group_by(t.model, t.status)
             ).all()
+            operations = session.execute(
+                select(t.operation, t.model, func.count(), func.coalesce(func.sum(t.cost), 0))
+                .where(*where).group_by(t.operation, t.model)).all()
+            plan, included = None, None
+            if end - start > timedelta(days=1):  # a month: the plan's included quotas
+                at = min(now or utcnow(), end - timedelta(microseconds=1))
+                grant = grant_at(session, tenant_id, at)
+                if grant is not None:
+                    plan = {"name": grant.plan_name, "version": grant.version,
+                            "overage": grant.terms.overage}
+                    included = _included(grant, included_used(session, tenant_id,
+                                                              *month_bounds(start)))
         by_model: dict[str, dict[str, float]] = {}
         by_status: dict[str, int] = {}
         totals = [0, 0, 0.0, 0]
-        for model, status, count, chars, audio, ms in rows:
-            m = by_model.setdefault(model, {"requests": 0, "characters": 0, "audio_seconds": 0.0})
+        for model, status, count, chars, audio, ms, _cost in rows:
+            m = by_model.setdefault(model, {"requests": 0, "characters": 0, "audio_seconds": 0.0,
+                                            "cost": 0})
             m["requests"] += count
             m["characters"] += int(chars)
             m["audio_seconds"] = round(m["audio_seconds"] + float(audio), 3)
             by_status[status] = by_status.get(status, 0) + count
             totals = [totals[0] + count, totals[1] + int(chars), totals[2] + float(audio),
                       totals[3] + int(ms)]
+        by_operation: dict[str, dict[str, int]] = {}
+        cost = 0
+        for operation, model, count, op_cost in operations:
+            o = by_operation.setdefault(operation, {"count": 0, "cost": 0})
+            o["count"] += count
+            o["cost"] += int(op_cost)
+            cost += int(op_cost)
+            m = by_model.setdefault(model, {"requests": 0, "characters": 0, "audio_seconds": 0.0,
+                                            "cost": 0})
+            m["cost"] += int(op_cost)
         return UsageSummary(tenant_id, start, end, totals[0], totals[1], totals[2], totals[3],
-                            by_model, by_status)
+                            by_model, by_status, cost, self.currency, by_operation, plan, included)

@@ -118,7 +118,7 @@ class VoiceLibrary:
             created_at=now,
         )
         try:
-            with self._db.transaction() as session:
+            with self._db.transaction(tenant_id) as session:
                 session.add(row)
         except IntegrityError as exc:
             self._delete_blobs(prompt_key, audio_key)
@@ -135,11 +135,11 @@ class VoiceLibrary:
 
     def get(self, tenant_id: str, ref: str) -> VoiceInfo:
         """A voice by id or name, of this tenant only."""
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             return _info(self._row(session, tenant_id, ref))
 
     def list(self, tenant_id: str) -> list[VoiceInfo]:
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             rows = session.scalars(select(VoiceRow).where(VoiceRow.tenant_id == tenant_id)
                                    .order_by(VoiceRow.created_at, VoiceRow.id)).all()
             return [_info(r) for r in rows]
@@ -150,7 +150,7 @@ class VoiceLibrary:
 
     def resolve(self, tenant_id: str, ref: str) -> tuple[str, VoicePrompt]:
         """A voice (by id or name, of this tenant only) as its id and clone prompt."""
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             row = self._row(session, tenant_id, ref)
             voice_id, blob_key = row.id, row.prompt_blob
         cache_key = (voice_id, blob_key)
@@ -169,7 +169,7 @@ class VoiceLibrary:
         return voice_id, prompt
 
     def reference_audio(self, tenant_id: str, ref: str) -> bytes | None:
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             row = self._row(session, tenant_id, ref)
             voice_id, key = row.id, row.reference_blob
         if key is None:
@@ -182,7 +182,7 @@ class VoiceLibrary:
 
     # ------------------------------------------------------------------------- delete
     def delete(self, tenant_id: str, ref: str) -> VoiceInfo:
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             row = self._row(session, tenant_id, ref)
             info = _info(row)
             keys = (row.prompt_blob, row.reference_blob)
@@ -200,7 +200,7 @@ class VoiceLibrary:
     # ----------------------------------------------------------------------- rotation
     def reencrypt(self) -> int:
         """Re-seal every voice not sealed with the newest key; returns how many were."""
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             rows = session.execute(select(VoiceRow.id, VoiceRow.tenant_id, VoiceRow.prompt_blob,
                                           VoiceRow.reference_blob)
                                    .where(VoiceRow.key_id != self._keyring.primary_id)).all()
@@ -210,6 +210,6 @@ class VoiceLibrary:
                     aad = _aad(tenant_id, voice_id, part)
                     plain = self._keyring.decrypt(self._blobs.get(key), aad)
                     self._blobs.put(key, self._keyring.encrypt(plain, aad))
-            with self._db.transaction() as session:
+            with self._db.admin_transaction() as session:
                 session.get(VoiceRow, voice_id).key_id = self._keyring.primary_id
         return len(rows)

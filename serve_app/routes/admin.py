@@ -13,6 +13,7 @@ on the command line (`qtts admin ...`).
     DELETE /admin/keys/{key_id}                                        -> the revoked key
     GET    /admin/tenants/{tenant}/usage?period=month|day|YYYY-MM|YYYY-MM-DD
     POST   /admin/voice-keys/rotate                                    -> re-encrypted counts
+    ... plans, tenants' plans, closing a period, the usage export: serve_app.routes.billing_admin
 
 `{tenant}` is a tenant id or name.
 """
@@ -32,6 +33,7 @@ from serve_app.platform.errors import PlatformError
 from serve_app.platform.keys import admin_token_sent
 from serve_app.platform.service import Platform
 from serve_app.protocol.admin_api import CreateKey, CreateTenant
+from serve_app.routes.billing_admin import create_billing_admin_router
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -97,4 +99,5 @@ def create_admin_router(get_platform: Callable[[], Platform]) -> APIRouter:
         return {"reencrypted": await _call(platform.rotate_voice_key),
                 "primary_key_id": platform.keyring.primary_id}
 
+    router.include_router(create_billing_admin_router(admin))
     return router

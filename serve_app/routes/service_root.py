@@ -23,7 +23,7 @@ ENDPOINTS = (
     "POST /v1/audio/design", "POST /v1/audio/clone",
     "POST/GET /v1/voices", "GET/DELETE /v1/voices/{id}",
     "POST/GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/audio",
-    "GET /v1/usage", "/admin/...", "GET /livez", "GET /readyz",
+    "GET /v1/usage", "GET /v1/invoices", "GET /v1/invoices/{id}", "/admin/...", "GET /livez", "GET /readyz",
 )
 
 

@@ -160,7 +160,7 @@ async def _authenticate(svc, headers: dict[str, str], api_key: str | None):
         headers = {"x-api-key": api_key}
     try:
         principal = await svc.admission.platform.authenticate(headers)
-        principal.require(endpoint=ENDPOINT)
+        principal.require(endpoint=ENDPOINT, feature="speech_sessions")
     except PlatformError as exc:
         raise from_platform(exc) from None
     return principal

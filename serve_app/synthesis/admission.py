@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from serve_app.edge.api_errors import ApiError
 from serve_app.edge.path_table import keyless_seed_call, sends_credentials
 from serve_app.edge.request_context import Caller, current_caller
-from serve_app.platform.config import TenantLimits
 from serve_app.platform.jobs.store import ClaimedJob
 from serve_app.platform.keys import Principal
 from serve_app.platform.limits import Admission
@@ -83,7 +82,7 @@ class TenantAdmission:
         if self._trusted is None:
             info = await asyncio.to_thread(self.platform.tenants.get_or_create,
                                            self.platform.args.handle_tenant)
-            self._trusted = Principal(info.id, info.name, None, (), info.limits)
+            self._trusted = await asyncio.to_thread(self.platform.tenant_principal, info)
         return self._trusted
 
     async def job_caller(self, job: ClaimedJob) -> Caller:
@@ -92,11 +91,9 @@ class TenantAdmission:
         key = f"{job.id}:{job.attempt}"
         principal = self._job_principals.get(key)
         if principal is None:
-            limits = await asyncio.to_thread(
-                lambda: self.platform.tenants.get(job.tenant_id).limits)
-            quota = TenantLimits(characters_per_period=limits.characters_per_period,
-                                 audio_seconds_per_period=limits.audio_seconds_per_period,
-                                 period=limits.period)
+            _, limits = await asyncio.to_thread(self.platform.plan_and_limits, job.tenant_id)
+            quota = limits.model_copy(update={"requests_per_minute": None,
+                                              "max_concurrent": None})
             principal = Principal(job.tenant_id, "", job.api_key_id, (), quota)
             self._job_principals.put(key, principal)
         return Caller(principal, JOBS_ENDPOINT)

@@ -1,6 +1,10 @@
 """Fixtures of the platform tests: each database test runs on SQLite and on PostgreSQL, each
 limit test on the in-process backend and on Redis.
 
+On PostgreSQL the `platform` fixture connects as the production roles do: the application
+as a login member of `qtts_app` (bound by row-level security), the admin path as the tables'
+owner (ADMIN_DATABASE_URL), so every platform test there runs under the RLS policies.
+
 PostgreSQL (postgresql://postgres@127.0.0.1:5432/test) gets a fresh schema per test, dropped
 afterwards; Redis (127.0.0.1:6379) a fresh key prefix, deleted afterwards. When a server is
 not running its tests are skipped, unless QTTS_REQUIRE_BACKENDS=1 (CI), where they fail.
@@ -14,14 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_testing import platform_args
+from platform_testing import Receiver, as_login, platform_args
 from sqlalchemy import create_engine, text
 
+from serve_app.platform.isolation import APP_ROLE
 from serve_app.platform.service import Platform
 
 POSTGRES_URL = os.environ.get("QTTS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("QTTS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE = os.environ.get("QTTS_REQUIRE_BACKENDS") == "1"
+#: The login the application connects as in the PostgreSQL tests (a member of APP_ROLE).
+APP_LOGIN = "qtts_test_app"
 
 
 def _unavailable(what: str, exc: Exception):
@@ -54,6 +61,20 @@ def postgres_schema_url(postgres_server: str) -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_app_login(postgres_server: str) -> str:
+    """A login role in `qtts_app`, as an operator makes one for the application (roles are
+    per server: made once, kept)."""
+    engine = create_engine(postgres_server.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        for statement in (f"CREATE ROLE {APP_ROLE} NOLOGIN",
+                          f"CREATE ROLE {APP_LOGIN} LOGIN IN ROLE {APP_ROLE}"):
+            connection.execute(text(f"DO $$ BEGIN {statement}; "
+                                    "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+    engine.dispose()
+    return APP_LOGIN
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -90,7 +111,26 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
-    p = Platform.open(platform_args(database_url, tmp_path), migrate=True)
+def platform(request, database_url: str, tmp_path: Path) -> Iterator[Platform]:
+    admin_url = None
+    if database_url.startswith("postgresql"):
+        login = request.getfixturevalue("postgres_app_login")
+        admin_url, database_url = database_url, as_login(database_url, login)
+    p = Platform.open(platform_args(database_url, tmp_path, admin_database_url=admin_url),
+                      migrate=True)
     yield p
     p.close()
+
+
+@pytest.fixture
+def receiver_factory():
+    """Local webhook receivers: `make(statuses)` answers with those statuses in turn."""
+    made = []
+
+    def make(statuses):
+        made.append(Receiver(statuses))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

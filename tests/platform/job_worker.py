@@ -1,6 +1,6 @@
 """A job runner in its own process, for the test that kills one mid-job (kill -9).
 
-    python tests/platform/job_worker.py DATABASE_URL DATA_DIR KEYS MARKER_FILE
+    python tests/platform/job_worker.py DATABASE_URL DATA_DIR KEYS MARKER_FILE [ADMIN_DATABASE_URL]
 
 Its synthesis writes MARKER_FILE and then never returns, like a process that hangs or dies.
 """
@@ -15,8 +15,10 @@ from serve_app.platform.config import JobArgs, PlatformArgs
 from serve_app.platform.service import Platform
 
 
-async def main(database_url: str, data_dir: str, keys: str, marker: str) -> None:
-    args = PlatformArgs(database_url=database_url, data_dir=data_dir, voice_encryption_keys=keys,
+async def main(database_url: str, data_dir: str, keys: str, marker: str,
+               admin_database_url: str | None = None) -> None:
+    args = PlatformArgs(database_url=database_url, admin_database_url=admin_database_url,
+                        data_dir=data_dir, voice_encryption_keys=keys,
                         jobs=JobArgs(lease_s=30, heartbeat_s=0.05, poll_interval_s=0.05))
     platform = Platform.open(args)
 
@@ -29,4 +31,4 @@ async def main(database_url: str, data_dir: str, keys: str, marker: str) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:6]))

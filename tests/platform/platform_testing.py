@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +12,17 @@ import numpy as np
 from deployments.engine.types import VoicePrompt
 from serve_app.platform.config import JobArgs, PlatformArgs
 from serve_app.platform.crypto import generate_key
+from serve_app.platform.plans import PlanTerms
+from serve_app.platform.usage import UsageRecord
 
 TRANSCRIPT = "a transcript nobody else may read"
+
+
+def as_login(url: str, login: str) -> str:
+    """`url` with another user (same server, database and options)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=login, password=None).render_as_string(hide_password=False)
 
 
 def platform_args(database_url: str, data_dir: Path, **overrides) -> PlatformArgs:
@@ -36,3 +48,61 @@ def make_prompt(seed: int = 0, icl: bool = True) -> VoicePrompt:
         ref_text=TRANSCRIPT if icl else None,
         x_vector_only_mode=not icl,
     )
+
+
+class Receiver:
+    """A local HTTP server answering with the given statuses in turn."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.received: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --------------------------------------------------------------------- plans and usage
+MARCH = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2025, 3, day, hour, tzinfo=UTC)
+
+
+def terms(**overrides) -> PlanTerms:
+    base = {
+        "requests_per_minute": 60, "max_concurrent": 4,
+        "included": {"characters": 100, "audio_seconds": 60, "voice_clones": 1},
+        "prices": {"base_monthly": 1900,
+                   "per_1k_characters": {"CustomVoice": 200, "VoiceDesign": 300,
+                                         "VoiceClone": 400},
+                   "per_audio_minute": 50, "per_saved_voice": 500, "per_job": 25},
+        "overage": "bill",
+    }
+    base.update(overrides)
+    return PlanTerms.model_validate(base)
+
+
+def record(platform, tenant_id: str, request_id: str, when: datetime, *, model="CustomVoice",
+           characters=0, audio_seconds=0.0, operation="synthesis"):
+    return platform.usage.record_priced(UsageRecord(
+        request_id=request_id, tenant_id=tenant_id, model=model, endpoint="speech",
+        characters=characters, audio_seconds=audio_seconds, operation=operation,
+        created_at=when))

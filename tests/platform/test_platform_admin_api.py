@@ -87,3 +87,44 @@ def test_tenant_key_and_usage_workflow(client, platform, caplog):
     assert rotated["reencrypted"] == {"voices": 0, "webhook_secrets": 0, "job_results": 0,
                                       "job_segments": 0}
     assert secret not in caplog.text and "test-admin-token" not in caplog.text
+
+
+def test_plans_and_billing_workflow(client, platform):
+    client.post("/admin/tenants", headers=ADMIN, json={"name": "acme"})
+    body = {"name": "pro", "terms": {"included": {"characters": 1000},
+                                     "prices": {"per_1k_characters": {"CustomVoice": 150},
+                                                "base_monthly": 1900},
+                                     "overage": "bill"}}
+    assert client.post("/admin/plans", json=body).status_code == 401  # admin token needed
+    created = client.post("/admin/plans", headers=ADMIN, json=body)
+    assert created.status_code == 201 and created.json()["current"]["version"] == 1
+    floats = client.post("/admin/plans", headers=ADMIN, json={
+        "name": "x", "terms": {"prices": {"per_job": 0.5}}})
+    assert floats.status_code == 422 and "per_job" in floats.text
+    unknown = client.post("/admin/plans", headers=ADMIN, json={
+        "name": "y", "terms": {"features": ["karaoke"]}})
+    assert unknown.status_code == 422 and "speech_sessions" in unknown.text
+    bumped = client.post("/admin/plans/pro/versions", headers=ADMIN, json={
+        "terms": {**body["terms"], "prices": {"base_monthly": 2900}}})
+    assert bumped.status_code == 201
+    assert [v["version"] for v in bumped.json()["versions"]] == [1, 2]
+    assert client.get("/admin/plans/pro", headers=ADMIN).json()["current"]["terms"][
+        "prices"]["base_monthly"] == 2900
+    assigned = client.put("/admin/tenants/acme/plan", headers=ADMIN, json={"plan": "pro"})
+    assert assigned.status_code == 200 and assigned.json()["version"] == 2
+    assert client.get("/admin/tenants/acme/plan", headers=ADMIN).json()["plan"]["plan"] == "pro"
+    assert client.put("/admin/tenants/acme/plan", headers=ADMIN,
+                      json={"plan": "nope"}).status_code == 404
+    hook = client.put("/admin/tenants/acme/webhook", headers=ADMIN,
+                      json={"url": "https://example.com/hook"})
+    assert hook.status_code == 200 and hook.json()["secret"].startswith("whsec_")
+    assert client.put("/admin/tenants/acme/webhook", headers=ADMIN,
+                      json={"url": "ftp://x"}).status_code == 422
+    assert client.post("/admin/plans/pro/archive", headers=ADMIN).json()["archived"] is True
+    assert client.get("/admin/plans", headers=ADMIN).json() == {"plans": []}
+    assert len(client.get("/admin/plans?archived=true", headers=ADMIN).json()["plans"]) == 1
+    closed = client.post("/admin/periods/2025-01/close", headers=ADMIN)
+    assert closed.status_code == 200 and closed.json()["invoices"] == []  # acme came later
+    export = client.get("/admin/periods/2025-01/export", headers=ADMIN)
+    assert export.status_code == 409 and "close the period first" in export.text
+    assert client.post("/admin/periods/2025-1/close", headers=ADMIN).status_code == 422

@@ -30,7 +30,7 @@ def admin(monkeypatch, tmp_path, capsys):
 
 
 def test_migrate_create_tenant_and_key_then_list_revoke_and_usage(admin):
-    assert admin("migrate")[1].strip() == "schema at revision 0002"
+    assert admin("migrate")[1].strip() == "schema at revision 0004"
     code, out, _ = admin("create-tenant", "acme", "--rpm", "60", "--characters", "5000")
     tenant = json.loads(out)
     assert code == 0 and tenant["limits"]["requests_per_minute"] == 60
@@ -75,3 +75,49 @@ def test_rotate_voice_key_reseals_voices_with_the_newest_key(admin, monkeypatch)
         assert new_only.voices.prompt(tenant.id, voice.id).ref_text == make_prompt().ref_text
     finally:
         new_only.close()
+
+
+def test_plans_close_period_and_export_from_the_command_line(admin, tmp_path):
+    from platform_testing import MARCH, at, record, terms
+
+    assert admin("migrate")[0] == 0
+    admin("create-tenant", "acme")
+    terms_file = tmp_path / "pro.json"
+    terms_file.write_text(json.dumps({"included": {"characters": 100},
+                                      "prices": {"per_1k_characters": {"CustomVoice": 200},
+                                                 "base_monthly": 1000}, "overage": "bill"}))
+    code, out, _ = admin("create-plan", "pro", "--terms", f"@{terms_file}")
+    assert code == 0 and json.loads(out)["current"]["terms"]["prices"]["base_monthly"] == 1000
+    code, _, err = admin("create-plan", "cheap", "--terms", '{"prices": {"per_job": 0.5}}')
+    assert code == 1 and "prices.per_job" in err
+    code, out, _ = admin("new-plan-version", "pro", "--terms", '{"overage": "block"}')
+    assert code == 0 and json.loads(out)["current"]["version"] == 2
+    assert [p["name"] for p in json.loads(admin("list-plans")[1])] == ["pro"]
+    code, out, _ = admin("assign-plan", "acme", "pro")
+    assert code == 0 and json.loads(out)["plan"] == "pro"
+    assert admin("archive-plan", "pro")[0] == 0
+    assert json.loads(admin("list-plans")[1]) == []
+    assert json.loads(admin("show-plan", "pro")[1])["archived"] is True
+
+    # a past month with usage on a plan (written through the platform: the CLI has no clock)
+    platform = Platform.open(platform_args(admin.database_url, admin.tmp_path,
+                                           voice_encryption_keys=admin.key,
+                                           api_key_pepper="cli-pepper"))
+    try:
+        platform.tenants.create("beta")
+        platform.plans.create("old", terms(), effective_from=MARCH)
+        platform.plans.assign("beta", "old", effective_from=MARCH)
+        record(platform, platform.tenants.get("beta").id, "r1", at(3), characters=1100)
+    finally:
+        platform.close()
+    code, first, _ = admin("close-period", "2025-03")
+    assert code == 0
+    assert admin("close-period", "2025-03")[1] == first  # idempotent
+    invoice = json.loads(first)[0]
+    assert invoice["tenant"] == "beta" and invoice["total"] == 1900 + 200
+    code, out, _ = admin("export-usage", "2025-03")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["meter"], r["quantity"]) for r in records] == [
+        ("base_fee", 1), ("characters.CustomVoice", 1000)]
+    code, _, err = admin("export-usage", "2025-02")
+    assert code == 1 and "close the period first" in err

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +158,9 @@ def test_a_runner_killed_mid_job_leaves_it_to_another_which_writes_one_result(pl
     worker = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("job_worker.py")),
          platform.db.url.render_as_string(hide_password=False), str(tmp_path),
-         platform.args.voice_encryption_keys.get_secret_value(), str(marker)],
+         platform.args.voice_encryption_keys.get_secret_value(), str(marker),
+         *([platform.args.resolved_admin_database_url()]
+           if platform.args.admin_database_url else [])],
         cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."},
     )
     try:
@@ -323,7 +324,7 @@ FOUR_SEGMENTS = ("The first segment ends right here. The second one follows it. 
 
 
 def job_row(platform, job_id: str) -> JobRow:
-    with platform.db.transaction() as session:
+    with platform.db.admin_transaction() as session:
         return session.get(JobRow, job_id)
 
 
@@ -490,47 +491,6 @@ def test_the_per_tenant_cap_holds_with_several_runners_claiming_at_once(platform
 
 
 # ---------------------------------------------------------------------------------- webhooks
-class Receiver:
-    """A local HTTP server answering with the given statuses in turn."""
-
-    def __init__(self, statuses):
-        self.statuses = list(statuses)
-        self.received: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver_factory():
-    made = []
-
-    def make(statuses):
-        made.append(Receiver(statuses))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
-
-
 def test_the_webhook_is_signed_and_retried_with_backoff_until_delivered(platform, receiver_factory):
     principal = tenant_principal(platform)
     receiver = receiver_factory([500, 503, 200])

@@ -17,7 +17,7 @@ def test_a_key_is_stored_only_as_a_hash(platform):
     platform.tenants.create("acme")
     created = platform.keys.create("acme", name="ci")
     assert created.secret.startswith("qtts_") and len(created.secret) > 40
-    with platform.db.transaction() as session:
+    with platform.db.admin_transaction() as session:
         row = session.scalar(select(ApiKey))
         stored = [str(v) for v in (row.id, row.key_hash, row.prefix, row.name, row.scopes)]
     assert all(created.secret not in value for value in stored)

@@ -72,8 +72,13 @@ def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedA
 class JobRunner:
     def __init__(self, store: JobStore, synthesize: Synthesize, args: JobArgs, *,
                  encode: Encode = render_output, webhooks: WebhookSender | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None,
+                 sweep: Callable[[], Awaitable[object]] | None = None):
+        """`sweep`: more due work the loop starts when it has a free slot, one at a time (the
+        platform's pending quota warnings)."""
         self.store = store
+        self._sweep = sweep
+        self._sweeping: asyncio.Task | None = None
         self.args = args
         self._synthesize = synthesize
         self._encode = encode
@@ -101,7 +106,7 @@ class JobRunner:
     async def stop(self) -> None:
         """Stop claiming and cancel the jobs in hand; their leases expire and another runner
         takes them up (stopping is indistinguishable from dying, on purpose)."""
-        tasks = [t for t in (self._task, *self._running) if t is not None]
+        tasks = [t for t in (self._task, self._sweeping, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -137,7 +142,15 @@ class JobRunner:
             if pending is not None:
                 self._spawn(self.deliver(pending))
                 started = True
+        if self._sweep is not None and (self._sweeping is None or self._sweeping.done()):
+            self._sweeping = asyncio.create_task(self._sweep_once())
         return started
+
+    async def _sweep_once(self) -> None:
+        try:
+            await self._sweep()
+        except Exception:  # noqa: BLE001 - retried on the next round
+            logger.exception("job runner %s: sweep failed", self.owner)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

@@ -224,7 +224,7 @@ class JobStore:
             if webhook_url else None,
             webhook_attempts=0, created_at=self.clock(),
         )
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             session.add(row)
         return JobTicket(job_id, "queued", made_secret)
 
@@ -235,18 +235,18 @@ class JobStore:
         return row
 
     def get(self, tenant_id: str, job_id: str) -> JobStatus:
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             return _status(self._row(session, tenant_id, job_id))
 
     def list(self, tenant_id: str, limit: int = 100) -> list[JobStatus]:
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             rows = session.scalars(select(JobRow).where(JobRow.tenant_id == tenant_id)
                                    .order_by(JobRow.created_at.desc()).limit(limit)).all()
             return [_status(r) for r in rows]
 
     def result(self, tenant_id: str, job_id: str) -> tuple[bytes, str]:
         """(audio bytes, content type) of a finished job."""
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             row = self._row(session, tenant_id, job_id)
             status, blob, content_type = row.status, row.result_blob, row.result_content_type
             sealed = row.result_key_id is not None
@@ -268,7 +268,7 @@ class JobStore:
         expired = and_(JobRow.status == "running", JobRow.lease_expires_at < now)
         claimable = or_(JobRow.status == "queued",
                         and_(expired, JobRow.attempts < JobRow.max_attempts))
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             self._serialize_claims(session)
             abandoned = session.execute(
                 select(JobRow.tenant_id, JobRow.id, JobRow.segments_done)
@@ -348,7 +348,7 @@ class JobStore:
                                   "heartbeat_at": now}
         if progress is not None:
             values["progress"] = max(0.0, min(1.0, progress))
-        with self._db.transaction() as session:
+        with self._db.transaction(job.tenant_id) as session:
             result = session.execute(update(JobRow).where(*self._owned(job)).values(**values)
                                      .execution_options(synchronize_session=False))
             return result.rowcount == 1
@@ -362,7 +362,7 @@ class JobStore:
         self._blobs.put(key, self._keyring.encrypt(pack_segment(audio, sample_rate),
                                                    _segment_aad(job.tenant_id, job.id, index)))
         now = self.clock()
-        with self._db.transaction() as session:
+        with self._db.transaction(job.tenant_id) as session:
             result = session.execute(
                 update(JobRow).where(*self._owned(job), JobRow.segments_done == index)
                 .values(segments_done=index + 1, segment_chars=segment_chars,
@@ -393,7 +393,7 @@ class JobStore:
         key = f"jobs/{job.tenant_id}/{job.id}/result-{job.attempt}.{extension}"
         self._blobs.put(key, self._keyring.encrypt(audio, _result_aad(job.tenant_id, job.id)))
         now = self.clock()
-        with self._db.transaction() as session:
+        with self._db.transaction(job.tenant_id) as session:
             result = session.execute(
                 update(JobRow).where(*self._owned(job), JobRow.result_blob.is_(None))
                 .values(status="succeeded", progress=1.0, result_blob=key,
@@ -415,7 +415,7 @@ class JobStore:
         """Give the job back to the queue (retry, while attempts remain: its checkpoints stay
         for the next attempt) or fail it (and drop them)."""
         now = self.clock()
-        with self._db.transaction() as session:
+        with self._db.transaction(job.tenant_id) as session:
             row = session.scalar(select(JobRow).where(*self._owned(job)).with_for_update())
             if row is None:
                 return False
@@ -436,7 +436,7 @@ class JobStore:
     def claim_webhook(self, owner_lease_s: float | None = None) -> PendingWebhook | None:
         """A finished job whose webhook is due and not being delivered by anyone."""
         now = self.clock()
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             row = session.scalar(
                 select(JobRow).where(JobRow.status.in_(TERMINAL), JobRow.webhook_status == "pending",
                                      or_(JobRow.webhook_lease_until.is_(None),
@@ -450,7 +450,7 @@ class JobStore:
 
     def pending_webhook(self, tenant_id: str, job_id: str) -> PendingWebhook | None:
         """The webhook of a job this runner has just finished (its lease was set then)."""
-        with self._db.transaction() as session:
+        with self._db.transaction(tenant_id) as session:
             row = self._row(session, tenant_id, job_id)
             return self._pending(row) if row.webhook_status == "pending" else None
 
@@ -459,14 +459,14 @@ class JobStore:
         return PendingWebhook(_status(row), row.webhook_url or "", secret, row.webhook_attempts)
 
     def webhook_attempted(self, job_id: str, attempts: int, error: str | None) -> None:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             session.execute(update(JobRow).where(JobRow.id == job_id).values(
                 webhook_attempts=attempts, webhook_last_error=error,
                 webhook_lease_until=self.clock() + timedelta(seconds=self.webhook_lease_s))
                 .execution_options(synchronize_session=False))
 
     def webhook_finished(self, job_id: str, delivered: bool, error: str | None) -> None:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             session.execute(update(JobRow).where(JobRow.id == job_id).values(
                 webhook_status="delivered" if delivered else "failed",
                 webhook_last_error=error, webhook_lease_until=None)
@@ -483,7 +483,7 @@ class JobStore:
 
     def _reencrypt_webhook_secrets(self) -> int:
         n = 0
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             rows = session.scalars(select(JobRow).where(JobRow.webhook_secret.is_not(None))).all()
             for row in rows:
                 sealed = row.webhook_secret or ""
@@ -495,7 +495,7 @@ class JobStore:
         return n
 
     def _reencrypt_results(self) -> int:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             rows = session.execute(
                 select(JobRow.id, JobRow.tenant_id, JobRow.result_blob, JobRow.result_key_id)
                 .where(JobRow.result_blob.is_not(None),
@@ -510,7 +510,7 @@ class JobStore:
             # sealed, so a reader never takes the sealed bytes for audio
             new_key = f"{key}.sealed" if key_id is None else key
             self._blobs.put(new_key, self._keyring.encrypt(plain, aad))
-            with self._db.transaction() as session:
+            with self._db.admin_transaction() as session:
                 session.execute(update(JobRow).where(JobRow.id == job_id,
                                                      JobRow.result_blob == key)
                                 .values(result_blob=new_key,
@@ -521,7 +521,7 @@ class JobStore:
         return len(rows)
 
     def _reencrypt_segments(self) -> int:
-        with self._db.transaction() as session:
+        with self._db.admin_transaction() as session:
             rows = session.execute(
                 select(JobRow.id, JobRow.tenant_id, JobRow.segments_done)
                 .where(JobRow.status.not_in(TERMINAL), JobRow.segments_done > 0)

@@ -768,6 +768,47 @@ async function refreshVoices(select) {
 
 function item(text) { const li = document.createElement('li'); li.textContent = text; return li; }
 
+// --------------------------------------------------------------------------------- usage
+// GET /v1/usage: the month's cost (integer minor units of the server's currency), per model,
+// and the plan's included quota used and left.
+function money(minor, currency) {
+  const format = new Intl.NumberFormat(undefined, {style: 'currency', currency: currency});
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  return format.format(minor / Math.pow(10, digits));
+}
+
+async function refreshUsage() {
+  const rows = $('usage-rows'), quota = $('usage-quota');
+  rows.textContent = ''; quota.textContent = ''; $('usage-total').textContent = '';
+  $('usage-plan').textContent = ''; $('usage-table').hidden = true;
+  if (!apiKey() && CONFIG.auth_enabled) { quota.appendChild(item('Save an API key to see its usage.')); return; }
+  if (state.keyAccepted === false) return;
+  let u;
+  try {
+    u = await (await call('/v1/usage')).json();
+  } catch (error) {  // a key scoped to other endpoints: say so here, not as a page error
+    if (!(error instanceof ApiError) || error.status !== 403) throw error;
+    quota.appendChild(item('This key may not read usage: ' + error.message));
+    return;
+  }
+  $('usage-plan').textContent = u.plan ? 'Plan ' + u.plan.name + ' v' + u.plan.version +
+    (u.plan.overage === 'block' ? ' (stops at the included quota)' : ' (bills past the included quota)') : 'No plan';
+  for (const [model, m] of Object.entries(u.by_model)) {
+    const tr = document.createElement('tr');
+    for (const value of [model, m.requests, m.characters, m.audio_seconds, money(m.cost, u.currency)]) {
+      const td = document.createElement('td'); td.textContent = String(value); tr.appendChild(td);
+    }
+    rows.appendChild(tr);
+  }
+  $('usage-table').hidden = !rows.children.length;
+  const names = {characters: 'characters', audio_seconds: 'seconds of audio', voice_clones: 'voice clones'};
+  for (const [name, q] of Object.entries(u.included || {})) {
+    quota.appendChild(item(q.included === null ? 'Unlimited ' + names[name] + ' (' + q.used + ' used)'
+      : q.used + ' of ' + q.included + ' included ' + names[name] + ' used, ' + q.remaining + ' left'));
+  }
+  $('usage-total').textContent = 'Cost so far: ' + money(u.cost, u.currency);
+}
+
 async function useSavedVoice(created) {
   document.querySelector('input[name="mode"][value="custom"]').checked = true;
   applyMode();
@@ -864,7 +905,7 @@ function init() {
     localStorage.setItem(KEY_STORAGE, $('api-key').value.trim());
     showKeyStatus();
     setStatus('');
-    guarded($('save-key'), () => refreshVoices());
+    guarded($('save-key'), () => refreshVoices().then(refreshUsage));
   });
   $('synthesize').addEventListener('click', () => action($('synthesize'), synthesize));
   $('stream').addEventListener('click', () => action($('stream'), stream));
@@ -885,7 +926,8 @@ function init() {
     recorded = null; $('record-status').textContent = '';
     showReference($('ref-audio').files[0] || null);
   });
-  guarded($('refresh-voices'), () => refreshVoices());
+  $('refresh-usage').addEventListener('click', () => guarded($('refresh-usage'), refreshUsage));
+  guarded($('refresh-voices'), () => refreshVoices().then(refreshUsage));
 }
 
 init();
