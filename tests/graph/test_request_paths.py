@@ -177,6 +177,11 @@ def test_a_job_of_three_segments_is_one_request_and_three_billed_segments(graph,
         after = http.post("/api/tts/synthesize", json={"text": "Next.", "speaker": "Ryan"})
         assert assert_admitted(after) in (left_after_submit - 1, LIMIT - 1)
     rows = rows_like(usage_db, f"{job['id']}:")
+    # the submission is one priced operation row; each segment is a synthesis row
+    submitted = [row for row in rows if row.operation == "job"]
+    assert [row.request_id for row in submitted] == [f"{job['id']}:submitted"]
+    assert submitted[0].characters == 0 and submitted[0].audio_ms == 0
+    rows = [row for row in rows if row.operation == "synthesis"]
     assert [row.request_id for row in rows] == [f"{job['id']}:{i}" for i in range(3)]
     for row, segment in zip(rows, segments, strict=True):
         assert_billed(row, model="CustomVoice", endpoint="jobs", characters=len(segment))
