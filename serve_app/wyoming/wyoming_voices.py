@@ -35,6 +35,7 @@ class WyomingVoice:
     voice: str  # what the voice selector is given: a preset's name or a saved voice's id
     languages: tuple[str, ...]
     description: str
+    model: str  # the deployment that speaks it (whose languages a synthesize may ask for)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class WyomingVoices:
             codes = catalog.language_codes(info)
             for entry in catalog.voice_entries(info):
                 voices.append(WyomingVoice(entry.name, entry.name, _first(entry.language, codes),
-                                           entry.description or "preset speaker"))
+                                           entry.description or "preset speaker", CUSTOM_VOICE))
         if VOICE_CLONE in svc.deployed_models:
             codes = catalog.language_codes(await svc.model_info(VOICE_CLONE))
             taken = {v.name.lower() for v in voices} | set(catalog.OPENAI_VOICES)
@@ -81,7 +82,7 @@ class WyomingVoices:
                 taken.add(name.lower())
                 language = catalog.language_code(saved.language) if saved.language else None
                 voices.append(WyomingVoice(name, saved.id, _first(language, codes),
-                                           f"saved voice ({saved.kind})"))
+                                           f"saved voice ({saved.kind})", VOICE_CLONE))
         return voices
 
     async def info(self, principal: Principal) -> Info:
@@ -97,7 +98,7 @@ class WyomingVoices:
 
     async def choose(self, voice: SynthesizeVoice | None, principal: Principal) -> VoiceChoice:
         """The listed voice a synthesize names (or the default voice), and its language;
-        422 naming `voice.name` / `voice.speaker` otherwise."""
+        422 naming `voice.name` / `voice.speaker` / `voice.language` otherwise."""
         if voice is not None and voice.speaker:
             raise invalid("voice.speaker", "these voices have no speakers: send voice.name "
                           "only, one of the names that describe lists")
@@ -111,4 +112,7 @@ class WyomingVoices:
                           f"{', '.join(v.name for v in listed)}.")
         # Home Assistant sends a language only with no voice name (SynthesizeVoice.to_dict)
         language = _language(voice.language if voice is not None and not named else None)
+        if language != "auto":  # one the voice's model speaks, else 422 naming voice.language
+            catalog.resolve_language(language, await self._service.model_info(found.model),
+                                     "voice.language")
         return VoiceChoice(found.voice, language)
