@@ -2,7 +2,8 @@
 service type Home Assistant discovers Wyoming servers by (`wyoming.zeroconf`).
 
 Each replica announces itself under the node's host name; the second replica of a node
-finds the name taken and leaves the first one's announcement (they share the port).
+finds the name taken and leaves the first one's announcement (they share the port). A node
+where mDNS cannot run logs the error and serves unannounced.
 """
 
 from __future__ import annotations
@@ -46,12 +47,20 @@ class Announcement:
         name = f"qwen3-tts-{socket.gethostname()}"
         info = AsyncServiceInfo(SERVICE_TYPE, f"{name}.{SERVICE_TYPE}",
                                 addresses=[socket.inet_aton(address)], port=args.port)
-        zeroconf = AsyncZeroconf()
+        try:
+            zeroconf = AsyncZeroconf()
+        except OSError as exc:  # no multicast here (a container without it): serve unannounced
+            logger.error("wyoming: cannot announce over zeroconf: %s", exc)
+            return None
         try:
             await zeroconf.async_register_service(info)
         except NonUniqueNameException:
             logger.info("wyoming: %s is announced already (another replica of this node)", name)
             return cls(zeroconf, None)
+        except Exception as exc:  # noqa: BLE001 - the announcement is optional; serve anyway
+            logger.error("wyoming: zeroconf announcement failed: %s", exc)
+            await zeroconf.async_close()
+            return None
         logger.info("wyoming: announced %s at %s:%d over zeroconf", name, address, args.port)
         return cls(zeroconf, info)
 
