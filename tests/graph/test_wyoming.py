@@ -209,7 +209,9 @@ def test_a_saved_voice_of_the_tenant_speaks_by_its_name(wyoming_app):
     assert check_pcm(heard) > 0
 
 
-def test_streamed_text_in_small_chunks_gets_audio_before_synthesize_stop(wyoming_app):
+@pytest.mark.parametrize("saved", [False, True], ids=["preset", "saved-voice"])
+def test_streamed_text_in_small_chunks_gets_audio_before_synthesize_stop(wyoming_app, saved):
+    voice = SynthesizeVoice(name=wyoming_app.saved_voice if saved else "Vivian")
     words = ("Good evening. The front door is locked, the garage is closed, and all the "
              "lights downstairs are off now.").split(" ")
 
@@ -220,7 +222,7 @@ def test_streamed_text_in_small_chunks_gets_audio_before_synthesize_stop(wyoming
             heard = Heard()
             reader = asyncio.create_task(listen(conn, heard, started, SynthesizeStopped,
                                                 first_audio))
-            await conn.write_event(SynthesizeStart(voice=SynthesizeVoice(name="Vivian")).event())
+            await conn.write_event(SynthesizeStart(voice=voice).event())
             for i, word in enumerate(words):
                 await conn.write_event(SynthesizeChunk(text=word + " ").event())
                 await asyncio.sleep(0.02)  # an LLM writing
@@ -230,8 +232,7 @@ def test_streamed_text_in_small_chunks_gets_audio_before_synthesize_stop(wyoming
             audio_before_stop = first_audio.is_set()
             # the whole text again, as Home Assistant sends it for servers without streaming
             # (the protocol's order): not spoken a second time inside a stream
-            await conn.write_event(Synthesize(text=" ".join(words),
-                                              voice=SynthesizeVoice(name="Vivian")).event())
+            await conn.write_event(Synthesize(text=" ".join(words), voice=voice).event())
             await conn.write_event(SynthesizeStop().event())
             await asyncio.wait_for(reader, TIMEOUT)
             return heard, audio_before_stop
@@ -242,7 +243,7 @@ def test_streamed_text_in_small_chunks_gets_audio_before_synthesize_stop(wyoming
     types = [e.type for e in heard.events]
     assert types[-1] == "synthesize-stopped" and types[-2] == "audio-stop"
     assert check_pcm(heard) > 0  # one audio-start and one audio-stop: spoken once
-    print(f"\nWyoming time to first audio chunk (streamed text): "
+    print(f"\nWyoming time to first audio chunk (streamed text, {voice.name}): "
           f"{heard.first_audio_s * 1000:.0f} ms")
 
 
