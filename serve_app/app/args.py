@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.args import AudioArgs, ModelServerArgs
 from deployments.checkpoints import TINY_SCHEME
 from serve_app.platform.config import PlatformArgs
+from serve_app.wyoming.wyoming_args import WyomingArgs
 
 #: The deployment names: one source of truth for the builder, configs, tests and docs.
 CUSTOM_VOICE = "CustomVoice"
@@ -33,7 +34,7 @@ PUBLISHED_CHECKPOINTS = {
 }
 ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
 
-__all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs"]
+__all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs", "WyomingArgs"]
 
 
 #: Serve slots of an ingress replica kept free of synthesis and sockets (IngressArgs).
@@ -106,6 +107,7 @@ class AppArgs(_Strict):
     audio: AudioArgs = Field(default_factory=AudioArgs)
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     platform: PlatformArgs = Field(default_factory=PlatformArgs)  # tenants, keys, limits, jobs
+    wyoming: WyomingArgs = Field(default_factory=WyomingArgs)  # Home Assistant's protocol
 
     def model_servers(self) -> dict[str, ModelServerArgs]:
         """Deployment name -> args, for the model kinds this graph serves."""

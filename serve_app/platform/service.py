@@ -94,7 +94,8 @@ class Platform:
         self._deliveries: set[asyncio.Task] = set()
         self.isolation: Isolation | None = None  # set by `open`: which guarantee holds
         self._open_principal: Principal | None = None
-        self._network_principal: tuple[float, Principal] | None = None
+        # tenant name -> (when read, its keyless principal): trusted networks, Wyoming
+        self._named_principals: dict[str, tuple[float, Principal]] = {}
 
     def __repr__(self) -> str:
         return (f"Platform(db={safe_url(self.db.url)!r}, blobs={self.blobs!r}, "
@@ -169,22 +170,28 @@ class Platform:
 
     async def network_principal(self) -> Principal:
         """The principal of keyless seed calls from a trusted network: the tenant
-        `trusted_network_tenant` (created on first use), limited to the seed's endpoints; its
-        limits are re-read every `auth_cache_s`, as a key's are."""
-        cached = self._network_principal
+        `trusted_network_tenant` (created on first use), limited to the seed's endpoints."""
+        return await self.named_principal(self.args.trusted_network_tenant,
+                                          "TRUSTED_NETWORK_TENANT", ("endpoint:synthesize",))
+
+    async def named_principal(self, name: str, setting: str,
+                              scopes: tuple[str, ...] = ()) -> Principal:
+        """A keyless principal of the tenant `name` that a setting names (trusted networks'
+        tenant, Wyoming's tenant), created on first use; its limits are re-read every
+        `auth_cache_s`, as a key's are. A disabled tenant is refused (403 naming `setting`)."""
+        cached = self._named_principals.get(name)
         if cached is not None and time.monotonic() - cached[0] < self.args.auth_cache_s:
             return cached[1]
 
         def load() -> Principal:
-            name = self.args.trusted_network_tenant
             tenant = self.tenants.get_or_create(name)
             if tenant.disabled:
-                raise PermissionDenied(f"tenant {name!r} (TRUSTED_NETWORK_TENANT) is disabled",
+                raise PermissionDenied(f"tenant {name!r} ({setting}) is disabled",
                                        code="tenant_disabled")
-            return self.tenant_principal(tenant, ("endpoint:synthesize",))
+            return self.tenant_principal(tenant, scopes)
 
         principal = await asyncio.to_thread(load)
-        self._network_principal = (time.monotonic(), principal)
+        self._named_principals[name] = (time.monotonic(), principal)
         return principal
 
     async def admit(self, principal: Principal, *, model: str | None, endpoint: str,
