@@ -64,6 +64,17 @@ class OffsetMap:
             return block.src_end if pos > block.out_start else block.src_start
         return block.src_start if pos < block.out_end else block.src_end
 
+    def then(self, outer: OffsetMap) -> OffsetMap:
+        """This map followed by `outer` (whose rewritten text is this map's source): the
+        rewritten text back to `outer`'s source."""
+        blocks = []
+        for b in self.blocks:
+            start, end = outer.source_span(b.src_start, b.src_end)
+            equal = b.equal and end - start == b.out_end - b.out_start and all(
+                o.equal for o in outer.blocks if o.out_start < b.src_end and o.out_end > b.src_start)
+            blocks.append(Block(b.out_start, b.out_end, start, end, equal))
+        return OffsetMap(blocks, self.out_length, outer.src_length)
+
     def shifted(self, out_by: int, src_by: int) -> list[Block]:
         return [Block(b.out_start + out_by, b.out_end + out_by, b.src_start + src_by,
                       b.src_end + src_by, b.equal) for b in self.blocks]
