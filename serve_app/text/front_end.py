@@ -117,7 +117,8 @@ class TextFrontEnd:
                 close_run(segment.pause_s)
                 continue
             try:
-                model_language = (resolve_language(segment.language) if segment.language
+                model_language = (resolve_language(segment.language.split("-")[0])
+                                  if segment.language
                                   else None)
             except Exception as exc:
                 message = getattr(exc, "message", str(exc))
