@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deployments.engine.types import AudioChunk, ModelInfo, ModelKind, SynthesisResult
-from serve_app.app.args import CUSTOM_VOICE, AppArgs
+from serve_app.app.args import AppArgs
 from serve_app.edge.api_errors import ApiError
 from serve_app.protocol.speech import CustomVoiceInput
 from serve_app.synthesis.model_call import CallBuilder
