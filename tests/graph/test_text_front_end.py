@@ -3,6 +3,7 @@ forced with min_frames / max_new_tokens, never speech content)."""
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_a_normalized_request_is_what_the_model_reads(http):
     def seed(text: str, normalize: bool) -> dict:
         response = http.post("/api/tts/synthesize", json={
             "text": text, "language": "en", "speaker": "Ryan", "seed": 91,
-            "normalize": normalize, **{k: v for k, v in FORCED.items() if k != "seed"}})
+            "normalize": normalize})
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -52,11 +53,11 @@ def test_an_ssml_break_adds_its_silence_whole_and_streamed(http):
 def test_ssml_on_the_seed_route_returns_the_joined_audio(http):
     response = http.post("/api/tts/synthesize", json={
         "text": '<speak><break time="500ms"/>Hi.</speak>', "input_format": "ssml",
-        "language": "en", "speaker": "Ryan", **FORCED})
+        "language": "en", "speaker": "Ryan", "seed": 5})
     assert response.status_code == 200, response.text
-    import base64
     audio, rate = sf.read(io.BytesIO(base64.b64decode(response.json()["audio_base64"])))
-    assert rate == 24000 and len(audio) == 12000 + FRAMES * SAMPLES_PER_FRAME
+    # the seed route takes no frame limits: the model's part is as long as it came out
+    assert rate == 24000 and len(audio) > 12000 and not audio[:12000].any()
 
 
 def test_malformed_ssml_is_a_422_naming_the_element_and_offset(http):
