@@ -15,7 +15,15 @@ import numpy as np
 from ray import serve
 
 from deployments.args import AudioArgs
-from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, render, warm_up
+from deployments.audio import (
+    RenderedAudio,
+    RenderOptions,
+    change_speed,
+    prepare_reference,
+    render,
+    shift_pitch,
+    warm_up,
+)
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
 from deployments.logging_setup import configure_replica_logging
 
@@ -54,6 +62,20 @@ class AudioProcessor:
 
     async def render(self, samples: np.ndarray, sample_rate: int, options: RenderOptions) -> RenderedAudio:
         return await asyncio.to_thread(render, samples, sample_rate, options)
+
+    async def prosody(self, samples: np.ndarray, sample_rate: int, speed: float,
+                      pitch: float) -> np.ndarray:
+        """An SSML <prosody> span's audio at `speed` (time-stretch) and `pitch` (frequency
+        ratio), float PCM in and out at `sample_rate`, as `render` applies them."""
+        return await asyncio.to_thread(_prosody, samples, sample_rate, speed, pitch)
+
+
+def _prosody(samples: np.ndarray, sample_rate: int, speed: float, pitch: float) -> np.ndarray:
+    if pitch != 1.0:
+        samples = shift_pitch(samples, sample_rate, pitch)
+    if speed != 1.0:
+        samples = change_speed(samples, sample_rate, speed)
+    return samples.astype(np.float32)
 
 
 def _warm_up_quietly() -> None:

@@ -10,10 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
     TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
+    InputFormat,
     MaxNewTokens,
     MinFrames,
+    Normalize,
     OpenAISpeed,
     OutputSampleRate,
     Seed,
@@ -43,6 +46,8 @@ class SpeechBody(BaseModel):
     seed: Seed | None = None
     max_new_tokens: MaxNewTokens | None = None
     min_frames: MinFrames | None = None
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
     )

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
-from serve_app.protocol.fields import MaxNewTokens, MinFrames, Seed, SpeechText
+from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
+    InputFormat,
+    MaxNewTokens,
+    MinFrames,
+    Normalize,
+    Seed,
+    SpeechText,
+)
 
 
 class _Input(BaseModel):
@@ -26,6 +34,8 @@ class _Input(BaseModel):
     output: RenderOptions = Field(default_factory=RenderOptions)
     max_new_tokens: MaxNewTokens | None = None
     min_frames: MinFrames | None = None
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):

@@ -69,5 +69,6 @@ async def clone(request: Request) -> Response:
 def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInput:
     return choice.input(body.input, language=body.language, seed=body.seed,
                         output=body.render_options(service(request).args.audio.default_format),
-                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames)
+                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
+                        normalize=body.normalize, input_format=body.input_format)
 

@@ -50,6 +50,7 @@ from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
+from serve_app.text.front_end import TextFrontEnd
 
 if TYPE_CHECKING:
     from deployments.text_relay import TextSource
@@ -74,7 +75,7 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
-        self._calls = CallBuilder(args, self.model_info)
+        self._calls = CallBuilder(args, self.model_info, TextFrontEnd())
         self._details = ModelDetails()  # each model's own status, for health
 
     # ----------------------------------------------------------------------------- models
@@ -369,10 +370,10 @@ def _observe_stream(kind: str, stream: ModelStream, characters: int, started: fl
 
 def _observe(call: ModelCall, result: SynthesisResult, total: float) -> None:
     """Record a finished synthesis (non-streaming: its first audio is its whole audio)."""
-    info, request = call.info, call.request
+    info = call.info
     # Sizes and timings only: the text and the audio are never logged.
     logger.info("synthesized model_kind=%s chars=%d audio_s=%.2f generation_s=%.2f total_s=%.2f",
-                info.kind.value, len(request.text), result.duration_seconds,
+                info.kind.value, call.characters, result.duration_seconds,
                 result.generation_seconds, total)
     metrics = tts_metrics()
     metrics.observe_first_audio(info.kind.value, total)
@@ -381,5 +382,5 @@ def _observe(call: ModelCall, result: SynthesisResult, total: float) -> None:
         total_seconds=total,
         generation_seconds=result.generation_seconds,
         audio_seconds=result.duration_seconds,
-        characters=len(request.text),
+        characters=call.characters,
     )
