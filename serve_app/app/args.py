@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.args import AudioArgs, ModelServerArgs
+from deployments.args import AudioArgs, CloneArgs, ModelServerArgs
 from deployments.checkpoints import TINY_SCHEME
 from serve_app.platform.config import PlatformArgs
 
@@ -33,7 +33,7 @@ PUBLISHED_CHECKPOINTS = {
 }
 ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
 
-__all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs"]
+__all__ = ["AppArgs", "AudioArgs", "CloneArgs", "IngressArgs", "ModelServerArgs"]
 
 
 #: Serve slots of an ingress replica kept free of synthesis and sockets (IngressArgs).
@@ -104,6 +104,7 @@ class AppArgs(_Strict):
     voice_design: ModelServerArgs | None = None
     voice_clone: ModelServerArgs | None = None
     audio: AudioArgs = Field(default_factory=AudioArgs)
+    clone: CloneArgs = Field(default_factory=CloneArgs)  # speech screening, consent
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     platform: PlatformArgs = Field(default_factory=PlatformArgs)  # tenants, keys, limits, jobs
 

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
+from deployments.audio import (
+    ReferenceAudio,
+    RenderedAudio,
+    RenderOptions,
+    needs_processing,
+    render,
+)
 from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
 from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, AppArgs
@@ -220,11 +226,25 @@ class SynthesisService:
                        streamed=streamed)
 
     # ------------------------------------------------------------------ voice creation
-    async def clone_prompt(self, reference_audio: bytes, ref_text: str | None,
-                           x_vector_only: bool) -> VoicePrompt:
-        """A clone prompt from an upload (AudioProcessor, then VoiceClone), to save."""
+    async def prepare_reference(self, reference_audio: bytes, *, screen: bool = True
+                                ) -> ReferenceAudio:
+        """An upload decoded, checked and prepared by the AudioProcessor; `screen`: it must
+        hold `clone.min_speech_s` of speech and is trimmed to it (False only for audio the
+        service made itself: a designed voice's sample)."""
         self._calls.check_upload(len(reference_audio))
-        reference = await self._audio.prepare_reference.remote(reference_audio)
+        return await self._audio.prepare_reference.remote(reference_audio, screen=screen)
+
+    async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
+        """The speaker similarity of a prepared reference and a consent recording (the
+        AudioProcessor's speaker encoder, on CPU)."""
+        self._calls.check_upload(len(consent_audio), "consent_audio")
+        return await self._audio.compare_speakers.remote(reference, consent_audio)
+
+    async def clone_prompt(self, reference: bytes | ReferenceAudio, ref_text: str | None,
+                           x_vector_only: bool, *, screen: bool = True) -> VoicePrompt:
+        """A clone prompt (VoiceClone) from an upload or a prepared reference, to save."""
+        if isinstance(reference, bytes):
+            reference = await self.prepare_reference(reference, screen=screen)
         return await self.handle(VOICE_CLONE).voice_prompt.remote(reference, ref_text,
                                                                   x_vector_only)
 
