@@ -32,21 +32,25 @@ class SpeakerEncoder:
 
     def _load_locked(self):
         if self._encoder is None:
-            import warnings
-
-            with warnings.catch_warnings():  # webrtcvad imports pkg_resources
-                warnings.simplefilter("ignore", UserWarning)
-                from resemblyzer import VoiceEncoder
-            self._encoder = VoiceEncoder("cpu", verbose=False)
+            self._encoder = _resemblyzer().VoiceEncoder("cpu", verbose=False)
         return self._encoder
 
     def embed(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         """The speaker embedding of float32 mono speech at `sample_rate` (resemblyzer's own
         preprocessing: 16 kHz, volume normalised, long pauses cut)."""
-        from resemblyzer import preprocess_wav
-
-        wav = preprocess_wav(np.asarray(samples, dtype=np.float32), source_sr=sample_rate)
+        wav = _resemblyzer().preprocess_wav(np.asarray(samples, dtype=np.float32), source_sr=sample_rate)
         if wav.size == 0:
             raise ValueError("no audio left to embed after preprocessing")
         with self._lock:
             return self._load_locked().embed_utterance(wav)
+
+
+def _resemblyzer():
+    """The resemblyzer module, imported quietly (its webrtcvad imports pkg_resources, which
+    warns on every import)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import resemblyzer
+    return resemblyzer
