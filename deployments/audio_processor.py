@@ -46,8 +46,13 @@ class AudioProcessor:
         # background at the lowest CPU priority: the replica is ready at once, and on a small
         # machine the warm-up does not slow the model replicas starting beside it. A request
         # that needs speed/pitch before it is done waits for it (the import lock).
+        # the detectors are loaded too when this deployment's defaults use them (a tenant's
+        # policy may still ask for a speaker check: then the first one loads the encoder)
+        clone = clone or CloneArgs()
+        preload = ([self._speech] if clone.min_speech_s > 0 else []) + (
+            [self._speakers] if "checked" in (clone.consent, clone.consent_one_shot) else [])
         self._warm = threading.Thread(target=_warm_up_quietly, name="audio-warm-up", daemon=True,
-                                      args=(self._speech, self._speakers))
+                                      args=(preload,))
         self._warm.start()
 
     async def prepare_reference(self, data: bytes, param: str = "reference_audio", *,
@@ -87,14 +92,14 @@ class AudioProcessor:
         return await asyncio.to_thread(render, samples, sample_rate, options)
 
 
-def _warm_up_quietly(speech: SpeechDetector, speakers: SpeakerEncoder) -> None:
+def _warm_up_quietly(models: list[SpeechDetector | SpeakerEncoder]) -> None:
     try:  # Linux: the priority of this thread only
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):
         pass
     try:
         warm_up()
-        speech.load()
-        speakers.load()
+        for model in models:
+            model.load()
     except Exception:  # noqa: BLE001 - the first request then pays the cost, or reports it
         logger.exception("audio warm-up failed")

@@ -47,7 +47,7 @@ class AuditEvent:
                 "request_id": self.request_id, "detail": self.detail or {}}
 
 
-def record(session: Session, tenant_id: str, action: AuditAction, actor: Actor, *,
+def record_event(session: Session, tenant_id: str, action: AuditAction, actor: Actor, *,
            voice_id: str | None, service_key_id: str | None,
            detail: dict[str, float | int | str] | None = None) -> None:
     """Add an event in the caller's transaction (so it commits with what it records)."""

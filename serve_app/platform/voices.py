@@ -26,8 +26,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from deployments.engine.types import VoicePrompt
-from serve_app.platform import audit
-from serve_app.platform.audit import Actor
+from serve_app.platform.audit import Actor, record_event
 from serve_app.platform.blobs import BlobStore
 from serve_app.platform.consent.evidence import ConsentEvidence
 from serve_app.platform.crypto import DataKey, Keyring
@@ -161,7 +160,7 @@ class VoiceLibrary:
         try:
             with self._db.transaction(tenant_id) as session:
                 session.add(row)
-                audit.record(session, tenant_id, "voice.created", actor, voice_id=voice_id,
+                record_event(session, tenant_id, "voice.created", actor, voice_id=voice_id,
                              service_key_id=row.key_id, detail=detail)
         except IntegrityError as exc:
             self._delete_blobs(*keys.values())
@@ -210,7 +209,7 @@ class VoiceLibrary:
             row = self._row(session, tenant_id, ref)
             voice_id, blob_key, data_key = row.id, row.prompt_blob, row.data_key
             if actor is not None:
-                audit.record(session, tenant_id, "voice.used", actor, voice_id=voice_id,
+                record_event(session, tenant_id, "voice.used", actor, voice_id=voice_id,
                              service_key_id=row.key_id)
         cache_key = (voice_id, blob_key)
         with self._lock:
@@ -256,7 +255,7 @@ class VoiceLibrary:
             row = self._row(session, tenant_id, ref)
             info = _info(row)
             keys = (row.prompt_blob, row.reference_blob, row.consent_blob)
-            audit.record(session, tenant_id, "voice.deleted", actor, voice_id=row.id,
+            record_event(session, tenant_id, "voice.deleted", actor, voice_id=row.id,
                          service_key_id=row.key_id)
             session.delete(row)
         with self._lock:
