@@ -43,6 +43,9 @@ class AudioArgs(_Strict):
     reference_loudness_lufs: float = Field(-23.0, ge=-70, le=-5)
     default_sample_rate: int = Field(24_000, ge=8000, le=48000, description="SAMPLE_RATE")
     default_format: AudioFormat = Field(AudioFormat.WAV, description="OUTPUT_FORMAT (native endpoints)")
+    mark_outputs: bool = Field(
+        True, description="Mark every output as AI-generated (deployments.audio.marking): "
+        "in each format's own metadata, and X-AI-* headers on every audio response and stream")
 
 
 #: Who must consent before a voice is cloned: `checked` (a consent recording of the speaker

@@ -19,6 +19,7 @@ from ray import serve
 from deployments.args import AudioArgs, CloneArgs
 from deployments.audio import RenderedAudio, RenderOptions, prepare_reference, render, warm_up
 from deployments.audio.analysis import SpeakerEncoder, SpeechDetector, speaker_similarity
+from deployments.audio.marking import read_mark, sniff_format
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
 from deployments.logging_setup import configure_replica_logging
 
@@ -87,6 +88,16 @@ class AudioProcessor:
             return self._speech.find(ref.samples, ref.sample_rate).speech_seconds
 
         return await asyncio.to_thread(measure)
+
+    async def read_mark(self, data: bytes) -> dict:
+        """What an uploaded file says about itself: its format and AI-generated mark
+        (deployments.audio.marking), parsed here, never in the ingress (untrusted bytes)."""
+        def read() -> dict:
+            mark = read_mark(data)
+            return {"format": sniff_format(data),
+                    "mark": mark.as_dict() if mark is not None else None}
+
+        return await asyncio.to_thread(read)
 
     async def render(self, samples: np.ndarray, sample_rate: int, options: RenderOptions) -> RenderedAudio:
         return await asyncio.to_thread(render, samples, sample_rate, options)

@@ -78,6 +78,10 @@ class AudioOutput(BaseModel):
     request_id: str
     cached: bool = False
     cache_key: str | None = None
+    #: The deployment (model kind) that spoke; `marked`: the audio carries the AI-generated
+    #: mark (deployments.audio.marking) and its response the X-AI-* headers.
+    model_kind: str | None = None
+    marked: bool = False
 
 
 class StreamUsage(BaseModel):

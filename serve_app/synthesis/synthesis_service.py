@@ -33,6 +33,7 @@ from deployments.audio import (
     needs_processing,
     render,
 )
+from deployments.audio.marking import AIMark, embed_mark
 from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
 from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, AppArgs
@@ -179,7 +180,11 @@ class SynthesisService:
         yields encoded pieces as the model makes them. Render options that need the whole
         utterance are refused (400)."""
         check_stream_options(inp.output)
-        return AudioStream(await self.open_pcm(inp, request_id), inp.output)
+        pcm = await self.open_pcm(inp, request_id)
+        stream = AudioStream(pcm, inp.output)
+        if self.args.audio.mark_outputs:  # a stream's mark: its headers, sent before any audio
+            stream.mark = AIMark(model_kind=pcm.model_kind, request_id=request_id)
+        return stream
 
     async def open_pcm(self, inp: SpeechInput, request_id: str, *,
                        text: TextSource | None = None,
@@ -207,6 +212,7 @@ class SynthesisService:
         except BaseException as exc:
             await release.__aexit__(type(exc), exc, exc.__traceback__)
             raise
+        stream.model_kind = call.deployment
         kind = call.info.kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         count = characters or (lambda: call.characters)
@@ -233,6 +239,10 @@ class SynthesisService:
         service made itself: a designed voice's sample)."""
         self._calls.check_upload(len(reference_audio))
         return await self._audio.prepare_reference.remote(reference_audio, screen=screen)
+
+    async def read_mark(self, data: bytes) -> dict:
+        """An uploaded file's format and AI-generated mark (the AudioProcessor parses it)."""
+        return await self._audio.read_mark.remote(data)
 
     async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
         """The speaker similarity of a prepared reference and a consent recording (the
@@ -329,7 +339,8 @@ class SynthesisService:
         )
         if hit := self.cached(key, scope):
             tts_metrics().count_cached(call.info.kind.value)
-            return hit.model_copy(update={"request_id": request_id, "cached": True})
+            return self._marked(hit.model_copy(update={"request_id": request_id,
+                                                       "cached": True}))
         with self.counted():
             result = await self._model_result(call)
             rendered = await self.render(result.audio, result.sample_rate, output)
@@ -343,9 +354,19 @@ class SynthesisService:
             processing_seconds=time.perf_counter() - started,
             request_id=request_id,
             cache_key=key if self._cache.max_entries > 0 else None,
+            model_kind=call.deployment,
         )
-        self._cache.put(key, (scope, out))
-        return out
+        self._cache.put(key, (scope, out))  # unmarked: each response is marked with its own id
+        return self._marked(out)
+
+    def _marked(self, out: AudioOutput) -> AudioOutput:
+        """`out` with the AI-generated mark of its request in its metadata (well under a
+        millisecond: tags are written around the encoded frames, never re-encoding them)."""
+        if not self.args.audio.mark_outputs or out.model_kind is None:
+            return out
+        mark = AIMark(model_kind=out.model_kind, request_id=out.request_id)
+        return out.model_copy(update={"audio": embed_mark(out.audio, out.format, mark),
+                                      "marked": True})
 
     # ------------------------------------------------------------------------ read models
     async def graph_health(self) -> GraphHealth:
