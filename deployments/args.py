@@ -69,7 +69,8 @@ class CloneArgs(_Strict):
         "none", description="Consent for a one-shot clone (POST /v1/audio/clone) when the "
         "tenant and its plan set none")
     consent_threshold: float = Field(
-        0.75, ge=-1.0, le=1.0, description="Least speaker similarity (resemblyzer, cosine) of "
-        "the consent recording and the reference; chosen from the table in docs/platform.md")
+        0.82, ge=-1.0, le=1.0, description="Least speaker similarity (resemblyzer, cosine) of "
+        "the consent recording and the reference; chosen from the table in docs/platform.md "
+        "(benchmarks/speaker_similarity.py: same speaker >= 0.838, different <= 0.804)")
     statement_ttl_s: float = Field(
         600.0, gt=0, description="How long an issued consent statement's code can be used")
