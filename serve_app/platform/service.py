@@ -405,10 +405,11 @@ class Platform:
     async def job_result(self, principal: Principal, job_id: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
-    def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output) -> JobRunner:
+    def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output,
+                   mark: bool = True) -> JobRunner:
         """A runner over this platform's queue; call `.start()` inside the event loop. It
         also delivers pending quota warnings (any replica's, e.g. of one that died)."""
-        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode,
+        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode, mark=mark,
                          sweep=self.deliver_quota_alerts)
 
     # ------------------------------------------------------------------------ invoices
