@@ -87,7 +87,8 @@ def audio_response(out: AudioOutput) -> Response:
             "X-Sample-Rate": str(out.sample_rate),
             "X-Processing-Time": f"{out.processing_seconds:.3f}",
             "X-Cache": "hit" if out.cached else "miss",
-            **(mark_headers(AIMark(out.model_kind or "", out.request_id)) if out.marked else {}),
+            **(mark_headers(AIMark(out.model_kind or "", out.marked_as)) if out.marked_as
+               else {}),
         },
     )
 

@@ -339,8 +339,7 @@ class SynthesisService:
         )
         if hit := self.cached(key, scope):
             tts_metrics().count_cached(call.info.kind.value)
-            return self._marked(hit.model_copy(update={"request_id": request_id,
-                                                       "cached": True}))
+            return hit.model_copy(update={"request_id": request_id, "cached": True})
         with self.counted():
             result = await self._model_result(call)
             rendered = await self.render(result.audio, result.sample_rate, output)
@@ -356,8 +355,9 @@ class SynthesisService:
             cache_key=key if self._cache.max_entries > 0 else None,
             model_kind=call.deployment,
         )
-        self._cache.put(key, (scope, out))  # unmarked: each response is marked with its own id
-        return self._marked(out)
+        out = self._marked(out)  # a cache hit is the same file: marked by the request that made it
+        self._cache.put(key, (scope, out))
+        return out
 
     def _marked(self, out: AudioOutput) -> AudioOutput:
         """`out` with the AI-generated mark of its request in its metadata (well under a
@@ -366,7 +366,7 @@ class SynthesisService:
             return out
         mark = AIMark(model_kind=out.model_kind, request_id=out.request_id)
         return out.model_copy(update={"audio": embed_mark(out.audio, out.format, mark),
-                                      "marked": True})
+                                      "marked_as": out.request_id})
 
     # ------------------------------------------------------------------------ read models
     async def graph_health(self) -> GraphHealth:
