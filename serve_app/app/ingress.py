@@ -73,7 +73,7 @@ class TTSIngress:
         audio: DeploymentHandle,
     ):
         configure_replica_logging()
-        platform = Platform.open(args.platform)
+        platform = Platform.open(args.platform, clone=args.clone)
         logger.info("platform: %r", platform)
         self.admission = TenantAdmission(platform)
         self.service = SynthesisService(args, models, audio, self.admission)

@@ -94,6 +94,12 @@ def streaming_keeps(stream_field: str, streaming: object, **neutral: object) -> 
 
 
 #: A clone reads its reference's transcript (ICL) unless it clones the speaker embedding alone.
+#: The consent fields a clone takes beside `consent_audio` (a file part or a data URL), as the
+#: tenant's consent policy asks (docs/platform.md, "Voice cloning safety").
+CONSENT_CODE_DESCRIPTION = ("The one-time code of the consent statement (POST "
+                            "/v1/voices/consent-statement) the speaker read in consent_audio: "
+                            "required under `checked` consent")
+
 TRANSCRIPT_UNLESS_X_VECTOR = {
     "if": {"properties": {"x_vector_only": {"const": True}}, "required": ["x_vector_only"]},
     "else": {"required": ["ref_text"], "properties": {"ref_text": NOT_BLANK}},

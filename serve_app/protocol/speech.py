@@ -88,6 +88,11 @@ class AudioOutput(BaseModel):
     request_id: str
     cached: bool = False
     cache_key: str | None = None
+    #: The deployment (model kind) that spoke; `marked_as`: the audio carries the AI-generated
+    #: mark (deployments.audio.marking) naming this request id (the one that generated it: a
+    #: cache hit is the same file), and its response the X-AI-* headers.
+    model_kind: str | None = None
+    marked_as: str | None = None
 
 
 class StreamUsage(BaseModel):

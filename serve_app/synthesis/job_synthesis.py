@@ -50,8 +50,9 @@ class JobSynthesis:
     def start(self) -> None:
         """Start claiming (inside the replica's event loop)."""
         if self.runner is None:
-            self.runner = self._admission.platform.job_runner(self.synthesize_segment,
-                                                              encode=self.encode)
+            self.runner = self._admission.platform.job_runner(
+                self.synthesize_segment, encode=self.encode,
+                mark=self._service.args.audio.mark_outputs)
         self.runner.start()
 
     def wake(self) -> None:

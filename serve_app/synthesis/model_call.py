@@ -310,12 +310,12 @@ class CallBuilder:
                           "one request, and a job (POST /v1/jobs) takes longer text.")
         return text
 
-    def check_upload(self, size: int) -> None:
+    def check_upload(self, size: int, param: str = "reference_audio") -> None:
         limit = self.args.audio.max_upload_bytes
         if size > limit:
             raise ApiError(
-                413, "audio_too_large", f"reference_audio is {size} bytes; at most {limit} are allowed",
-                "reference_audio",
+                413, "audio_too_large", f"{param} is {size} bytes; at most {limit} are allowed",
+                param,
             )
         if size == 0:
-            raise invalid("reference_audio", "reference_audio is empty", "audio_empty")
+            raise invalid(param, f"{param} is empty", "audio_empty")
