@@ -20,7 +20,7 @@ from serve_app.routes.uploads import read_body
 router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 
 
-@router.post("/verify", responses=errors(400, 413, 415))
+@router.post("/verify", responses=errors(400, 413, 415, 422))
 async def verify(request: Request) -> dict:
     """Read back an audio file's AI-generated mark."""
     svc = service(request)
