@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -33,7 +32,8 @@ from wyoming.tts import (
 
 from serve_app.wyoming.wyoming_args import WyomingArgs
 from tests.graph.conftest import CPU_PROFILE, free_port, small_app
-from tests.graph.tenants import create_tenant_key, save_clone_voice, unique_name
+from tests.graph.tenants import create_tenant_key, save_clone_voice, unique_name, usage_of
+from tests.waiting import wait_for
 
 RATE = 22050
 MIN_FRAMES = 4  # each request: 4..8 codec frames of 80 ms
@@ -132,23 +132,6 @@ async def synthesize(app: WyomingApp, text: str, voice: SynthesizeVoice | None =
         return await listen(conn, Heard(), started, AudioStop)
 
 
-def usage_of(app: WyomingApp) -> dict:
-    with httpx.Client(base_url=app.base_url, timeout=60,
-                      headers={"Authorization": f"Bearer {app.key}"}) as http:
-        r = http.get("/v1/usage", params={"period": "day"})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-
-def wait_for(condition, timeout: float = 60, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
 def check_pcm(heard: Heard) -> float:
     """audio-start, chunks, audio-stop of 16-bit mono PCM at RATE whose bytes add up to what
     audio-stop's timestamp says; the seconds of audio."""
@@ -195,6 +178,10 @@ def test_describe_lists_presets_with_languages_and_the_tenants_saved_voices(grap
     assert wyoming_app.saved_voice in voices
     assert voices[wyoming_app.saved_voice].description.startswith("saved voice")
 
+
+def usage(app: WyomingApp) -> dict:
+    """The acting tenant's usage today."""
+    return usage_of(app.base_url, app.key)
 
 def test_synthesize_streams_pcm_at_the_asked_rate_adding_up_to_audio_stop(wyoming_app):
     heard = asyncio.run(synthesize(wyoming_app, TEXT, SynthesizeVoice(name="Vivian")))
@@ -276,7 +263,7 @@ def test_bad_input_is_an_error_event_naming_the_field_then_the_end(wyoming_app, 
 
 
 def test_a_peer_outside_the_trusted_networks_is_closed_before_any_work(wyoming_app):
-    before = usage_of(wyoming_app)
+    before = usage(wyoming_app)
 
     async def untrusted() -> list[Event]:
         got: list[Event] = []
@@ -291,7 +278,8 @@ def test_a_peer_outside_the_trusted_networks_is_closed_before_any_work(wyoming_a
     assert asyncio.run(untrusted()) == []  # closed without a word: not even an error
     trusted = asyncio.run(synthesize(wyoming_app, TEXT))  # the default voice
     check_pcm(trusted)
-    after = wait_for(lambda: (u := usage_of(wyoming_app))["requests"] > before["requests"] and u)
+    after = wait_for(lambda: (u := usage(wyoming_app))["requests"] > before["requests"] and u,
+                     timeout=60)
     assert after, "no usage row for the trusted synthesis"
     # one row, the trusted one's: the untrusted peer's text was never read
     assert after["requests"] == before["requests"] + 1
@@ -299,13 +287,13 @@ def test_a_peer_outside_the_trusted_networks_is_closed_before_any_work(wyoming_a
 
 
 def test_usage_rows_are_the_configured_tenants(wyoming_app):
-    before = usage_of(wyoming_app)
+    before = usage(wyoming_app)
     text = "Two sentences here. And the second one."
     heard = asyncio.run(synthesize(wyoming_app, text, SynthesizeVoice(name="Ryan")))
     seconds = check_pcm(heard)
-    after = wait_for(lambda: (u := usage_of(wyoming_app))["requests"] >= before["requests"] + 2
-                     and u)
-    assert after, usage_of(wyoming_app)
+    after = wait_for(lambda: (u := usage(wyoming_app))["requests"] >= before["requests"] + 2
+                     and u, timeout=60)
+    assert after, usage(wyoming_app)
     assert after["requests"] == before["requests"] + 2  # one row per sentence
     assert after["characters"] == before["characters"] + len(text)
     assert after["audio_seconds"] - before["audio_seconds"] == pytest.approx(seconds, abs=0.01)

@@ -18,6 +18,7 @@ from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.synthesis_service import SynthesisService
+from tests.fake_handles import FakeHandle
 from tests.samples import wav_bytes
 from tests.speech import SENTENCES, require_speech, speak
 
@@ -27,22 +28,6 @@ INFO = ModelInfo(kind=ModelKind.BASE, model="tiny", speakers=(), dialect_speaker
 TRANSCRIPT = SENTENCES[0]
 
 
-class _Method:
-    def __init__(self, fn):
-        self._fn = fn
-
-    def remote(self, *args, **kwargs):
-        return self._fn(*args, **kwargs)
-
-
-class _Handle:
-    """A DeploymentHandle's shape over a plain object's coroutine methods."""
-
-    def __init__(self, target):
-        self._target = target
-
-    def __getattr__(self, name):
-        return _Method(getattr(self._target, name))
 
 
 class FakeVoiceClone:
@@ -60,7 +45,7 @@ def app(platform):
     audio = AudioProcessor.func_or_class(args.audio, args.clone)
     clone = FakeVoiceClone()
     admission = TenantAdmission(platform)
-    svc = SynthesisService(args, {"VoiceClone": _Handle(clone)}, _Handle(audio), admission)
+    svc = SynthesisService(args, {"VoiceClone": FakeHandle(clone)}, FakeHandle(audio), admission)
     client = TestClient(create_http_app(ReplicaServices(svc, admission)),
                         raise_server_exceptions=False)
     platform.tenants.create("acme")

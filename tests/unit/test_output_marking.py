@@ -22,6 +22,7 @@ from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
 from serve_app.synthesis.synthesis_service import SynthesisService
+from tests.fake_handles import FakeHandle
 
 RATE = 24_000
 FORMATS = ("wav", "mp3", "opus", "aac", "flac", "pcm")
@@ -58,23 +59,6 @@ def test_pcm_has_no_container_so_it_is_left_as_is():
     assert embed_mark(pcm, "pcm", AIMark("CustomVoice", "r")) == pcm
 
 
-class _Method:
-    def __init__(self, fn):
-        self._fn = fn
-
-    def remote(self, *args, **kwargs):
-        return self._fn(*args, **kwargs)
-
-
-class _Handle:
-    def __init__(self, target):
-        self._target = target
-
-    def options(self, **_):
-        return self
-
-    def __getattr__(self, name):
-        return _Method(getattr(self._target, name))
 
 
 class _Chunks:
@@ -106,8 +90,8 @@ class FakeCustomVoice:
 def client(**audio) -> TestClient:
     args = AppArgs.model_validate({"audio": audio})
     processor = AudioProcessor.func_or_class(args.audio, args.clone)
-    svc = SynthesisService(args, {"CustomVoice": _Handle(FakeCustomVoice())},
-                           _Handle(processor))
+    svc = SynthesisService(args, {"CustomVoice": FakeHandle(FakeCustomVoice())},
+                           FakeHandle(processor))
     return TestClient(create_http_app(ReplicaServices(svc)), raise_server_exceptions=False)
 
 
