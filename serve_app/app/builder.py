@@ -11,11 +11,13 @@ environment. Deployment options (resources, autoscaling, queues) come from the c
 `deployments:` list, or from `overrides` when the graph is run from Python.
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from ray.serve import Application
 
+from deployments.audio.content_credentials.development import development_signer
 from deployments.audio_processor import AudioProcessor
 from deployments.model_server import ModelServer
 from serve_app.app.args import AUDIO_PROCESSOR, INGRESS, AppArgs
@@ -36,7 +38,7 @@ def build_graph(
 ) -> Application:
     """Build the graph. `overrides`: deployment name -> `.options()` kwargs (Ray's
     deployment schema keys, as in a serve config's `deployments:` list)."""
-    args = apply_environment(args)
+    args = with_development_signer(apply_environment(args))
     overrides = overrides or {}
 
     def options(deployment, name: str):
@@ -48,3 +50,22 @@ def build_graph(
     }
     audio = options(AudioProcessor, AUDIO_PROCESSOR).bind(args.audio, args.clone)
     return options(TTSIngress, INGRESS).bind(args, models, audio)
+
+
+def with_development_signer(args: AppArgs) -> AppArgs:
+    """`args` with the C2PA development signer's files filled in, when its audio section asks
+    for one (`content_credentials.development_signer`, the CPU demo's profile) and names no
+    certificate of its own: a test CA and leaf made once under the platform's data directory."""
+    credentials = args.audio.content_credentials
+    if not (credentials.development_signer and credentials.enabled
+            and credentials.cert_chain is None):
+        return args
+    files = development_signer(args.platform.resolved_data_dir() / "c2pa-development")
+    logging.getLogger("qtts.app").warning(
+        "C2PA: outputs are signed by a DEVELOPMENT certificate (%s); configure "
+        "audio.content_credentials.cert_chain/private_key in production", files.cert_chain)
+    credentials = credentials.model_copy(update={
+        "cert_chain": str(files.cert_chain), "private_key": str(files.private_key),
+        "trust_anchors": credentials.trust_anchors or str(files.ca)})
+    return args.model_copy(update={"audio": args.audio.model_copy(
+        update={"content_credentials": credentials})})

@@ -1,10 +1,9 @@
 """POST /v1/audio/verify: what an audio file says about its origin. The file is the request
 body (any audio content type) or a multipart part named `file`; the answer names its format
 and the AI-generated mark this service writes (deployments.audio.marking: generator, model
-kind, request id), or `marked: false`. The file is parsed on the AudioProcessor, never here.
-
-Content Credentials (C2PA) are not written yet (docs/platform.md, "Output marking"):
-`c2pa` is always null.
+kind, request id), or `marked: false`; and its C2PA Content Credentials as the c2pa library's
+own Reader validates them (`{valid, trusted, signer, assertions, validation_errors, ...}`), or
+`c2pa: null` when it carries no manifest. The file is parsed on the AudioProcessor, never here.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ router = APIRouter(prefix="/v1/audio", tags=["voice design and cloning"])
 
 @router.post("/verify", responses=errors(400, 413, 415, 422))
 async def verify(request: Request) -> dict:
-    """Read back an audio file's AI-generated mark."""
+    """Read back an audio file's AI-generated mark and C2PA manifest."""
     svc = service(request)
     limit = svc.args.audio.max_upload_bytes
     content_type = request.headers.get("content-type", "")
@@ -39,7 +38,7 @@ async def verify(request: Request) -> dict:
                        "allowed", "file")
     found = await svc.read_mark(data)
     return {"object": "audio.verification", "format": found["format"],
-            "marked": found["mark"] is not None, "mark": found["mark"], "c2pa": None}
+            "marked": found["mark"] is not None, "mark": found["mark"], "c2pa": found["c2pa"]}
 
 
 async def _file_part(request: Request, body: bytes) -> bytes:

@@ -52,7 +52,7 @@ class JobSynthesis:
         if self.runner is None:
             self.runner = self._admission.platform.job_runner(
                 self.synthesize_segment, encode=self.encode,
-                mark=self._service.args.audio.mark_outputs)
+                mark=self._service.args.audio.mark_outputs and self._service.mark)
         self.runner.start()
 
     def wake(self) -> None:

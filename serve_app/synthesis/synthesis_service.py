@@ -33,6 +33,8 @@ from deployments.audio import (
     needs_processing,
     render,
 )
+from deployments.audio.content_credentials import C2PA_FORMATS
+from deployments.audio.formats import AudioFormat
 from deployments.audio.marking import AIMark, embed_mark
 from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
@@ -242,7 +244,8 @@ class SynthesisService:
         return await self._audio.prepare_reference.remote(reference_audio, screen=screen)
 
     async def read_mark(self, data: bytes) -> dict:
-        """An uploaded file's format and AI-generated mark (the AudioProcessor parses it)."""
+        """An uploaded file's format, AI-generated mark and C2PA manifest (the AudioProcessor
+        parses and validates them)."""
         return await self._audio.read_mark.remote(data)
 
     async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
@@ -356,18 +359,31 @@ class SynthesisService:
             cache_key=key if self._cache.max_entries > 0 else None,
             model_kind=call.deployment,
         )
-        out = self._marked(out)  # a cache hit is the same file: marked by the request that made it
+        out = await self._marked(out)  # a cache hit is the same file: marked by the request that made it
         self._cache.put(key, (scope, out))
         return out
 
-    def _marked(self, out: AudioOutput) -> AudioOutput:
+    async def _marked(self, out: AudioOutput) -> AudioOutput:
         """`out` with the AI-generated mark of its request in its metadata (well under a
-        millisecond: tags are written around the encoded frames, never re-encoding them)."""
+        millisecond: tags are written around the encoded frames, never re-encoding them) and,
+        where a certificate is configured, a signed C2PA manifest."""
         if not self.args.audio.mark_outputs or out.model_kind is None:
             return out
         mark = AIMark(model_kind=out.model_kind, request_id=out.request_id)
-        return out.model_copy(update={"audio": embed_mark(out.audio, out.format, mark),
+        return out.model_copy(update={"audio": await self.mark(out.audio, out.format, mark),
                                       "marked_as": out.request_id})
+
+    async def mark(self, data: bytes, fmt: AudioFormat | str, mark: AIMark) -> bytes:
+        """A finished file marked as AI-generated: the mark in its metadata (here), then, for
+        the formats a C2PA manifest embeds into and when the deployment has a certificate,
+        the manifest signed by the AudioProcessor (the mark is inside what it signs)."""
+        data = embed_mark(data, fmt, mark)
+        if self.args.audio.signs_outputs() and AudioFormat(fmt) in C2PA_FORMATS:
+            data = await asyncio.wait_for(
+                self._audio.sign.remote(data, AudioFormat(fmt).value, mark.model_kind,
+                                        mark.request_id),
+                self.args.ingress.request_timeout_s)
+        return data
 
     # ------------------------------------------------------------------------ read models
     async def graph_health(self) -> GraphHealth:

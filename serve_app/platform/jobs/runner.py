@@ -71,10 +71,18 @@ def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedA
                         rendered.duration_seconds)
 
 
+#: A finished file, its format and its mark -> the file marked (and signed, where it can be).
+Mark = Callable[[bytes, str, AIMark], Awaitable[bytes]]
+
+
+async def _embed(data: bytes, fmt: str, mark: AIMark) -> bytes:
+    return embed_mark(data, fmt, mark)
+
+
 class JobRunner:
     def __init__(self, store: JobStore, synthesize: Synthesize, args: JobArgs, *,
                  encode: Encode = render_output, webhooks: WebhookSender | None = None,
-                 mark: bool = True,
+                 mark: bool | Mark = True,
                  owner: str | None = None,
                  sweep: Callable[[], Awaitable[object]] | None = None):
         """`sweep`: more due work the loop starts when it has a free slot, one at a time (the
@@ -85,7 +93,9 @@ class JobRunner:
         self.args = args
         self._synthesize = synthesize
         self._encode = encode
-        self._mark = mark  # the result marked as AI-generated (deployments.audio.marking)
+        # the result marked as AI-generated: in its metadata (deployments.audio.marking), or by
+        # a coroutine that also signs it (the ingress's SynthesisService.mark)
+        self._mark: Mark | None = (_embed if mark is True else mark) or None
         self.webhooks = webhooks or WebhookSender(
             timeout_s=args.webhook_timeout_s, max_attempts=args.webhook_max_attempts,
             backoff_s=args.webhook_backoff_s, backoff_max_s=args.webhook_backoff_max_s,
@@ -205,8 +215,8 @@ class JobRunner:
                 encoded = await self._encode(joined, rate, job.request.output)
             else:
                 encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
-            if self._mark:  # the job's id stands for the request id
-                encoded = dataclasses.replace(encoded, data=embed_mark(
+            if self._mark is not None:  # the job's id stands for the request id
+                encoded = dataclasses.replace(encoded, data=await self._mark(
                     encoded.data, encoded.extension, AIMark(job.request.model, job.id)))
             won = await asyncio.to_thread(self.store.complete, job, encoded.data,
                                           encoded.content_type, encoded.extension,
