@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from deployments.audio import RenderOptions
+from deployments.audio import ReferenceAudio, RenderOptions
 from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import (
@@ -52,6 +52,20 @@ class VoiceCloneInput(_Input):
     reference_audio: bytes = Field(description="Encoded audio file (wav, flac, mp3, ogg, m4a, ...)")
     ref_text: str | None = Field(None, description="Transcript of the reference (ICL mode)")
     x_vector_only: bool = Field(False, description="Clone from the speaker embedding only")
+    #: `reference_audio` as the AudioProcessor prepared it (screened, trimmed), when that was
+    #: done already (a one-shot clone's consent check): the call uses it instead of preparing
+    #: the upload again. Not a field: never sent, never part of the API.
+    _prepared: ReferenceAudio | None = PrivateAttr(default=None)
+
+    @property
+    def prepared(self) -> ReferenceAudio | None:
+        return self._prepared
+
+    def prepared_as(self, reference: ReferenceAudio) -> VoiceCloneInput:
+        """This input with its upload already prepared as `reference`."""
+        copy = self.model_copy()
+        copy._prepared = reference
+        return copy
 
 
 @dataclass(frozen=True)

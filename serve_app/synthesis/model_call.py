@@ -87,6 +87,10 @@ class ModelCall:
                      stream: bool) -> Any:
         """Make the call on the model's `handle`: a response (`stream=False`, await it for
         the SynthesisResult) or a response generator of AudioChunk (`stream=True`)."""
+        if self.clone is not None and self.clone.prepared is None:
+            # prepared once per call, however many parts speak it
+            self = dataclasses.replace(self, clone=self.clone.prepared_as(
+                await audio.prepare_reference.remote(self.clone.reference_audio)))
         if self.parts:
             if stream:
                 return PartsStream(self, handle, audio)
@@ -96,7 +100,7 @@ class ModelCall:
         if self.text is not None:
             return handle.stream_text.remote(self.request, self.text)
         if self.clone is not None:
-            reference = await audio.prepare_reference.remote(self.clone.reference_audio)
+            reference = self.clone.prepared
             method = handle.stream_with_reference if stream else handle.synthesize_with_reference
             return method.remote(self.request, reference, self.ref_text, self.clone.x_vector_only)
         return (handle.stream if stream else handle.synthesize).remote(self.request)
