@@ -23,12 +23,14 @@ from deployments.audio import (
     RenderedAudio,
     RenderOptions,
     change_speed,
+    dsp,
     prepare_reference,
     render,
     shift_pitch,
     warm_up,
 )
 from deployments.audio.analysis import SpeakerEncoder, SpeechDetector, speaker_similarity
+from deployments.audio.codecs import decode
 from deployments.audio.content_credentials import ContentSigner, read_credentials
 from deployments.audio.marking import AIMark, read_mark, sniff_format
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
@@ -91,13 +93,16 @@ class AudioProcessor:
 
         return await asyncio.to_thread(compare)
 
-    async def speech_seconds(self, data: bytes) -> float:
-        """The speech an upload holds (the playground's recorder shows it while recording)."""
-        def measure() -> float:
-            ref = prepare_reference(data, limits=ReferenceLimits(
-                max_bytes=self._limits.max_bytes, min_seconds=0.0,
-                max_seconds=self._limits.max_seconds), param="audio")
-            return self._speech.find(ref.samples, ref.sample_rate).speech_seconds
+    async def analyze(self, data: bytes) -> dict:
+        """An upload's length and the speech it holds, by the detector that screens references
+        (the playground's recorder shows it while recording): `{duration_seconds,
+        speech_seconds}`. Decoding errors are the caller's (AudioInputError, param `file`)."""
+        def measure() -> dict:
+            decoded = decode(data, max_seconds=self._limits.max_seconds, param="file")
+            samples = dsp.to_mono(decoded.samples)
+            found = self._speech.find(samples, decoded.sample_rate)
+            return {"duration_seconds": samples.size / decoded.sample_rate,
+                    "speech_seconds": found.speech_seconds}
 
         return await asyncio.to_thread(measure)
 

@@ -248,6 +248,11 @@ class SynthesisService:
         parses and validates them)."""
         return await self._audio.read_mark.remote(data)
 
+    async def analyze_audio(self, data: bytes) -> dict:
+        """An upload's duration and speech seconds (the AudioProcessor's speech detector, the
+        one that screens clone references)."""
+        return await self._audio.analyze.remote(data)
+
     async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
         """The speaker similarity of a prepared reference and a consent recording (the
         AudioProcessor's speaker encoder, on CPU)."""

@@ -14,6 +14,8 @@ const $ = (id) => document.getElementById(id);
 const state = window.qttsPlayground = {
   ttfaMs: null, streamedSeconds: 0, resultSeconds: 0, lastError: null, jobProgress: 0,
   recordedSeconds: 0, keyAccepted: null, jobStatuses: [],
+  // the speech in the recording (or chosen file), as POST /v1/audio/analyze measures it
+  speechSeconds: null, speechNeeded: null, speechEnough: null,
   savedVoices: [],
 };
 
@@ -837,6 +839,53 @@ async function createClonedVoice() {
 // ---------------------------------------------------------------------------- recording
 let recorded = null;
 let recorder = null;
+let recordNote = '';  // "Recording ... 2.0 s" / "Recorded 3.1 s: play it back below."
+let analysisAsked = 0;  // analyses are numbered: an older answer never replaces a newer one
+let analysisShown = 0;
+let analyzing = false;
+
+// The speech the reference holds, by the detector the clone path screens with (silero-vad on
+// the server): shown while recording, so a person knows when they have said enough.
+function speechNote() {
+  if (state.speechSeconds === null) return '';
+  const seconds = 'speech: ' + state.speechSeconds.toFixed(1) + ' s';
+  if (!state.speechNeeded) return seconds;
+  return seconds + ' of ' + state.speechNeeded + ' s needed' + (state.speechEnough ? '' : ' (not enough yet)');
+}
+
+function showRecordStatus() {
+  const note = speechNote();
+  const status = $('record-status');
+  status.textContent = recordNote + (recordNote && note ? ' \u00b7 ' : '') + note;
+  status.classList.toggle('error-text', state.speechEnough === false && !(recorder && recorder.state === 'recording'));
+}
+
+function resetSpeech() {
+  state.speechSeconds = state.speechNeeded = state.speechEnough = null;
+  analysisShown = ++analysisAsked;  // answers still on their way are dropped
+}
+
+// `always`: even while an earlier analysis is in flight (the final one, a chosen file).
+async function analyzeAudio(blob, always) {
+  if (analyzing && !always) return;
+  const asked = ++analysisAsked;
+  analyzing = true;
+  try {
+    const response = await call('/v1/audio/analyze', {
+      method: 'POST', headers: {'Content-Type': blob.type || 'application/octet-stream'}, body: blob});
+    const found = await response.json();
+    if (asked < analysisShown) return;
+    analysisShown = asked;
+    state.speechSeconds = found.speech_seconds;
+    state.speechNeeded = found.min_speech_seconds;
+    state.speechEnough = found.enough_speech;
+    showRecordStatus();
+  } catch (_) {
+    // the first fraction of a second may not decode yet: the next analysis tells
+  } finally {
+    analyzing = false;
+  }
+}
 
 async function toggleRecording() {
   const button = $('record');
@@ -845,11 +894,17 @@ async function toggleRecording() {
   const chunks = [];
   recorder = new MediaRecorder(media);
   const begun = performance.now();
+  let analyzedAt = 0;
   recorder.ondataavailable = (e) => {
     if (e.data.size) chunks.push(e.data);
     state.recordedSeconds = (performance.now() - begun) / 1000;
     if (recorder.state === 'recording') {
-      $('record-status').textContent = 'Recording ... ' + state.recordedSeconds.toFixed(1) + ' s';
+      recordNote = 'Recording ... ' + state.recordedSeconds.toFixed(1) + ' s';
+      showRecordStatus();
+      if (state.recordedSeconds - analyzedAt >= 1 && !analyzing) {  // about once a second
+        analyzedAt = state.recordedSeconds;
+        analyzeAudio(new Blob(chunks, {type: recorder.mimeType}));
+      }
     }
   };
   recorder.onstop = () => {
@@ -857,15 +912,19 @@ async function toggleRecording() {
     recorded = new Blob(chunks, {type: recorder.mimeType});
     state.recordedSeconds = (performance.now() - begun) / 1000;
     $('ref-audio').value = '';
-    $('record-status').textContent = 'Recorded ' + state.recordedSeconds.toFixed(1) + ' s: play it back below.';
+    recordNote = 'Recorded ' + state.recordedSeconds.toFixed(1) + ' s: play it back below.';
+    showRecordStatus();
     showReference(recorded);
     button.textContent = 'Record';
+    analyzeAudio(recorded, true);
   };
   state.recordedSeconds = 0;
+  resetSpeech();
   showReference(null);
   recorder.start(250);  // a chunk every 250 ms: the length so far is known while recording
   button.textContent = 'Stop';
-  $('record-status').textContent = 'Recording ... 0.0 s';
+  recordNote = 'Recording ... 0.0 s';
+  showRecordStatus();
 }
 
 // --------------------------------------------------------------------------------- setup
@@ -923,8 +982,10 @@ function init() {
   $('live-finish').addEventListener('click', liveFinish);
   updateLiveButtons();
   $('ref-audio').addEventListener('change', () => {
-    recorded = null; $('record-status').textContent = '';
-    showReference($('ref-audio').files[0] || null);
+    const file = $('ref-audio').files[0] || null;
+    recorded = null; recordNote = ''; resetSpeech(); showRecordStatus();
+    showReference(file);
+    if (file) analyzeAudio(file, true);
   });
   $('refresh-usage').addEventListener('click', () => guarded($('refresh-usage'), refreshUsage));
   guarded($('refresh-voices'), () => refreshVoices().then(refreshUsage));
