@@ -17,6 +17,7 @@ import pytest
 
 from tests.graph.conftest import REPO_ROOT
 from tests.samples import wav_bytes
+from tests.speech import SENTENCES, require_speech, speak
 
 pytestmark = pytest.mark.graph
 
@@ -288,6 +289,42 @@ def test_records_reference_audio_in_the_browser_and_clones_it(playground):
     assert pg.wait_played() > 0
     pg.shot("recorded-clone")
     assert pg.console_errors == []
+
+
+def test_the_recorder_shows_the_speech_seconds_growing_while_recording(tmp_path, graph, shots):
+    """A person reading into the microphone (Chromium's fake device playing a festival voice's
+    recording) sees how much speech the server's detector found, growing as they speak."""
+    require_speech()
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    voice = tmp_path / "reading.wav"
+    voice.write_bytes(speak("kal", " ".join(SENTENCES[:3])))
+    from playwright.sync_api import sync_playwright
+
+    flags = [f for f in CHROMIUM_FLAGS if f != "--use-fake-device-for-media-stream"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            *flags, "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={voice}"])
+        try:
+            pg = Playground(browser.new_context().new_page(), graph, shots).open()
+            pg.page.check("input[name=mode][value=clone]")
+            pg.page.click("#record")
+            pg.page.wait_for_function("window.qttsPlayground.speechSeconds > 0")
+            first = pg.page.evaluate("window.qttsPlayground.speechSeconds")
+            status = pg.page.text_content("#record-status")
+            assert re.search(r"^Recording \.\.\. \d+\.\d s . speech: \d+\.\d s", status), status
+            pg.shot("speech-seconds-while-recording")
+            # it grows as the reading goes on, while still recording
+            pg.page.wait_for_function("(s) => window.qttsPlayground.speechSeconds > s + 1", arg=first)
+            assert pg.page.text_content("#record") == "Stop"
+            pg.page.click("#record")  # stop: the whole recording is measured once more
+            pg.page.wait_for_function(
+                "/^Recorded .* speech: /.test(document.getElementById('record-status').textContent)")
+            pg.shot("speech-seconds-recorded")
+            assert pg.console_errors == []
+        finally:
+            browser.close()
 
 
 # ------------------------------------------------- type and hear: /v1/audio/speech/stream
