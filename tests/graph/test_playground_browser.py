@@ -34,7 +34,9 @@ LONG_TEXT = " ".join(f"Sentence {i} of a long text, read aloud by a job in the b
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
+    """Playwright's chromium launcher (one playwright per module: its sync API runs one at a
+    time)."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)"
         if os.environ.get("QTTS_REQUIRE_BACKENDS") == "1":
@@ -43,9 +45,14 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
+        yield p.chromium
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    launched = chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    yield launched
+    launched.close()
 
 
 class Playground:
@@ -291,40 +298,34 @@ def test_records_reference_audio_in_the_browser_and_clones_it(playground):
     assert pg.console_errors == []
 
 
-def test_the_recorder_shows_the_speech_seconds_growing_while_recording(tmp_path, graph, shots):
+def test_the_recorder_shows_the_speech_seconds_growing_while_recording(chromium, tmp_path,
+                                                                       graph, shots):
     """A person reading into the microphone (Chromium's fake device playing a festival voice's
     recording) sees how much speech the server's detector found, growing as they speak."""
     require_speech()
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
     voice = tmp_path / "reading.wav"
     voice.write_bytes(speak("kal", " ".join(SENTENCES[:3])))
-    from playwright.sync_api import sync_playwright
-
-    flags = [f for f in CHROMIUM_FLAGS if f != "--use-fake-device-for-media-stream"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            *flags, "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={voice}"])
-        try:
-            pg = Playground(browser.new_context().new_page(), graph, shots).open()
-            pg.page.check("input[name=mode][value=clone]")
-            pg.page.click("#record")
-            pg.page.wait_for_function("window.qttsPlayground.speechSeconds > 0")
-            first = pg.page.evaluate("window.qttsPlayground.speechSeconds")
-            status = pg.page.text_content("#record-status")
-            assert re.search(r"^Recording \.\.\. \d+\.\d s . speech: \d+\.\d s", status), status
-            pg.shot("speech-seconds-while-recording")
-            # it grows as the reading goes on, while still recording
-            pg.page.wait_for_function("(s) => window.qttsPlayground.speechSeconds > s + 1", arg=first)
-            assert pg.page.text_content("#record") == "Stop"
-            pg.page.click("#record")  # stop: the whole recording is measured once more
-            pg.page.wait_for_function(
-                "/^Recorded .* speech: /.test(document.getElementById('record-status').textContent)")
-            pg.shot("speech-seconds-recorded")
-            assert pg.console_errors == []
-        finally:
-            browser.close()
+    browser = chromium.launch(executable_path=str(CHROMIUM), args=[
+        *CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={voice}"])
+    try:
+        pg = Playground(browser.new_context().new_page(), graph, shots).open()
+        pg.page.check("input[name=mode][value=clone]")
+        pg.page.click("#record")
+        pg.page.wait_for_function("window.qttsPlayground.speechSeconds > 0")
+        first = pg.page.evaluate("window.qttsPlayground.speechSeconds")
+        status = pg.page.text_content("#record-status")
+        assert re.search(r"^Recording \.\.\. \d+\.\d s . speech: \d+\.\d s", status), status
+        pg.shot("speech-seconds-while-recording")
+        # it grows as the reading goes on, while still recording
+        pg.page.wait_for_function("(s) => window.qttsPlayground.speechSeconds > s + 1", arg=first)
+        assert pg.page.text_content("#record") == "Stop"
+        pg.page.click("#record")  # stop: the whole recording is measured once more
+        pg.page.wait_for_function(
+            "/^Recorded .* speech: /.test(document.getElementById('record-status').textContent)")
+        pg.shot("speech-seconds-recorded")
+        assert pg.console_errors == []
+    finally:
+        browser.close()
 
 
 # ------------------------------------------------- type and hear: /v1/audio/speech/stream
