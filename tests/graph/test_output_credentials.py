@@ -9,6 +9,7 @@ import pytest
 
 from deployments.audio.content_credentials.development import SIGNER_NAME
 from tests.samples import wav_bytes
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.graph
 
@@ -59,3 +60,17 @@ def test_analyze_measures_speech_on_the_audio_processor(http):
     assert found["duration_seconds"] == pytest.approx(2.0, abs=0.05)
     assert found["speech_seconds"] < 0.5
     assert found["min_speech_seconds"] == 0  # the demo profile does not screen references
+
+
+def test_an_async_jobs_result_is_signed_with_the_jobs_id(http):
+    r = http.post("/v1/jobs", json={"input": "A job, signed.", "voice": "alloy",
+                                    "response_format": "flac", "max_new_tokens": 8})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    done = wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["status"]
+                    in ("succeeded", "failed"), timeout=240, every=0.5)
+    assert done and http.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    found = verify(http, http.get(f"/v1/jobs/{job_id}/audio").content)
+    assert found["mark"]["request_id"] == job_id
+    assert found["c2pa"]["valid"] and found["c2pa"]["trusted"]
+    assert found["c2pa"]["assertions"]["org.qwen3-tts-serve.generation"]["request_id"] == job_id
