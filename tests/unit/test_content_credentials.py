@@ -189,3 +189,14 @@ def test_signing_follows_marking_off():
     args = AppArgs.model_validate({"audio": {"mark_outputs": False, "content_credentials": {
         "cert_chain": "/a.pem", "private_key": "/b.pem"}}})
     assert not args.audio.signs_outputs()
+
+
+def test_a_chain_that_cannot_sign_fails_when_the_signer_is_made(dev):
+    key = dev.private_key.read_bytes()
+    with pytest.raises(ValueError, match="cannot sign"):
+        ContentSigner(b"not a certificate", key)
+    with pytest.raises(ValueError, match="self-signed"):
+        ContentSigner(dev.ca.read_bytes(), key)  # the CA alone: not a signing certificate
+    other = development_signer(dev.ca.parent / "other")  # a key of another certificate
+    with pytest.raises(ValueError, match="cannot sign|does not validate"):
+        ContentSigner(dev.cert_chain.read_bytes(), other.private_key.read_bytes())

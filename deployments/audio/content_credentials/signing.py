@@ -59,8 +59,30 @@ class ContentSigner:
         self.alg = alg
         self.cert_chain = cert_chain
         self._info = c2pa.C2paSignerInfo(alg.encode(), cert_chain, private_key, None)
-        self._signer = c2pa.Signer.from_info(self._info)  # fails here on a bad chain or key
+        self._signer = c2pa.Signer.from_info(self._info)  # fails here on a bad key
         self._lock = threading.Lock()
+        self._check()
+
+    def _check(self) -> None:
+        """Sign a tenth of a second of silence and validate it, so that a chain the library
+        will not sign with (garbage, a self-signed or CA certificate, a key of another
+        certificate) fails the deployment when it starts, not every request."""
+        import numpy as np
+
+        from ..codecs import encode
+        from .reading import read_credentials
+
+        sample = encode(np.zeros(2400, dtype=np.float32), 24_000, AudioFormat.WAV)
+        try:
+            found = read_credentials(self.sign(sample, AudioFormat.WAV, AIMark("check", "check")),
+                                     AudioFormat.WAV)
+        except Exception as exc:  # the library's own words say what is wrong with the chain
+            raise ValueError(f"content_credentials: the certificate chain cannot sign: {exc}"
+                             ) from exc
+        if found is None or not found["valid"]:
+            errors = found["validation_errors"] if found else "no manifest"
+            raise ValueError("content_credentials: a manifest signed with this certificate "
+                             f"does not validate: {errors}")
 
     @classmethod
     def from_files(cls, cert_chain: str | Path, private_key: str | Path,
