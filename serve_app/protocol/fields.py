@@ -62,6 +62,14 @@ Normalize = Annotated[bool, Strict(), Field(
     description="Read numbers, dates, times, money, percentages, units, phone numbers and "
     "common abbreviations as words before the model (Chinese and English; numbers in the "
     "other languages); false sends the text as it is")]
+#: Pronunciation dictionaries a request applies (docs/api.md "Pronunciation dictionaries").
+MAX_REQUEST_DICTIONARIES = 3
+PronunciationDictionaries = Annotated[
+    tuple[Annotated[str, Field(min_length=1, max_length=40)], ...],
+    Field(max_length=MAX_REQUEST_DICTIONARIES)]
+PRONUNCIATION_DESCRIPTION = (
+    f"Up to {MAX_REQUEST_DICTIONARIES} pronunciation dictionary ids (pdict_...), applied in "
+    "order after normalization; omitted or null: the tenant's default dictionaries; []: none")
 #: How the text is written: plain text, or the SSML subset (docs/api.md "SSML").
 InputFormat = Literal["text", "ssml"]
 INPUT_FORMAT_DESCRIPTION = ("'text' (default) or 'ssml': an SSML document (<speak> with "
