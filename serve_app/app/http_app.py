@@ -28,11 +28,11 @@ from serve_app.routes import (
     api_docs,
     clients,
     design_clone,
+    dictionaries,
     jobs_usage,
     openai,
     ops,
     playground,
-    pronunciation,
     seed,
     service_root,
     speech_stream,
@@ -118,7 +118,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         app.include_router(module.router)
     app.include_router(ops.router)
     app.include_router(voice_library.router)  # the multi-tenant platform (serve_app.platform)
-    app.include_router(pronunciation.router)  # /v1/pronunciation-dictionaries
+    app.include_router(dictionaries.router)  # /v1/pronunciation-dictionaries
     app.include_router(jobs_usage.router)
     app.include_router(verify.router)  # POST /v1/audio/verify: an output's AI-generated mark
     app.include_router(tenant_invoices.router)  # GET /v1/invoices (serve_app.platform.invoices)

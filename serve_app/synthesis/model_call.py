@@ -215,7 +215,7 @@ class CallBuilder:
         """The model call of an operation's input, validated: the one builder of each.
         `text`: the text keeps arriving there, read by the model as it speaks (`inp.text` is
         what has arrived so far, validated as any request's text); `lexicon`: the
-        pronunciation dictionaries the request resolved to (serve_app.synthesis.pronunciation),
+        pronunciation dictionaries the request resolved to (serve_app.synthesis.lexicons),
         applied after normalization."""
         if isinstance(inp, SavedVoiceInput):
             call = await self._saved_voice_call(inp)

@@ -55,9 +55,9 @@ from serve_app.synthesis.audio_stream import (
 from serve_app.synthesis.availability import DeploymentDown, ModelAvailability
 from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
+from serve_app.synthesis.lexicons import Pronunciations
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
-from serve_app.synthesis.pronunciation import Pronunciations
 from serve_app.text.front_end import TextFrontEnd
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ text front end (serve_app.text.lexicon), after normalization."""
 
 from __future__ import annotations
 
-from serve_app.platform.pronunciation.store import (
+from serve_app.platform.pronunciation.dictionary_store import (
     DICTIONARY_ID_PREFIX,
     DictionaryInfo,
     EntryData,

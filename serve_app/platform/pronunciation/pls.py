@@ -21,7 +21,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from serve_app.platform.errors import InvalidRequest
-from serve_app.platform.pronunciation.store import EntryData
+from serve_app.platform.pronunciation.dictionary_store import EntryData
 
 PLS_NS = "http://www.w3.org/2005/01/pronunciation-lexicon"
 QTTS_NS = "https://github.com/qwen3-tts-serve/pls"
