@@ -36,12 +36,12 @@ router = APIRouter(prefix="/v1/pronunciation-dictionaries", tags=["pronunciation
 T = TypeVar("T")
 
 
-async def _store(request: Request, method: str, *args: Any) -> Any:
+async def _store(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
     """A call of the tenant's dictionary store (in a worker thread)."""
     gate = admission(request)
     tenant = gate.request_caller().principal.tenant_id
     fn: Callable[..., Any] = getattr(gate.platform.dictionaries, method)
-    return await asyncio.to_thread(fn, tenant, *args)
+    return await asyncio.to_thread(fn, tenant, *args, **kwargs)
 
 
 def _entries(entries: list[Entry]) -> list[EntryData]:
