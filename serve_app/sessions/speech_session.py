@@ -64,6 +64,11 @@ class SpeechSession:
         if s.mode == "incremental" and self._relay is None:
             raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
                            "this surface; use mode 'sentence'", "mode")
+        if s.mode == "incremental" and s.pronunciation_dictionaries:
+            raise ApiError(422, "unsupported_value", "pronunciation dictionaries apply to whole "
+                           "sentences (mode 'sentence'), not to text the model reads as it "
+                           "arrives (mode 'incremental', where the tenant's defaults do not "
+                           "apply either)", "pronunciation_dictionaries")
         svc = self._svc
         choice = await self._selector.select(VoiceRequest(
             model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
