@@ -375,3 +375,15 @@ def test_usage_counts_the_users_characters(graph):
         return asyncio.run(graph.platform.usage_summary(graph.tenant_id)).characters
 
     assert wait_for(characters) == len(TEXT)
+
+
+# --------------------------------------------------------------- the text's field, named
+def test_an_error_about_the_text_names_the_surfaces_field(graph):
+    r = _speech(graph, input="<speak>Hi <audio/></speak>", input_format="ssml")
+    assert r.status_code == 422 and r.json()["error"]["param"] == "input"
+    assert r.json()["error"]["message"].startswith("input is not valid SSML: <audio>")
+    r = _speech(graph, input="x" * (AppArgs().ingress.max_text_chars + 1), stream_format="sse")
+    assert r.status_code == 422 and r.json()["error"]["param"] == "input"
+    r = graph.client.post("/api/tts/synthesize", json={  # the seed route calls it text
+        "text": "<speak>Hi <audio/></speak>", "input_format": "ssml", "speaker": "Ryan"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "text"
