@@ -83,7 +83,8 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
-        self._calls = CallBuilder(args, self.model_info, TextFrontEnd())
+        self.text_front_end = TextFrontEnd()
+        self._calls = CallBuilder(args, self.model_info, self.text_front_end)
         self.pronunciations = Pronunciations(admission)
         self._details = ModelDetails()  # each model's own status, for health
 
