@@ -228,8 +228,9 @@ class SynthesisService:
                       caller: Caller | None = None) -> ModelCall:
         """The model call of an operation's input (serve_app.synthesis.model_call), with
         the pronunciation dictionaries it names, or its tenant's defaults (`caller`: whose;
-        default: the current request's)."""
-        lexicon = await self.pronunciations.lexicon(inp.pronunciation_dictionaries, caller)
+        default: the current request's); text still arriving (`text`) applies none."""
+        lexicon = (await self.pronunciations.lexicon(inp.pronunciation_dictionaries, caller)
+                   if text is None else None)
         return await self._calls.prepare(inp, text, lexicon)
 
     def _metered(self, call: ModelCall, request_id: str, *, streamed: bool = False,

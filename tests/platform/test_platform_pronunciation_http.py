@@ -387,3 +387,18 @@ def test_an_error_about_the_text_names_the_surfaces_field(graph):
     r = graph.client.post("/api/tts/synthesize", json={  # the seed route calls it text
         "text": "<speak>Hi <audio/></speak>", "input_format": "ssml", "speaker": "Ryan"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "text"
+
+
+def test_incremental_text_refuses_named_dictionaries(graph):
+    from serve_app.edge.api_errors import ApiError
+
+    async def open_session():
+        settings = SessionSettings(voice="Ryan", mode="incremental",
+                                   pronunciation_dictionaries=("pdict_any",))
+        return [e async for e in handle_session(graph.svc, settings, [], graph.selector,
+                                                relay=object())]  # never reached
+
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(open_session())
+    assert refused.value.status == 422
+    assert refused.value.param == "pronunciation_dictionaries"
