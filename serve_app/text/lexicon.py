@@ -36,10 +36,15 @@ class Rule:
 
 
 class Lexicon:
-    """Rules of dictionaries in order (see the module docstring). Empty: rewrites nothing."""
+    """Rules of dictionaries in order (see the module docstring). Empty: rewrites nothing.
+
+    The rules are a trie over their graphemes' characters, lower-cased one by one: from each
+    position of the text the walk goes as far as the text follows some grapheme, so a
+    rewrite costs about one step per character whatever the dictionaries' size."""
 
     def __init__(self, dictionaries: list[list[Rule]] | None = None) -> None:
         self._rules: list[Rule] = []
+        self._trie: dict = {}
         seen: set[tuple[str, bool]] = set()
         for rules in dictionaries or []:
             for rule in rules:
@@ -47,8 +52,14 @@ class Lexicon:
                        rule.case_sensitive)
                 if rule.grapheme and key not in seen:  # an earlier dictionary's wins
                     seen.add(key)
-                    self._rules.append(rule)
-        self._pattern = _compile(self._rules) if self._rules else None
+                    self._add(rule)
+
+    def _add(self, rule: Rule) -> None:
+        node = self._trie
+        for char in rule.grapheme:
+            node = node.setdefault(char.lower(), {})
+        node.setdefault(_END, []).append(len(self._rules))
+        self._rules.append(rule)
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -58,46 +69,66 @@ class Lexicon:
 
     def apply(self, text: str) -> tuple[str, OffsetMap]:
         """`text` with every match replaced by its alias, and the map back to `text`."""
-        if self._pattern is None:
+        if not self._rules:
             return text, OffsetMap.identity(len(text))
         out: list[str] = []
         blocks: list[Block] = []
-        at = 0  # in `text`
+        at = 0  # in `text`: copied up to here
         length = 0  # of the output so far
-        for match in self._pattern.finditer(text):
-            start, end = match.span()
-            if start > at:
-                blocks.append(Block(length, length + start - at, at, start, True))
-                out.append(text[at:start])
-                length += start - at
-            alias = self._rules[int(match.lastgroup[1:])].alias  # type: ignore[index]
-            blocks.append(Block(length, length + len(alias), start, end, False))
+        i = 0
+        while i < len(text):
+            found = self._match(text, i)
+            if found is None:
+                i += 1
+                continue
+            end, alias = found
+            if i > at:
+                blocks.append(Block(length, length + i - at, at, i, True))
+                out.append(text[at:i])
+                length += i - at
+            blocks.append(Block(length, length + len(alias), i, end, False))
             out.append(alias)
             length += len(alias)
-            at = end
+            at = i = end
         if at < len(text):
             blocks.append(Block(length, length + len(text) - at, at, len(text), True))
             out.append(text[at:])
             length += len(text) - at
         return "".join(out), OffsetMap(blocks, length, len(text))
 
+    def _match(self, text: str, start: int) -> tuple[int, str] | None:
+        """The longest rule that matches at `start` (the first in order among rules of that
+        length): its end and alias."""
+        node = self._trie
+        best: tuple[int, str] | None = None
+        j = start
+        while j < len(text) and (node := node.get(text[j].lower())) is not None:
+            j += 1
+            for index in node.get(_END, ()):
+                rule = self._rules[index]
+                if _fits(rule, text, start, j):
+                    best = (j, rule.alias)
+                    break
+        return best
 
-def _compile(rules: list[Rule]) -> re.Pattern[str]:
-    """One alternation of every rule, longest grapheme first (Python's alternation takes the
-    first that matches, so at a position the longest wins; sorted() keeps the dictionaries'
-    order between equal lengths). Each alternative is a named group `r<index>`."""
-    order = sorted(range(len(rules)), key=lambda i: -len(rules[i].grapheme))
-    alternatives = []
-    for i in order:
-        rule = rules[i]
-        body = re.escape(rule.grapheme)
-        if not rule.case_sensitive:
-            body = f"(?i:{body})"
-        if rule.word_boundaries:
-            # only where the grapheme's own edge is a word character does a boundary apply
-            if re.match(_WORD_CHAR, rule.grapheme[0]):
-                body = f"(?<!{_WORD_CHAR}){body}"
-            if re.match(_WORD_CHAR, rule.grapheme[-1]):
-                body = f"{body}(?!{_WORD_CHAR})"
-        alternatives.append(f"(?P<r{i}>{body})")
-    return re.compile("|".join(alternatives))
+
+#: The trie's key of the rules whose grapheme ends at a node (no character is "").
+_END = ""
+
+
+def _fits(rule: Rule, text: str, start: int, end: int) -> bool:
+    """Whether `rule`'s grapheme, found (lower-cased) at text[start:end], matches there."""
+    if rule.case_sensitive and text[start:end] != rule.grapheme:
+        return False
+    if not rule.case_sensitive and text[start:end].casefold() != rule.grapheme.casefold():
+        return False
+    if rule.word_boundaries:
+        # only where the grapheme's own edge is a word character does a boundary apply
+        if _WORD.match(rule.grapheme[0]) and start > 0 and _WORD.match(text[start - 1]):
+            return False
+        if _WORD.match(rule.grapheme[-1]) and end < len(text) and _WORD.match(text[end]):
+            return False
+    return True
+
+
+_WORD = re.compile(_WORD_CHAR)
