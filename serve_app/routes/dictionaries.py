@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serve_app.platform.errors import InvalidRequest
+from serve_app.edge.api_errors import ApiError
 from serve_app.platform.pronunciation import DictionaryInfo, EntryData
 from serve_app.platform.pronunciation import pls as pls_files
 from serve_app.protocol.pronunciation_api import (
@@ -64,8 +64,8 @@ async def import_pls(body: ImportPls, request: Request) -> dict:
     data = body.pls.encode()
     limit = admission(request).platform.args.pronunciation.max_pls_bytes
     if len(data) > limit:
-        raise InvalidRequest(f"pls is {len(data)} bytes; at most {limit} are allowed",
-                             param="pls", code="file_too_large")
+        raise ApiError(413, "file_too_large", f"pls is {len(data)} bytes; at most {limit} "
+                       "are allowed (platform.pronunciation.max_pls_bytes)", "pls")
     entries, language = pls_files.parse(data)
     return _one(await _store(request, "create", body.name, entries,
                              description=body.description, language=language))

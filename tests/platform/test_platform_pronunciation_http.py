@@ -402,3 +402,10 @@ def test_incremental_text_refuses_named_dictionaries(graph):
         asyncio.run(open_session())
     assert refused.value.status == 422
     assert refused.value.param == "pronunciation_dictionaries"
+
+
+def test_a_pls_file_over_the_limit_is_a_413_naming_pls(graph):
+    limit = graph.platform.args.pronunciation.max_pls_bytes
+    r = graph.client.post("/v1/pronunciation-dictionaries/import",
+                          json={"name": "big", "pls": "x" * (limit + 1)})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "pls"
