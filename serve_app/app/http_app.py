@@ -29,6 +29,7 @@ from serve_app.routes import (
     api_docs,
     clients,
     design_clone,
+    dictionaries,
     jobs_usage,
     openai,
     ops,
@@ -118,6 +119,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         app.include_router(module.router)
     app.include_router(ops.router)
     app.include_router(voice_library.router)  # the multi-tenant platform (serve_app.platform)
+    app.include_router(dictionaries.router)  # /v1/pronunciation-dictionaries
     app.include_router(jobs_usage.router)
     app.include_router(verify.router)  # POST /v1/audio/verify: an output's AI-generated mark
     app.include_router(analyze.router)  # POST /v1/audio/analyze: the speech a recording holds

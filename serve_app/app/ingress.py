@@ -18,6 +18,7 @@ instance serving it (serve_app.routes.common) and nothing lives in a process-glo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -82,6 +83,10 @@ class TTSIngress:
         self.job_synthesis = JobSynthesis(self.service, self.admission, self.selector)
         self.job_synthesis.start()  # this replica's job runner, in its event loop
         self.text_relay = ReplicaTextRelay()  # incremental speech sessions' text
+        # the normalizer's slow grammars, built now in a thread (the replica serves meanwhile;
+        # a sentence that needs one before it is built waits for that build)
+        self._warm_up = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.service.text_front_end.normalizer.warm))
         self.wyoming: WyomingListener | None = None  # Home Assistant's protocol, when enabled
         if args.wyoming.enabled:
             self.wyoming = WyomingListener(WyomingServices(

@@ -43,6 +43,7 @@ from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
 from serve_app.platform.models import TenantConsentRow, utcnow
 from serve_app.platform.plans import PlanCatalog, PlanGrant, effective_limits
+from serve_app.platform.pronunciation import PronunciationDictionaries
 from serve_app.platform.quota_alerts import QuotaAlerts
 from serve_app.platform.tenants import TenantDirectory, TenantInfo, find_tenant
 from serve_app.platform.usage import (
@@ -89,6 +90,7 @@ class Platform:
         self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
         self.statements = ConsentStatements(db, self.clone.statement_ttl_s)
         self.audit = AuditLog(db)
+        self.dictionaries = PronunciationDictionaries(db, args.pronunciation)
         jobs = args.jobs
         webhook_lease_s = jobs.webhook_max_attempts * (jobs.webhook_timeout_s +
                                                        jobs.webhook_backoff_max_s)

@@ -8,10 +8,12 @@ from deployments.audio.formats import AudioFormat
 from serve_app.app.args import VOICE_DESIGN
 from serve_app.protocol.fields import (
     NOT_BLANK,
+    PRONUNCIATION_DESCRIPTION,
     MaxNewTokens,
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
 )
@@ -40,6 +42,8 @@ class JobBody(BaseModel):
     seed: Seed | None = None
     max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per segment")
     normalize: Normalize = True
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
     response_format: AudioFormat = AudioFormat.MP3
     speed: OpenAISpeed = 1.0
     sample_rate: OutputSampleRate | None = None

@@ -9,12 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
     streaming_keeps,
@@ -47,6 +49,8 @@ class SpeechRequest(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
 
 
 class ModelCard(BaseModel):

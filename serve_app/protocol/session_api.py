@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.fields import MaxNewTokens, MinFrames, Normalize, OutputSampleRate, Seed
+from serve_app.protocol.fields import (
+    PRONUNCIATION_DESCRIPTION,
+    MaxNewTokens,
+    MinFrames,
+    Normalize,
+    OutputSampleRate,
+    PronunciationDictionaries,
+    Seed,
+)
 
 #: How text becomes requests. "incremental": one request (one engine slot) reads the text as
 #: it arrives, in the model's streaming-text mode, and waits when it runs out; a flush ends
@@ -51,6 +59,8 @@ class SessionSettings(BaseModel):
     min_frames: MinFrames | None = Field(None, description="Per request (benchmarking aid)")
     normalize: Normalize = Field(True, description="Normalize each sentence (mode "
                                  "'sentence'; incremental text is read as it arrives)")
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
 
 
 class TextDelta(BaseModel):

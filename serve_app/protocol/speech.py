@@ -16,10 +16,12 @@ from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
 )
@@ -36,6 +38,8 @@ class _Input(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):

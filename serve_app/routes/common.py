@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 
 from deployments.audio.marking import AIMark, mark_headers
+from serve_app.edge.api_errors import ApiError
 from serve_app.edge.http_edge import REQUEST_ID_HEADER
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.protocol.speech import AudioOutput, SpeechInput
@@ -24,6 +25,8 @@ from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
 
 T = TypeVar("T")
+#: What the typed inputs call the text (serve_app.protocol.speech), which errors name.
+TEXT_PARAM = "text"
 
 if TYPE_CHECKING:
     from serve_app.sessions.incremental_speaker import ReplicaTextRelay
@@ -94,9 +97,19 @@ def audio_response(out: AudioOutput) -> Response:
 
 
 async def speech_response(conn: HTTPConnection, inp: SpeechInput,
-                          stream_format: str | None) -> Response:
-    """One operation's answer: the audio, or (`stream_format` "audio" / "sse") its stream."""
+                          stream_format: str | None, text_field: str = "input") -> Response:
+    """One operation's answer: the audio, or (`stream_format` "audio" / "sse") its stream.
+    `text_field`: what the surface calls the text (OpenAI's `input`), which an error about
+    the text (its length, its SSML) names."""
     svc = service(conn)
-    if stream_format:
-        return stream_response(await svc.stream(inp, rid(conn)), stream_format)
-    return audio_response(await svc.synthesize(inp, rid(conn)))
+    try:
+        if stream_format:
+            return stream_response(await svc.stream(inp, rid(conn)), stream_format)
+        return audio_response(await svc.synthesize(inp, rid(conn)))
+    except ApiError as exc:
+        if exc.param != TEXT_PARAM or text_field == TEXT_PARAM:
+            raise
+        message = exc.message
+        if message.startswith(TEXT_PARAM + " "):
+            message = text_field + message[len(TEXT_PARAM):]
+        raise ApiError(exc.status, exc.code, message, text_field, exc.headers) from None

@@ -101,5 +101,6 @@ def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInp
     return choice.input(body.input, language=body.language, seed=body.seed,
                         output=body.render_options(service(request).args.audio.default_format),
                         max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
-                        normalize=body.normalize, input_format=body.input_format)
+                        normalize=body.normalize, input_format=body.input_format,
+                        pronunciation_dictionaries=body.pronunciation_dictionaries)
 

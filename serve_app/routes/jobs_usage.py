@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from deployments.audio import RenderOptions
 from serve_app.platform.jobs.store import JobRequest
 from serve_app.protocol.jobs_api import PERIOD_PATTERN, JobBody
-from serve_app.routes.common import admission, jobs, selector
+from serve_app.routes.common import admission, jobs, selector, service
 from serve_app.routes.contract import audio_content, errors
 from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
 
@@ -35,7 +35,11 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
         description=body.description, language=body.language, fields=DESCRIPTION_FIELDS))
     model = choice.deployment
     params = choice.job_params(language=body.language, seed=body.seed,
-                               max_new_tokens=body.max_new_tokens, normalize=body.normalize)
+                               max_new_tokens=body.max_new_tokens, normalize=body.normalize,
+                               pronunciation_dictionaries=body.pronunciation_dictionaries)
+    # the dictionaries it names are the tenant's (404 now, not when a segment is spoken)
+    await service(request).pronunciations.lexicon(body.pronunciation_dictionaries or (),
+                                                  caller)
     output = RenderOptions(format=body.response_format, speed=body.speed,
                            sample_rate=body.sample_rate)
     job = JobRequest(model=model, text=body.input, params=params,

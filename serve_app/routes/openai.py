@@ -38,6 +38,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     inp = choice.input(
         body.input, language=body.language, seed=body.seed, max_new_tokens=body.max_new_tokens,
         min_frames=body.min_frames, normalize=body.normalize, input_format=body.input_format,
+        pronunciation_dictionaries=body.pronunciation_dictionaries,
         output=RenderOptions(
             format=body.response_format, speed=body.speed, sample_rate=body.sample_rate))
     return await speech_response(request, inp, body.stream_format)

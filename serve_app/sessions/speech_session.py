@@ -64,13 +64,19 @@ class SpeechSession:
         if s.mode == "incremental" and self._relay is None:
             raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
                            "this surface; use mode 'sentence'", "mode")
+        if s.mode == "incremental" and s.pronunciation_dictionaries:
+            raise ApiError(422, "unsupported_value", "pronunciation dictionaries apply to whole "
+                           "sentences (mode 'sentence'), not to text the model reads as it "
+                           "arrives (mode 'incremental', where the tenant's defaults do not "
+                           "apply either)", "pronunciation_dictionaries")
         svc = self._svc
         choice = await self._selector.select(VoiceRequest(
             model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
             fields=OPENAI_FIELDS))
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
         common = {"language": s.language, "seed": seed, "max_new_tokens": s.max_new_tokens,
-                  "min_frames": s.min_frames, "normalize": s.normalize}
+                  "min_frames": s.min_frames, "normalize": s.normalize,
+                  "pronunciation_dictionaries": s.pronunciation_dictionaries}
 
         def make(text: str) -> SpeechInput:
             return choice.input(text, **common)

@@ -33,7 +33,8 @@ def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> 
     params = request.params
     return VoiceChoice.of_job(request, voice).input(
         text, language=params.language or "auto", seed=params.seed,
-        max_new_tokens=params.max_new_tokens, normalize=params.normalize)
+        max_new_tokens=params.max_new_tokens, normalize=params.normalize,
+        pronunciation_dictionaries=params.pronunciation_dictionaries)
 
 
 class JobSynthesis:

@@ -57,6 +57,7 @@ from serve_app.synthesis.audio_stream import (
 from serve_app.synthesis.availability import DeploymentDown, ModelAvailability
 from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
+from serve_app.synthesis.lexicons import Pronunciations
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
 from serve_app.text.front_end import TextFrontEnd
@@ -84,7 +85,9 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
-        self._calls = CallBuilder(args, self.model_info, TextFrontEnd())
+        self.text_front_end = TextFrontEnd()
+        self._calls = CallBuilder(args, self.model_info, self.text_front_end)
+        self.pronunciations = Pronunciations(admission)
         self._details = ModelDetails()  # each model's own status, for health
 
     # ----------------------------------------------------------------------------- models
@@ -154,7 +157,7 @@ class SynthesisService:
         the model's samples come back unrendered (the job joins its segments, then renders
         once with `render`). Metered under `usage_id` when it succeeds, `failed_usage_id`
         when it fails (so a retry can still bill `usage_id`)."""
-        call = await self.prepare(inp)
+        call = await self.prepare(inp, caller=caller)
         metered = Metered(call.deployment, usage_id, call.characters, call.voice,
                           caller=caller, failure_id=failed_usage_id)
         async with self.meter.admitted(metered) as usage:
@@ -223,9 +226,14 @@ class SynthesisService:
         return stream
 
     # ------------------------------------------------------------------ request building
-    async def prepare(self, inp: SpeechInput, text: TextSource | None = None) -> ModelCall:
-        """The model call of an operation's input (serve_app.synthesis.model_call)."""
-        return await self._calls.prepare(inp, text)
+    async def prepare(self, inp: SpeechInput, text: TextSource | None = None, *,
+                      caller: Caller | None = None) -> ModelCall:
+        """The model call of an operation's input (serve_app.synthesis.model_call), with
+        the pronunciation dictionaries it names, or its tenant's defaults (`caller`: whose;
+        default: the current request's); text still arriving (`text`) applies none."""
+        lexicon = (await self.pronunciations.lexicon(inp.pronunciation_dictionaries, caller)
+                   if text is None else None)
+        return await self._calls.prepare(inp, text, lexicon)
 
     def _metered(self, call: ModelCall, request_id: str, *, streamed: bool = False,
                  characters: Callable[[], int] | None = None) -> Metered:

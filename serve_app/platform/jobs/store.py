@@ -65,6 +65,9 @@ class JobParams(BaseModel):
     description: str | None = None
     voice: str | None = Field(None, max_length=100, description="A saved voice's id")
     normalize: bool = True
+    #: The pronunciation dictionaries named at submission (None: the tenant's defaults, as
+    #: they are when each segment is spoken)
+    pronunciation_dictionaries: tuple[str, ...] | None = None
 
 
 class JobRequest(BaseModel):
