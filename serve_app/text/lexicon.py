@@ -69,15 +69,27 @@ class Lexicon:
 
     def apply(self, text: str) -> tuple[str, OffsetMap]:
         """`text` with every match replaced by its alias, and the map back to `text`."""
+        out, offsets, _ = self.apply_decided(text)
+        return out, offsets
+
+    def apply_decided(self, text: str, final: bool = True, before: str = ""
+                      ) -> tuple[str, OffsetMap, int]:
+        """`apply` for text that may go on (`final` False): it stops at the first position
+        where more text could still make or change a match (the walk reached the end of
+        `text`), and returns the rewritten prefix, its map, and how much of `text` it took.
+        `before`: the character just before `text` (for word boundaries)."""
         if not self._rules:
-            return text, OffsetMap.identity(len(text))
+            return text, OffsetMap.identity(len(text)), len(text)
         out: list[str] = []
         blocks: list[Block] = []
-        at = 0  # in `text`: copied up to here
         length = 0  # of the output so far
-        i = 0
+        context = before[-1:]
+        text = context + text
+        at = i = len(context)
         while i < len(text):
-            found = self._match(text, i)
+            found = self._match(text, i, final)
+            if found is _UNDECIDED:
+                break
             if found is None:
                 i += 1
                 continue
@@ -90,15 +102,21 @@ class Lexicon:
             out.append(alias)
             length += len(alias)
             at = i = end
-        if at < len(text):
-            blocks.append(Block(length, length + len(text) - at, at, len(text), True))
-            out.append(text[at:])
-            length += len(text) - at
-        return "".join(out), OffsetMap(blocks, length, len(text))
+        taken = i if i < len(text) else len(text)
+        if at < taken:
+            blocks.append(Block(length, length + taken - at, at, taken, True))
+            out.append(text[at:taken])
+            length += taken - at
+        shift = len(context)
+        blocks = [Block(b.out_start, b.out_end, b.src_start - shift, b.src_end - shift,
+                        b.equal) for b in blocks]
+        return "".join(out), OffsetMap(blocks, length, len(text) - shift), taken - shift
 
-    def _match(self, text: str, start: int) -> tuple[int, str] | None:
+    def _match(self, text: str, start: int, final: bool = True
+               ) -> tuple[int, str] | None | object:
         """The longest rule that matches at `start` (the first in order among rules of that
-        length): its end and alias."""
+        length): its end and alias; `_UNDECIDED` when the text ended while it still followed
+        a grapheme and is not `final`."""
         node = self._trie
         best: tuple[int, str] | None = None
         j = start
@@ -109,11 +127,15 @@ class Lexicon:
                 if _fits(rule, text, start, j):
                     best = (j, rule.alias)
                     break
+        if not final and j == len(text) and node is not None:
+            return _UNDECIDED
         return best
 
 
 #: The trie's key of the rules whose grapheme ends at a node (no character is "").
 _END = ""
+#: `_match`: more text could still decide it.
+_UNDECIDED = object()
 
 
 def _fits(rule: Rule, text: str, start: int, end: int) -> bool:
