@@ -96,6 +96,30 @@ class _Rewritten:
         self.text = self.text[n:]
 
 
+def _composed(inner: OffsetMap, outer: list[Block]) -> list[Block]:
+    """`inner` (the lexicon's map to the normalized text) followed by `outer`'s blocks (the
+    normalized text's, back to the user's): an equal block of `inner` keeps `outer`'s blocks
+    inside it, so text the lexicon left alone maps as finely as normalization made it."""
+    outer_map = OffsetMap(outer, outer[-1].out_end if outer else 0, 0)
+    blocks: list[Block] = []
+    for b in inner.blocks:
+        if not b.equal:
+            start, end = outer_map.source_span(b.src_start, b.src_end)
+            blocks.append(Block(b.out_start, b.out_end, start, end, False))
+            continue
+        shift = b.out_start - b.src_start
+        for o in outer:
+            lo, hi = max(o.out_start, b.src_start), min(o.out_end, b.src_end)
+            if lo >= hi:
+                continue
+            if o.equal:
+                src = o.src_start + lo - o.out_start
+                blocks.append(Block(lo + shift, hi + shift, src, src + hi - lo, True))
+            else:
+                blocks.append(Block(lo + shift, hi + shift, o.src_start, o.src_end, False))
+    return blocks
+
+
 class IncrementalFrontEnd:
     """One utterance's text as the model reads it (see the module docstring). `normalize`:
     the replica's normalizer for the session's language, or None (`normalize: false`)."""
@@ -156,7 +180,7 @@ class IncrementalFrontEnd:
         if not decided:
             return ""
         self._looked_up_last = pending.text[decided - 1]
-        self._out.add(text, looked_up.then(pending.map()).blocks)
+        self._out.add(text, _composed(looked_up, pending.blocks))
         self._out_map = None
         pending.drop(decided)
         return text
