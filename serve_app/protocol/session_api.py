@@ -57,8 +57,8 @@ class SessionSettings(BaseModel):
     max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per request (a "
                                                 "sentence, or an incremental utterance)")
     min_frames: MinFrames | None = Field(None, description="Per request (benchmarking aid)")
-    normalize: Normalize = Field(True, description="Normalize each sentence (mode "
-                                 "'sentence'; incremental text is read as it arrives)")
+    normalize: Normalize = Field(True, description="Normalize the text (mode 'incremental': "
+                                 "as it arrives, holding back about a word)")
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from serve_app.edge.api_errors import invalid
 from serve_app.protocol.session_api import Close, Flush, SessionAudio, TextDelta, TextSpan
 from serve_app.sessions.session_output import SessionOutput
+from serve_app.text.incremental import IncrementalFrontEnd
 
 if TYPE_CHECKING:
     from serve_app.protocol.speech import SpeechInput
@@ -52,9 +53,12 @@ class _Utterance:
     index: int
     start: int  # where its text begins in the session's text
     key: str  # its text's key in the relay
-    text: str = ""
+    front: IncrementalFrontEnd  # its text as the model reads it (normalized, looked up)
+    text: str = ""  # the user's text
+    model_text: str = ""  # what the model is given (in the relay)
     closed: bool = False
-    read: int = 0  # characters the model has read
+    dropped: bool = False  # the model ended it: its unread text went on in the next one
+    read: int = 0  # the user's characters the model has read
     lead: int = 0  # whitespace before `start` that it bills (not given to the model)
 
     @property
@@ -66,8 +70,11 @@ class IncrementalSpeaker:
     """Runs one session's utterances (see the module docstring) for `SpeechSession.run`."""
 
     def __init__(self, svc: SynthesisService, output: SessionOutput, relay: Any,
-                 make: Callable[[str], SpeechInput], session_id: str, max_chars: int) -> None:
+                 make: Callable[[str], SpeechInput], session_id: str, max_chars: int,
+                 front_end: Callable[[], IncrementalFrontEnd] = lambda: IncrementalFrontEnd(None)
+                 ) -> None:
         self._svc = svc
+        self._front_end = front_end
         self._output = output
         self._session_id = session_id
         self._relay = relay
@@ -81,45 +88,52 @@ class IncrementalSpeaker:
         self._lead = 0  # whitespace received while no utterance was open
 
     # ------------------------------------------------------------------ text in
-    def _open_utterance(self, start: int, text: str = "", lead: int = 0) -> _Utterance:
+    async def _open_utterance(self, start: int, text: str = "", lead: int = 0) -> _Utterance:
         index = self._count
         self._count += 1
-        u = _Utterance(index, start, f"{self._session_id}-{index}", lead=lead)
+        u = _Utterance(index, start, f"{self._session_id}-{index}", self._front_end(),
+                       lead=lead)
         self._current = u
         if text:
-            self._put(u, text)
+            await self._put(u, text)
         return u
 
-    def _put(self, u: _Utterance, delta: str) -> None:
-        self._relay.put.remote(u.key, len(u.text), delta)
+    async def _put(self, u: _Utterance, delta: str) -> None:
         u.text += delta
+        self._send(u, await u.front.feed(delta))
 
-    def _end_input(self, u: _Utterance) -> None:
-        if not u.closed:
-            u.closed = True
-            self._relay.put.remote(u.key, len(u.text), "", True)
+    def _send(self, u: _Utterance, model_delta: str, end: bool = False) -> None:
+        if (model_delta or end) and not u.dropped:
+            self._relay.put.remote(u.key, len(u.model_text), model_delta, *((True,) if end
+                                                                             else ()))
+            u.model_text += model_delta
+
+    async def _end_input(self, u: _Utterance) -> None:
         if self._current is u:
             self._current = None
+        if not u.closed:
+            u.closed = True
+            self._send(u, await u.front.finish(), end=True)
 
     async def _read(self, messages: AsyncIterable[TextDelta | Flush | Close]) -> None:
         try:
             async for message in messages:
                 if isinstance(message, TextDelta):
-                    self._take(message.text)
+                    await self._take(message.text)
                 elif isinstance(message, Flush):
                     if self._current is not None:
-                        self._end_input(self._current)
+                        await self._end_input(self._current)
                 elif isinstance(message, Close):
                     break
                 else:
                     raise invalid("type", f"unexpected message {type(message).__name__}")
             if self._current is not None:
-                self._end_input(self._current)
+                await self._end_input(self._current)
             self._queue.put_nowait(None)
         except Exception as exc:  # noqa: BLE001 - handed to run(), which raises it
             self._queue.put_nowait(exc)
 
-    def _take(self, delta: str) -> None:
+    async def _take(self, delta: str) -> None:
         if len(delta) > self._max_chars:
             raise invalid("text", f"a text delta is {len(delta)} characters long; at most "
                           f"{self._max_chars} are allowed (ingress.max_text_chars)")
@@ -127,18 +141,18 @@ class IncrementalSpeaker:
         self.text += delta
         u = self._current
         if u is not None and len(u.text) + len(delta) > self._max_chars:
-            self._end_input(u)  # an utterance is one request: at most max_text_chars
+            await self._end_input(u)  # an utterance is one request: at most max_text_chars
             u = None
         if u is None:
             begins = len(delta) - len(delta.lstrip())  # an utterance starts at a word
             if begins == len(delta):
                 self._lead += begins
                 return
-            u = self._open_utterance(start + begins, lead=self._lead + begins)
+            u = await self._open_utterance(start + begins, lead=self._lead + begins)
             self._lead = 0
             self._queue.put_nowait(u)
             delta = delta[begins:]
-        self._put(u, delta)
+        await self._put(u, delta)
 
     # ------------------------------------------------------------------ audio out
     async def run(self, messages: AsyncIterable[TextDelta | Flush | Close]) -> AsyncIterator[SessionAudio]:
@@ -151,28 +165,30 @@ class IncrementalSpeaker:
                 while u is not None:
                     async for audio in self._speak(u):
                         yield audio
-                    u = self._continuation(u)
+                    u = await self._continuation(u)
         finally:
             reader.cancel()
-            if self._current is not None:
-                self._end_input(self._current)
+            u = self._current
+            if u is not None and not u.closed:  # cancelled: nothing more is read
+                u.closed = True
+                self._send(u, "", end=True)
 
-    def _continuation(self, u: _Utterance) -> _Utterance | None:
+    async def _continuation(self, u: _Utterance) -> _Utterance | None:
         """The utterance that goes on with the text `u` did not read, when the model ended `u`
         before its input closed (None when it read all it was given)."""
         if u.closed and u.read >= len(u.text):
             return None
         rest, input_ended = u.text[u.read:], u.closed
         self._relay.drop.remote(u.key)
-        u.closed = True
+        u.closed = u.dropped = True
         if self._current is u:
             self._current = None
         if not rest.strip():
             return None
         begins = len(rest) - len(rest.lstrip())
-        follow = self._open_utterance(u.start + u.read + begins, rest[begins:], begins)
+        follow = await self._open_utterance(u.start + u.read + begins, rest[begins:], begins)
         if input_ended:  # no more text will come for it (a flush or the close ended `u`)
-            self._end_input(follow)
+            await self._end_input(follow)
         return follow
 
     async def _speak(self, u: _Utterance) -> AsyncIterator[SessionAudio]:
@@ -189,7 +205,8 @@ class IncrementalSpeaker:
             async with contextlib.aclosing(stream.chunks()) as chunks:
                 async for chunk in chunks:
                     billed = u.billed
-                    u.read = max(u.read, min(chunk.text_chars, len(u.text)))
+                    u.read = max(u.read, min(u.front.source_read(chunk.text_chars),
+                                             len(u.text)))
                     output.bill(u.billed - billed)  # billed: what the model read
                     end = max(self._spoken_to, u.start + u.read)
                     event = output.write(chunk.audio, TextSpan(start=self._spoken_to, end=end),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from serve_app.edge.api_errors import ApiError, invalid, to_api_error
@@ -36,6 +36,7 @@ from serve_app.sessions.incremental_speaker import (
 from serve_app.sessions.sentence_speaker import SentenceSpeaker
 from serve_app.sessions.session_output import SessionOutput
 from serve_app.synthesis.voice_selector import OPENAI_FIELDS, VoiceRequest, VoiceSelector
+from serve_app.text.incremental import IncrementalFrontEnd
 
 if TYPE_CHECKING:
     from serve_app.synthesis.synthesis_service import SynthesisService
@@ -64,11 +65,6 @@ class SpeechSession:
         if s.mode == "incremental" and self._relay is None:
             raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
                            "this surface; use mode 'sentence'", "mode")
-        if s.mode == "incremental" and s.pronunciation_dictionaries:
-            raise ApiError(422, "unsupported_value", "pronunciation dictionaries apply to whole "
-                           "sentences (mode 'sentence'), not to text the model reads as it "
-                           "arrives (mode 'incremental', where the tenant's defaults do not "
-                           "apply either)", "pronunciation_dictionaries")
         svc = self._svc
         choice = await self._selector.select(VoiceRequest(
             model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
@@ -86,9 +82,20 @@ class SpeechSession:
         max_chars = svc.args.ingress.max_text_chars
         if s.mode == "incremental":
             self._speaker = IncrementalSpeaker(svc, self.output, await self._relay.get(), make,
-                                               self.session_id, max_chars)
+                                               self.session_id, max_chars,
+                                               await self._incremental_front_end())
         else:
             self._speaker = SentenceSpeaker(svc, self.output, make, self.session_id, max_chars)
+
+    async def _incremental_front_end(self) -> Callable[[], IncrementalFrontEnd]:
+        """Each utterance's front end: the session's normalization and its dictionaries (or
+        the tenant's defaults), resolved once for the session."""
+        s = self.settings
+        lexicon = await self._svc.pronunciations.lexicon(s.pronunciation_dictionaries)
+        normalizer = self._svc.text_front_end.normalizer
+        normalize = ((lambda text: normalizer.normalize_async(text, s.language))
+                     if s.normalize else None)
+        return lambda: IncrementalFrontEnd(normalize, lexicon)
 
     @property
     def service(self) -> SynthesisService:
