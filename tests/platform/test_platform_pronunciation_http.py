@@ -12,6 +12,7 @@ to use; the CRUD routes, PLS import and export, and the limits answer with the f
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 
 import numpy as np
@@ -27,13 +28,14 @@ from serve_app.platform.consent import ConsentPolicy
 from serve_app.protocol.session_api import SessionSettings
 from serve_app.protocol.speech import CustomVoiceInput
 from serve_app.routes.common import ReplicaServices
+from serve_app.sessions.incremental_speaker import ReplicaTextRelay
 from serve_app.sessions.speech_session import handle_session
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.job_synthesis import JobSynthesis
 from serve_app.synthesis.saved_voices import SavedVoices
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
-from tests.fake_handles import FakeHandle
+from tests.fake_handles import FakeHandle, Remote
 from tests.speech import require_speech, speak
 from tests.waiting import wait_for
 
@@ -71,6 +73,82 @@ class _Stream:
         pass
 
 
+class _ArrivingTextStream:
+    """A model reading text as it arrives: it pumps the relay until the input closes,
+    records the text, then yields one chunk that has read all of it."""
+
+    def __init__(self, texts: list[str], source) -> None:
+        self._texts = texts
+        self._source = source
+        self._read: str | None = None
+        self._chunks: list[AudioChunk] = []
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> AudioChunk:
+        if self._read is None:
+            into = _Collected()
+            await self._source.pump(into)
+            self._read = into.text
+            self._texts.append(into.text)
+            n = len(into.text)
+            self._chunks = [AudioChunk(np.zeros(2400, np.float32), RATE, 0, 2, text_chars=n),
+                            AudioChunk(np.zeros(0, np.float32), RATE, 1, 0, final=True,
+                                       total_frames=2, input_tokens=3, text_chars=n,
+                                       finish_reason=FinishReason.EOS)]
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Collected:
+    """A TextInput's shape: what the relay's pump appends."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def append(self, delta: str) -> None:
+        self.text += delta
+
+    def close(self) -> None:
+        pass
+
+
+class _LocalRelay:
+    """The TextRelay actor's shape in this process (no Ray): puts are fire-and-forget."""
+
+    def __init__(self) -> None:
+        from deployments.text_relay import RelayedText
+
+        self._texts: dict[str, RelayedText] = collections.defaultdict(RelayedText)
+        self.put = Remote(lambda key, start, delta, closed=False:
+                          self._texts[key].add(start, delta, closed))
+        self.drop = Remote(self._drop)
+        self.read = Remote(self._read)
+
+    def _drop(self, key: str) -> None:
+        entry = self._texts[key]
+        entry.closed = True
+        entry.changed.set()
+
+    async def _read(self, key: str, cursor: int) -> tuple[str, bool]:
+        entry = self._texts[key]
+        while len(entry.text) <= cursor and not entry.closed:
+            entry.changed.clear()
+            await entry.changed.wait()
+        return entry.text[cursor:], entry.closed
+
+
+class _LocalReplicaRelay(ReplicaTextRelay):
+    def __init__(self) -> None:
+        super().__init__()
+        self._handle = _LocalRelay()
+
+
 class RecordingModel:
     """A model deployment that records what it was asked to read."""
 
@@ -95,6 +173,10 @@ class RecordingModel:
         self.texts.append(request.text)
         return _Stream()
 
+    def stream_text(self, request, source) -> _ArrivingTextStream:
+        """Incremental text: read it all from the relay, record it, then speak it."""
+        return _ArrivingTextStream(self.texts, source)
+
     async def voice_prompt(self, reference, ref_text, x_vector_only):
         return make_prompt()
 
@@ -111,7 +193,8 @@ def graph(platform):
     svc = SynthesisService(args, {k: FakeHandle(m) for k, m in models.items()},
                            FakeHandle(audio), admission)
     selector = VoiceSelector(svc, SavedVoices(admission, svc))
-    replica = ReplicaServices(svc, admission, selector, JobSynthesis(svc, admission, selector))
+    replica = ReplicaServices(svc, admission, selector, JobSynthesis(svc, admission, selector),
+                              text_relay=_LocalReplicaRelay())
     tenant = platform.tenants.create("acme")
     with TestClient(create_http_app(replica), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {platform.keys.create('acme').secret}"
@@ -389,19 +472,46 @@ def test_an_error_about_the_text_names_the_surfaces_field(graph):
     assert r.status_code == 422 and r.json()["error"]["param"] == "text"
 
 
-def test_incremental_text_refuses_named_dictionaries(graph):
-    from serve_app.edge.api_errors import ApiError
+def _session(graph: Graph, settings: dict, pieces: list[str]) -> list[dict]:
+    with graph.client.websocket_connect("/v1/audio/speech/stream") as ws:
+        ws.send_json({"type": "session", "voice": "alloy", "response_format": "pcm",
+                      **settings})
+        for piece in pieces:
+            ws.send_json({"type": "text", "text": piece})
+        ws.send_json({"type": "close"})
+        events = []
+        while not events or events[-1]["type"] not in ("done", "error"):
+            message = ws.receive()
+            if message.get("text"):
+                events.append(json.loads(message["text"]))
+    return events
 
-    async def open_session():
-        settings = SessionSettings(voice="Ryan", mode="incremental",
-                                   pronunciation_dictionaries=("pdict_any",))
-        return [e async for e in handle_session(graph.svc, settings, [], graph.selector,
-                                                relay=object())]  # never reached
 
-    with pytest.raises(ApiError) as refused:
-        asyncio.run(open_session())
-    assert refused.value.status == 422
-    assert refused.value.param == "pronunciation_dictionaries"
+def test_incremental_text_is_normalized_and_looked_up_as_it_arrives(graph):
+    pdict = graph.dictionary()
+    text = "Qwen costs $5 on 2026-12-04 in Qwenville."
+    pieces = ["Qw", "en co", "sts $", "5 on 2026-", "12-04 in Qwen", "ville."]
+    events = _session(graph, {"mode": "incremental", "pronunciation_dictionaries": [pdict]},
+                      pieces)
+    assert events[-1]["type"] == "done", events[-1]
+    read = graph.last_text()
+    assert read == "chwen costs five dollars on the fourth of december twenty twenty six in " \
+                   "Qwenville.", read
+    # spans and usage refer to the user's text, not the model's
+    spans = [e["span"] for e in events if e["type"] == "audio.span"]
+    assert spans[-1]["end"] == len(text)
+    assert events[-1]["usage"]["characters"] == len(text)
+
+
+def test_incremental_text_applies_the_tenants_default(graph):
+    pdict = graph.dictionary()
+    r = graph.client.put("/v1/pronunciation-dictionaries/default",
+                         json={"dictionary_ids": [pdict]})
+    assert r.status_code == 200, r.text
+    events = _session(graph, {"mode": "incremental", "normalize": False},
+                      ["I like Qw", "en 3 times"])
+    assert events[-1]["type"] == "done", events[-1]
+    assert graph.last_text() == "I like chwen 3 times"
 
 
 def test_a_pls_file_over_the_limit_is_a_413_naming_pls(graph):
