@@ -36,7 +36,14 @@ from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, PermissionDenied
 from serve_app.platform.invoices import Invoice, Invoices
 from serve_app.platform.isolation import Isolation, inspect_isolation
-from serve_app.platform.jobs.runner import Encode, JobRunner, Mark, Synthesize, render_output
+from serve_app.platform.jobs.runner import (
+    Encode,
+    JobRunner,
+    Mark,
+    Segmenter,
+    Synthesize,
+    render_output,
+)
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.jobs.webhooks import WebhookSender
 from serve_app.platform.keys import ApiKeys, Principal
@@ -415,11 +422,12 @@ class Platform:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
     def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output,
-                   mark: bool | Mark = True) -> JobRunner:
+                   mark: bool | Mark = True, segment: Segmenter | None = None) -> JobRunner:
         """A runner over this platform's queue; call `.start()` inside the event loop. It
         also delivers pending quota warnings (any replica's, e.g. of one that died)."""
         return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode, mark=mark,
-                         sweep=self.deliver_quota_alerts)
+                         sweep=self.deliver_quota_alerts,
+                         **({"segment": segment} if segment is not None else {}))
 
     # ------------------------------------------------------------------------ invoices
     async def list_invoices(self, principal: Principal) -> list[Invoice]:

@@ -7,8 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio.formats import AudioFormat
 from serve_app.app.args import VOICE_DESIGN
 from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
     NOT_BLANK,
     PRONUNCIATION_DESCRIPTION,
+    InputFormat,
     MaxNewTokens,
     Normalize,
     OpenAISpeed,
@@ -34,7 +36,9 @@ class JobBody(BaseModel):
     })
 
     model: str = Field("tts-1", description="CustomVoice, VoiceDesign, VoiceClone or an alias")
-    input: SpeechText = Field(description="The text; long text is split and joined")
+    input: SpeechText = Field(description="The text; long text is split and joined (SSML: "
+                              "at the parsed document's <p>, <s> and sentence ends)")
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     voice: str | None = Field(None, description="Preset speaker, OpenAI voice or saved voice id")
     instructions: str | None = None
     description: str | None = Field(None, description="VoiceDesign: the voice to create")

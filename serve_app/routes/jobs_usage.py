@@ -22,6 +22,7 @@ from serve_app.platform.jobs.store import JobRequest
 from serve_app.protocol.jobs_api import PERIOD_PATTERN, JobBody
 from serve_app.routes.common import admission, jobs, selector, service
 from serve_app.routes.contract import audio_content, errors
+from serve_app.synthesis.job_synthesis import check_job_text
 from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
 
 router = APIRouter(prefix="/v1", tags=["jobs and usage"])
@@ -34,9 +35,11 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
         model=body.model, voice=body.voice or "", instructions=body.instructions,
         description=body.description, language=body.language, fields=DESCRIPTION_FIELDS))
     model = choice.deployment
+    check_job_text(body.input, body.input_format, gate.platform.args.jobs.segment_chars)
     params = choice.job_params(language=body.language, seed=body.seed,
                                max_new_tokens=body.max_new_tokens, normalize=body.normalize,
-                               pronunciation_dictionaries=body.pronunciation_dictionaries)
+                               pronunciation_dictionaries=body.pronunciation_dictionaries,
+                               input_format=body.input_format)
     # the dictionaries it names are the tenant's (404 now, not when a segment is spoken)
     await service(request).pronunciations.lexicon(body.pronunciation_dictionaries or (),
                                                   caller)

@@ -16,14 +16,22 @@ import numpy as np
 
 from deployments.audio import RenderOptions
 from serve_app.app.args import VOICE_CLONE
+from serve_app.edge.api_errors import invalid
 from serve_app.edge.request_context import Caller
-from serve_app.platform.jobs.runner import EncodedAudio, JobRunner, SegmentAudio
+from serve_app.platform.jobs.runner import (
+    EncodedAudio,
+    JobRunner,
+    SegmentAudio,
+    plain_segments,
+)
 from serve_app.platform.jobs.store import ClaimedJob, JobRequest
 from serve_app.protocol.speech import SpeechInput, VoiceRef
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.cache import LRUCache
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceChoice, VoiceSelector
+from serve_app.text.ssml import SsmlError
+from serve_app.text.ssml_split import split_document
 
 
 def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> SpeechInput:
@@ -34,7 +42,33 @@ def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> 
     return VoiceChoice.of_job(request, voice).input(
         text, language=params.language or "auto", seed=params.seed,
         max_new_tokens=params.max_new_tokens, normalize=params.normalize,
-        pronunciation_dictionaries=params.pronunciation_dictionaries)
+        pronunciation_dictionaries=params.pronunciation_dictionaries,
+        input_format=params.input_format)
+
+
+def job_segments(request: JobRequest, segment_chars: int) -> list[str]:
+    """A job's segments: plain text cut at sentences, or an SSML document cut at the
+    `<p>`/`<s>`/sentence boundaries of its parsed document into documents of their own
+    (serve_app.text.ssml_split; checked at submission, `check_job_text`)."""
+    if request.params.input_format == "ssml":
+        return split_document(request.text, segment_chars)
+    return plain_segments(request, segment_chars)
+
+
+def check_job_text(text: str, input_format: str, segment_chars: int,
+                   param: str = "input") -> None:
+    """At submission: an SSML job's document is one the subset takes (422 naming `param`
+    and the character offset, as on every surface) and has something to speak."""
+    if input_format != "ssml":
+        return
+    try:
+        segments = split_document(text, segment_chars)
+    except SsmlError as exc:
+        raise invalid(param, f"{param} is not valid SSML: {exc.message} (at character "
+                      f"{exc.offset}).") from None
+    if not segments:
+        raise invalid(param, f"{param} is SSML with nothing to speak; put text inside "
+                      "<speak>.")
 
 
 class JobSynthesis:
@@ -53,7 +87,8 @@ class JobSynthesis:
         if self.runner is None:
             self.runner = self._admission.platform.job_runner(
                 self.synthesize_segment, encode=self.encode,
-                mark=self._service.args.audio.mark_outputs and self._service.mark)
+                mark=self._service.args.audio.mark_outputs and self._service.mark,
+                segment=job_segments)
         self.runner.start()
 
     def wake(self) -> None:

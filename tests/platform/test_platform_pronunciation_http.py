@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import json
 
 import numpy as np
@@ -309,6 +310,63 @@ def test_a_job_applies_its_dictionaries_to_every_segment(graph):
     assert finished and graph.client.get(f"/v1/jobs/{job}").json()["status"] == "succeeded"
     segments = graph.models["CustomVoice"].texts
     assert len(segments) > 1 and all("Qwen" not in s and "chwen" in s for s in segments)
+
+
+def _job(graph: Graph, **body) -> tuple[str, dict]:
+    r = graph.client.post("/v1/jobs", json={"model": "CustomVoice", "voice": "Ryan",
+                                            "response_format": "wav", **body})
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    finished = wait_for(lambda: graph.client.get(f"/v1/jobs/{job}").json()["status"] in (
+        "succeeded", "failed"), timeout=60)
+    status = graph.client.get(f"/v1/jobs/{job}").json()
+    assert finished and status["status"] == "succeeded", status
+    return job, status
+
+
+def _ssml_job_document(pause: str) -> str:
+    sentence = "Qwen speaks the sentence number {} of this long document. "
+    paragraphs = "".join(f"<p>{sentence.format(i) * 2}</p>" for i in range(1, 7))
+    return (f"<speak>{paragraphs}<p>Before the pause.{pause}After the "
+            "<sub alias=\"World Wide Web\">WWW</sub> pause.</p></speak>")
+
+
+def test_an_ssml_job_is_split_at_the_documents_paragraphs_with_its_breaks(graph):
+    import soundfile as sf
+
+    pdict = graph.dictionary()
+    model = graph.models["CustomVoice"]
+    durations = {}
+    for pause in ("", '<break time="700ms"/>'):
+        before = len(model.texts)
+        job, _ = _job(graph, input=_ssml_job_document(pause), input_format="ssml", seed=3,
+                      pronunciation_dictionaries=[pdict])
+        texts = [t.strip() for t in model.texts[before:]]
+        # segments at paragraph ends (each paragraph is 2 sentences), never inside markup
+        assert len(texts) > 2 and all("<" not in t and ">" not in t for t in texts), texts
+        assert texts[0].startswith("chwen speaks the sentence number one")
+        assert "World Wide Web" in texts[-1] and "WWW" not in " ".join(texts)
+        if pause:  # the break splits the last paragraph into two model requests
+            assert texts[-2:] == ["Before the pause.", "After the World Wide Web pause."]
+        audio = graph.client.get(f"/v1/jobs/{job}/audio").content
+        data, rate = sf.read(io.BytesIO(audio))
+        durations[pause] = len(data) / rate
+    # the break's silence is in the job's audio (each model request here is 0.1 s long)
+    added = durations['<break time="700ms"/>'] - durations[""]
+    assert 0.7 + 0.1 - 0.05 <= added <= 0.7 + 0.1 + 0.05, durations
+
+
+def test_malformed_ssml_in_a_job_is_a_422_naming_input_and_the_offset(graph):
+    document = "<speak>Hello <break time='soon'/> there</speak>"
+    r = graph.client.post("/v1/jobs", json={"model": "CustomVoice", "voice": "Ryan",
+                                            "input": document, "input_format": "ssml"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["param"] == "input"
+    assert f"at character {document.index('<break')}" in error["message"], error
+    r = graph.client.post("/v1/jobs", json={"model": "CustomVoice", "voice": "Ryan",
+                                            "input": "<speak>unclosed", "input_format": "ssml"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "input", r.text
 
 
 def test_a_job_naming_another_tenants_dictionary_is_refused_at_submission(graph):

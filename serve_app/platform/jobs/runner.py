@@ -35,7 +35,7 @@ from serve_app.platform.config import JobArgs
 from serve_app.platform.crypto import DecryptionError
 from serve_app.platform.errors import NotFound, PlatformError
 from serve_app.platform.jobs.audio import crossfade_join
-from serve_app.platform.jobs.store import ClaimedJob, JobStore, PendingWebhook
+from serve_app.platform.jobs.store import ClaimedJob, JobRequest, JobStore, PendingWebhook
 from serve_app.platform.jobs.text import segment_text
 from serve_app.platform.jobs.webhooks import WebhookSender
 
@@ -60,6 +60,13 @@ Synthesize = Callable[[ClaimedJob, str, int], Awaitable[SegmentAudio]]
 #: Joined audio -> the job's result: a plain function (run in a worker thread) or a coroutine
 #: function (the ingress renders through its SynthesisService).
 Encode = Callable[[np.ndarray, int, dict], EncodedAudio | Awaitable[EncodedAudio]]
+#: A job's text in segments of about `segment_chars` characters (SSML jobs: the synthesis
+#: layer's, which cuts the parsed document).
+Segmenter = Callable[[JobRequest, int], list[str]]
+
+
+def plain_segments(request: JobRequest, segment_chars: int) -> list[str]:
+    return segment_text(request.text, segment_chars)
 
 
 def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
@@ -84,11 +91,13 @@ class JobRunner:
                  encode: Encode = render_output, webhooks: WebhookSender | None = None,
                  mark: bool | Mark = True,
                  owner: str | None = None,
-                 sweep: Callable[[], Awaitable[object]] | None = None):
+                 sweep: Callable[[], Awaitable[object]] | None = None,
+                 segment: Segmenter = plain_segments):
         """`sweep`: more due work the loop starts when it has a free slot, one at a time (the
         platform's pending quota warnings)."""
         self.store = store
         self._sweep = sweep
+        self._segment = segment
         self._sweeping: asyncio.Task | None = None
         self.args = args
         self._synthesize = synthesize
@@ -192,7 +201,7 @@ class JobRunner:
         beat = asyncio.create_task(heartbeat())
         try:
             segment_chars = job.segment_chars or self.args.segment_chars
-            segments = segment_text(job.request.text, segment_chars)
+            segments = self._segment(job.request, segment_chars)
             pieces = await self._resumed_segments(job, min(job.segments_done, len(segments)))
             progress = len(pieces) / max(len(segments), 1) * 0.95
             for index in range(len(pieces), len(segments)):

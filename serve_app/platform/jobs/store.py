@@ -26,7 +26,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +68,8 @@ class JobParams(BaseModel):
     #: The pronunciation dictionaries named at submission (None: the tenant's defaults, as
     #: they are when each segment is spoken)
     pronunciation_dictionaries: tuple[str, ...] | None = None
+    #: "ssml": `text` is an SSML document, split at its parsed <p>/<s>/sentence boundaries
+    input_format: Literal["text", "ssml"] = "text"
 
 
 class JobRequest(BaseModel):
