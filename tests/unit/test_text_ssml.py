@@ -246,3 +246,45 @@ def test_usage_of_ssml_counts_the_documents_text():
     call = call_for(DOC, input_format="ssml")
     assert call.characters == len("One.Two.")
     assert dataclasses.replace(call, source_characters=None).characters == len("One.")
+
+
+# ------------------------------------------------------------------ jobs: split documents
+def test_a_document_splits_at_its_paragraphs_and_sentences_never_inside_markup():
+    from serve_app.text.ssml_split import split_document
+
+    document = ('<speak><p><s>First sentence here.</s><s>Second one &amp; more.</s></p>'
+                '<break time="700ms"/><p>Call <say-as interpret-as="telephone">555 1234'
+                '</say-as> now. <sub alias="World Wide Web">WWW</sub> rocks.</p>'
+                '<prosody rate="slow" pitch="+2st">Slow words go here. And more.</prosody>'
+                '<lang xml:lang="zh">你好。</lang></speak>')
+    whole = _said(ssml.parse(document))
+    for max_chars in (10, 40, 1000):
+        pieces = split_document(document, max_chars)
+        # each piece is valid SSML, and together they say the same runs in the same order:
+        # text, say-as, sub and breaks, each with its language and prosody
+        assert _said([s for piece in pieces for s in ssml.parse(piece)]) == whole
+    assert len(split_document(document, 1000)) == 1
+    pieces = split_document(document, 40)
+    assert len(pieces) == 3  # the two <s>, then the <p>, then the rest
+    assert pieces[0].endswith('<break time="700ms"/> </speak>')  # a break ends its segment
+
+
+def test_a_document_with_only_breaks_has_no_segments():
+    from serve_app.text.ssml_split import split_document
+
+    assert split_document('<speak><break time="1s"/></speak>', 100) == []
+
+
+def _said(segments):
+    """Segments as what they say: adjacent text of one language and prosody run together,
+    spaces collapsed."""
+    out = []
+    for s in segments:
+        key = (s.kind, s.alias, s.interpret_as, s.language, round(s.speed, 3),
+               round(s.pitch, 3), s.pause_s)
+        text = " ".join(s.text.split())
+        if s.kind == "text" and out and out[-1][0] == key:
+            out[-1] = (key, f"{out[-1][1]} {text}".strip())
+        elif s.kind != "text" or text:
+            out.append((key, text))
+    return [(key, text) for key, text in out if key[0] != "text" or text]
