@@ -14,7 +14,8 @@ last finished one (the context a trigger after it may need): about one word.
 
 Pronunciation dictionaries then rewrite the normalized stream; what is held back there is a
 tail that could still begin a grapheme (the lexicon's trie walk reached the end of the text),
-usually nothing. `finish()` (the input ended: a flush or the close) releases everything.
+usually nothing. With `normalize: false` only that is held back. `finish()` (the input
+ended: a flush or the close) releases everything.
 
 `source_read(n)` maps the first `n` characters of the model's text back to the number of the
 user's characters they came from, so spans and usage refer to what the user sent.
@@ -159,7 +160,8 @@ class IncrementalFrontEnd:
 
     async def _advance(self, final: bool) -> str:
         rest = self._source[self._normalized_to:]
-        cut = decided_cut(rest, final)
+        # without normalization nothing changes with the next word: all of it goes on
+        cut = decided_cut(rest, final) if self._normalize is not None else len(rest)
         if cut:
             piece = rest[:cut]
             if self._normalize is not None:
