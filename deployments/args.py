@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio.formats import AudioFormat
@@ -41,3 +43,34 @@ class AudioArgs(_Strict):
     reference_loudness_lufs: float = Field(-23.0, ge=-70, le=-5)
     default_sample_rate: int = Field(24_000, ge=8000, le=48000, description="SAMPLE_RATE")
     default_format: AudioFormat = Field(AudioFormat.WAV, description="OUTPUT_FORMAT (native endpoints)")
+    mark_outputs: bool = Field(
+        True, description="Mark every output as AI-generated (deployments.audio.marking): "
+        "in each format's own metadata, and X-AI-* headers on every audio response and stream")
+
+
+#: Who must consent before a voice is cloned: `checked` (a consent recording of the speaker
+#: reading a statement the API issued, compared with the reference by a speaker encoder),
+#: `recorded` (consent=true, its time recorded) or `none`.
+ConsentLevel = Literal["checked", "recorded", "none"]
+CONSENT_LEVELS: tuple[str, ...] = ("checked", "recorded", "none")
+
+
+class CloneArgs(_Strict):
+    """Safe voice cloning (docs/platform.md, "Voice cloning safety"): references screened for
+    speech, and the consent a clone needs unless a tenant's or plan's policy says otherwise."""
+
+    min_speech_s: float = Field(
+        1.0, ge=0, description="Speech (silero-vad) a reference or consent recording must "
+        "hold; it is trimmed to its speech before the prompt is built. 0: not screened")
+    consent: ConsentLevel = Field(
+        "checked", description="Consent for a saved clone voice (POST /v1/voices) when the "
+        "tenant and its plan set none")
+    consent_one_shot: ConsentLevel = Field(
+        "none", description="Consent for a one-shot clone (POST /v1/audio/clone) when the "
+        "tenant and its plan set none")
+    consent_threshold: float = Field(
+        0.82, ge=-1.0, le=1.0, description="Least speaker similarity (resemblyzer, cosine) of "
+        "the consent recording and the reference; chosen from the table in docs/platform.md "
+        "(benchmarks/speaker_similarity.py: same speaker >= 0.838, different <= 0.804)")
+    statement_ttl_s: float = Field(
+        600.0, gt=0, description="How long an issued consent statement's code can be used")

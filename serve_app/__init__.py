@@ -10,11 +10,13 @@
     synthesis/  the typed operations behind every surface: the voice selector, the service
                 and its model call, admission and metering, streams, the result cache,
                 availability, health, the catalog, saved voices, jobs
+    text/       the text front end: normalization, the SSML subset, the map back to the
+                user's characters (read by the model call, beside synthesis)
     sessions/   the speech session (text in pieces, audio as it is made) and its two speakers
     platform/   the multi-tenant platform, Ray-free: tenants, keys, limits, usage, voices, jobs
     tools/      operator tools: the `qtts` CLIs, cluster manifests, serve-config profiles
 
-Imports point one way: app -> routes -> sessions -> synthesis -> edge -> protocol, platform
+Imports point one way: app -> routes -> sessions -> synthesis, text -> edge -> protocol, platform
 (tests/unit/test_layering.py checks it); docs/architecture.md walks each surface through them.
 """
 

@@ -24,9 +24,9 @@ from serve_app.platform.isolation import (
     APP_ROLE,
     POLICY,
     READ_ONLY_TABLES,
-    TENANT_TABLES,
     policy_expression,
 )
+from serve_app.platform.isolation import TENANT_TABLES_0004 as TENANT_TABLES
 
 revision = "0004"
 down_revision = "0003"

@@ -6,7 +6,8 @@ from __future__ import annotations
 class AudioInputError(ValueError):
     """Untrusted audio the service refuses.
 
-    `code` is one of: empty, unreadable, too_short, too_long, too_large, invalid_option;
+    `code` is one of: empty, unreadable, too_short, too_long, too_large, no_speech,
+    invalid_option;
     `param` names the request field when known.
     """
 

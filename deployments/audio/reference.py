@@ -2,17 +2,24 @@
 
 `prepare_reference` turns the uploaded bytes into float32 mono at the model's rate, trimmed
 and loudness-normalised, or raises AudioInputError (with `param` set) naming the broken limit.
+Given a speech detector it also screens the clip: at least `min_speech_seconds` of speech
+(silero-vad), and only the speech is kept, so music, tones, noise and silence are refused
+(`no_speech`) whatever their level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import dsp
 from .codecs import decode
 from .errors import AudioInputError
+
+if TYPE_CHECKING:
+    from .analysis import SpeechDetector
 
 __all__ = ["ReferenceAudio", "ReferenceLimits", "prepare_reference"]
 
@@ -21,20 +28,24 @@ _MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ReferenceLimits:
-    """Upload size, and audible length after trimming (min) / decoded length (max)."""
+    """Upload size, audible length after trimming (min) / decoded length (max), and the
+    speech it must hold when screened (0: not screened)."""
 
     max_bytes: int = 10 * _MIB
     min_seconds: float = 1.0
     max_seconds: float = 60.0
+    min_speech_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class ReferenceAudio:
-    """A prepared reference: float32 mono at `sample_rate`, `duration_seconds` long."""
+    """A prepared reference: float32 mono at `sample_rate`, `duration_seconds` long;
+    `speech_seconds`: the speech it held when screened (then `samples` is that speech)."""
 
     samples: np.ndarray
     sample_rate: int
     duration_seconds: float
+    speech_seconds: float | None = None
 
 
 def _size(n: int) -> str:
@@ -48,12 +59,15 @@ def prepare_reference(
     target_sample_rate: int = 24000,
     target_lufs: float = -23.0,
     param: str = "reference_audio",
+    speech: SpeechDetector | None = None,
 ) -> ReferenceAudio:
     """Check and prepare an uploaded reference clip.
 
     Order: size (never decodes an oversized body) -> empty -> decode, stopping past
     `limits.max_seconds` -> mono -> resample to `target_sample_rate` -> trim leading/trailing
-    silence -> at least `limits.min_seconds` of sound left -> loudness to `target_lufs`.
+    silence -> at least `limits.min_seconds` of sound left -> with `speech` (and a
+    `limits.min_speech_seconds`): at least that much speech, kept alone -> loudness to
+    `target_lufs`.
     """
     if len(data) > limits.max_bytes:
         raise AudioInputError(
@@ -79,6 +93,20 @@ def prepare_reference(
             f"at least {limits.min_seconds:.1f} s of audible sound is required",
             param=param,
         )
+    speech_seconds = None
+    if speech is not None and limits.min_speech_seconds > 0:
+        activity = speech.find(samples, target_sample_rate)
+        speech_seconds = activity.speech_seconds
+        if speech_seconds < limits.min_speech_seconds:
+            raise AudioInputError(
+                "no_speech",
+                f"{param} holds {speech_seconds:.1f} s of speech; at least "
+                f"{limits.min_speech_seconds:g} s of speech is required (music, tones, noise "
+                "and silence are not speech)",
+                param=param,
+            )
+        samples = activity.speech_only(samples)
+        seconds = samples.size / target_sample_rate
     samples = dsp.normalize_loudness(samples, target_sample_rate, target_lufs)
     return ReferenceAudio(samples=samples, sample_rate=target_sample_rate,
-                          duration_seconds=seconds)
+                          duration_seconds=seconds, speech_seconds=speech_seconds)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.args import AudioArgs, ModelServerArgs
+from deployments.args import AudioArgs, CloneArgs, ModelServerArgs
 from deployments.checkpoints import TINY_SCHEME
 from serve_app.platform.config import PlatformArgs
+from serve_app.wyoming.wyoming_args import WyomingArgs
 
 #: The deployment names: one source of truth for the builder, configs, tests and docs.
 CUSTOM_VOICE = "CustomVoice"
@@ -33,7 +34,7 @@ PUBLISHED_CHECKPOINTS = {
 }
 ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
 
-__all__ = ["AppArgs", "AudioArgs", "IngressArgs", "ModelServerArgs"]
+__all__ = ["AppArgs", "AudioArgs", "CloneArgs", "IngressArgs", "ModelServerArgs", "WyomingArgs"]
 
 
 #: Serve slots of an ingress replica kept free of synthesis and sockets (IngressArgs).
@@ -104,8 +105,10 @@ class AppArgs(_Strict):
     voice_design: ModelServerArgs | None = None
     voice_clone: ModelServerArgs | None = None
     audio: AudioArgs = Field(default_factory=AudioArgs)
+    clone: CloneArgs = Field(default_factory=CloneArgs)  # speech screening, consent
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     platform: PlatformArgs = Field(default_factory=PlatformArgs)  # tenants, keys, limits, jobs
+    wyoming: WyomingArgs = Field(default_factory=WyomingArgs)  # Home Assistant's protocol
 
     def model_servers(self) -> dict[str, ModelServerArgs]:
         """Deployment name -> args, for the model kinds this graph serves."""

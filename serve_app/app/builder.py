@@ -46,5 +46,5 @@ def build_graph(
         name: options(ModelServer, name).bind(server_args)
         for name, server_args in args.model_servers().items()
     }
-    audio = options(AudioProcessor, AUDIO_PROCESSOR).bind(args.audio)
+    audio = options(AudioProcessor, AUDIO_PROCESSOR).bind(args.audio, args.clone)
     return options(TTSIngress, INGRESS).bind(args, models, audio)

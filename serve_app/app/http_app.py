@@ -36,6 +36,7 @@ from serve_app.routes import (
     service_root,
     speech_stream,
     tenant_invoices,
+    verify,
     voice_library,
 )
 from serve_app.routes.admin import create_admin_router
@@ -117,6 +118,7 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(voice_library.router)  # the multi-tenant platform (serve_app.platform)
     app.include_router(jobs_usage.router)
+    app.include_router(verify.router)  # POST /v1/audio/verify: an output's AI-generated mark
     app.include_router(tenant_invoices.router)  # GET /v1/invoices (serve_app.platform.invoices)
     app.include_router(speech_stream.router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read

@@ -1,5 +1,7 @@
 """The ingress deployment: every HTTP route and the handle API, over one SynthesisService.
 
+Wyoming (Home Assistant's protocol, when `wyoming.enabled`): a TCP listener on the replica's
+own event loop (serve_app.wyoming), over the same service, selector and admission.
 HTTP: seed-compatible /api/*, OpenAI-compatible /v1/audio/speech and /v1/models, voice design
 and cloning under /v1/audio/, saved voices, jobs, usage, admin, /docs and /openapi.json.
 Handle API: the typed methods of `TTSIngress` (custom_voice, voice_design, voice_clone,
@@ -51,6 +53,9 @@ from serve_app.synthesis.job_synthesis import JobSynthesis
 from serve_app.synthesis.saved_voices import SavedVoices
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
+from serve_app.wyoming.connection import WyomingServices
+from serve_app.wyoming.listener import WyomingListener
+from serve_app.wyoming.wyoming_voices import WyomingVoices
 
 logger = logging.getLogger("qtts.ingress")
 
@@ -68,7 +73,7 @@ class TTSIngress:
         audio: DeploymentHandle,
     ):
         configure_replica_logging()
-        platform = Platform.open(args.platform)
+        platform = Platform.open(args.platform, clone=args.clone)
         logger.info("platform: %r", platform)
         self.admission = TenantAdmission(platform)
         self.service = SynthesisService(args, models, audio, self.admission)
@@ -77,6 +82,17 @@ class TTSIngress:
         self.job_synthesis = JobSynthesis(self.service, self.admission, self.selector)
         self.job_synthesis.start()  # this replica's job runner, in its event loop
         self.text_relay = ReplicaTextRelay()  # incremental speech sessions' text
+        self.wyoming: WyomingListener | None = None  # Home Assistant's protocol, when enabled
+        if args.wyoming.enabled:
+            self.wyoming = WyomingListener(WyomingServices(
+                self.service, self.selector, self.text_relay,
+                WyomingVoices(self.service, platform, args.wyoming), platform, args.wyoming),
+                platform.is_trusted_network)
+            await self.wyoming.start()  # on this replica's event loop
+
+    async def __del__(self) -> None:  # Serve calls it when the replica shuts down
+        if self.wyoming is not None:
+            await self.wyoming.close()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_http_app(ReplicaServices(self.service, self.admission, self.selector,

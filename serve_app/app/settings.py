@@ -64,6 +64,16 @@ ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "ADMIN_TOKEN": (("platform.admin_token",), str),
     "TRUSTED_NETWORKS": (("platform.trusted_networks",), _csv),
     "TRUSTED_NETWORK_TENANT": (("platform.trusted_network_tenant",), str),
+    # Home Assistant's Wyoming server (serve_app.wyoming, docs/clients.md)
+    "WYOMING_ENABLED": (("wyoming.enabled",), _bool),
+    "WYOMING_HOST": (("wyoming.host",), str),
+    "WYOMING_PORT": (("wyoming.port",), int),
+    "WYOMING_TENANT": (("wyoming.tenant",), str),
+    "WYOMING_SAMPLE_RATE": (("wyoming.sample_rate",), int),
+    "WYOMING_DEFAULT_VOICE": (("wyoming.default_voice",), str),
+    "WYOMING_ZEROCONF": (("wyoming.zeroconf",), _bool),
+    "WYOMING_MAX_CONNECTIONS": (("wyoming.max_connections",), int),
+    "WYOMING_MAX_CONNECTIONS_PER_PEER": (("wyoming.max_connections_per_peer",), int),
 }
 
 

@@ -19,7 +19,7 @@ PUBLIC_PREFIXES = ("/docs/assets/", "/playground/")
 ENDPOINT_PREFIXES = (
     ("/api/tts/", "synthesize"), ("/v1/audio/speech", "speech"), ("/v1/audio/design", "design"),
     ("/v1/audio/clone", "clone"), ("/v1/voices", "voices"), ("/v1/jobs", "jobs"),
-    ("/v1/usage", "usage"), ("/v1/invoices", "usage"),
+    ("/v1/usage", "usage"), ("/v1/invoices", "usage"), ("/v1/audit", "usage"),
 )
 #: The family of a path none of the prefixes names (the seed's other routes, /v1/models).
 DEFAULT_ENDPOINT = "synthesize"

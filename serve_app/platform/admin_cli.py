@@ -18,6 +18,8 @@
     qtts admin archive-plan PLAN
     qtts admin assign-plan TENANT PLAN
     qtts admin set-webhook TENANT URL [--secret S]
+    qtts admin set-consent TENANT [--voices checked|recorded|none|inherit]
+                                  [--one-shot checked|recorded|none|inherit]
     qtts admin close-period YYYY-MM
     qtts admin export-usage YYYY-MM [--output FILE]
 
@@ -77,6 +79,15 @@ def _terms(raw: str):
     return parse_terms(data)
 
 
+def _consent(args: argparse.Namespace):
+    from serve_app.platform.consent import ConsentPolicy
+
+    def level(value: str | None) -> str | None:
+        return None if value in (None, "inherit") else value
+
+    return ConsentPolicy(voices=level(args.voices), one_shot=level(args.one_shot))
+
+
 def _print(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -129,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
             _print(platform.plans.assign(args.tenant, args.plan).as_dict())
         elif command == "set-webhook":
             _print(platform.set_tenant_webhook(args.tenant, args.url, args.secret))
+        elif command == "set-consent":
+            _print(platform.set_tenant_consent(args.tenant, _consent(args)))
         elif command == "close-period":
             _print([i.as_dict() for i in platform.invoices.close_period(args.period)])
         elif command == "export-usage":
@@ -210,6 +223,14 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("tenant")
     p.add_argument("url")
     p.add_argument("--secret", help="signing secret (default: made and printed once)")
+    levels = ["checked", "recorded", "none", "inherit"]
+    p = commands.add_parser("set-consent", help="a tenant's consent policy for cloning "
+                                                 "(inherit: its plan's, else the deployment's)")
+    p.add_argument("tenant")
+    p.add_argument("--voices", choices=levels, default="inherit",
+                   help="saved clone voices (POST /v1/voices)")
+    p.add_argument("--one-shot", choices=levels, default="inherit",
+                   help="one-shot clones (POST /v1/audio/clone)")
     p = commands.add_parser("close-period", help="make every tenant's invoice of a month "
                                                   "(idempotent)")
     p.add_argument("period", help="YYYY-MM (a month that has ended)")

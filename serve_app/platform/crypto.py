@@ -126,3 +126,54 @@ class Keyring:
 
     def decrypt_text(self, token: str, aad: bytes = b"") -> str:
         return self.decrypt(base64.b64decode(token), aad).decode()
+
+
+DATA_MAGIC = b"QTD1"
+
+
+class DataKey:
+    """One object's own AES-256-GCM key (envelope encryption): the object's blobs are sealed
+    with it, and it is stored only wrapped (sealed) by the service keyring. Destroying the
+    wrapped key makes every copy of those blobs unreadable, backups included; rotating the
+    service key re-wraps the key and leaves the blobs as they are.
+
+    Blob layout: b"QTD1" | nonce (12) | ciphertext+tag."""
+
+    def __init__(self, raw: bytes):
+        if len(raw) != 32:
+            raise ValueError("a data key is 32 bytes")
+        self._raw = raw
+
+    def __repr__(self) -> str:
+        return "DataKey(...)"
+
+    @classmethod
+    def generate(cls) -> DataKey:
+        return cls(AESGCM.generate_key(bit_length=256))
+
+    def wrap(self, keyring: Keyring, aad: bytes) -> str:
+        """This key sealed by the keyring's primary key, as text for a database column."""
+        return keyring.encrypt_text(base64.b64encode(self._raw).decode(), aad)
+
+    @classmethod
+    def unwrap(cls, wrapped: str, keyring: Keyring, aad: bytes) -> DataKey:
+        return cls(base64.b64decode(keyring.decrypt_text(wrapped, aad)))
+
+    @staticmethod
+    def wrapped_key_id(wrapped: str) -> str:
+        """The id of the service key that wrapped a data key."""
+        return Keyring.key_id_of(base64.b64decode(wrapped))
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return DATA_MAGIC + nonce + AESGCM(self._raw).encrypt(nonce, plaintext, aad)
+
+    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
+        if not blob.startswith(DATA_MAGIC):
+            raise DecryptionError("not a blob sealed with a data key")
+        start = len(DATA_MAGIC)
+        nonce, sealed = blob[start : start + NONCE_BYTES], blob[start + NONCE_BYTES :]
+        try:
+            return AESGCM(self._raw).decrypt(nonce, sealed, aad)
+        except InvalidTag as exc:
+            raise DecryptionError("encrypted data failed authentication") from exc

@@ -34,8 +34,12 @@ from serve_app.platform.db import TENANT_SETTING
 APP_ROLE = "qtts_app"
 POLICY = "tenant_isolation"
 #: Every table whose rows belong to one tenant (each has a `tenant_id` column).
-TENANT_TABLES = ("api_keys", "tenant_limits", "usage_records", "voices", "jobs", "invoices",
-                 "tenant_plans", "tenant_webhooks", "quota_alerts")
+#: Those that migration 0004 put under row-level security ...
+TENANT_TABLES_0004 = ("api_keys", "tenant_limits", "usage_records", "voices", "jobs",
+                      "invoices", "tenant_plans", "tenant_webhooks", "quota_alerts")
+#: ... and those 0005 added (consent, the audit log), under the same policy.
+TENANT_TABLES_0005 = ("tenant_consent", "consent_statements", "audit_events")
+TENANT_TABLES = TENANT_TABLES_0004 + TENANT_TABLES_0005
 #: Shared tables the application reads and never writes.
 READ_ONLY_TABLES = ("tenants", "plans", "plan_versions")
 

@@ -68,6 +68,18 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TenantConsentRow(Base):
+    """A tenant's own consent policy (serve_app.platform.consent.policy); none: inherited."""
+
+    __tablename__ = "tenant_consent"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    voices: Mapped[str | None] = mapped_column(String(16))
+    one_shot: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class TenantLimitsRow(Base):
     __tablename__ = "tenant_limits"
 
@@ -147,6 +159,50 @@ class VoiceRow(Base):
     reference_blob: Mapped[str | None] = mapped_column(String(255))
     key_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # erasure (serve_app.platform.voice_keys): the voice's own data key, sealed by the service
+    # key `key_id`; NULL: a voice saved before 0005, its blobs sealed by the service key itself
+    data_key: Mapped[str | None] = mapped_column(Text)
+    # consent (serve_app.platform.consent): the level it was saved under, the speaker
+    # similarity of a checked consent recording, and its evidence blob (statement, code,
+    # similarity, the recording), sealed as the voice's other data
+    consent_level: Mapped[str | None] = mapped_column(String(16))
+    consent_similarity: Mapped[float | None] = mapped_column(Float)
+    consent_blob: Mapped[str | None] = mapped_column(String(255))
+
+
+class ConsentStatementRow(Base):
+    """A consent statement issued to a tenant: its text holds a one-time code; a clone voice
+    saved under `checked` consent redeems it once, before `expires_at`."""
+
+    __tablename__ = "consent_statements"
+    __table_args__ = (Index("ix_consent_statements_tenant_code", "tenant_id", "code"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEventRow(Base):
+    """One event of a tenant's saved voices (created, used, deleted): who (the API key), what,
+    when, under which service key. Never audio, a transcript or text to speak."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))  # voice.created | voice.used | voice.deleted
+    voice_id: Mapped[str | None] = mapped_column(String(40))
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
+    service_key_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any] | None] = mapped_column()  # ids and numbers only
 
 
 class JobRow(Base):

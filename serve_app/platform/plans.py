@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from serve_app.platform.config import TenantLimits
+from serve_app.platform.consent.policy import ConsentPolicy
 from serve_app.platform.db import Database
 from serve_app.platform.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from serve_app.platform.models import (
@@ -88,6 +89,9 @@ class PlanTerms(_Strict):
     prices: PlanPrices = Field(default_factory=PlanPrices)
     overage: OveragePolicy = Field("block", description="Past an included quota: block (429) "
                                    "or bill (served, billed as overage)")
+    consent: ConsentPolicy | None = Field(None, description="Consent to clone a voice on this "
+                                          "plan (a tenant's own policy overrides it); null: "
+                                          "the deployment's clone.consent")
 
     @field_validator("models")
     @classmethod

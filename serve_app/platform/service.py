@@ -18,10 +18,19 @@ import logging
 import time
 from collections.abc import Mapping
 
+from deployments.args import CloneArgs, ConsentLevel
 from deployments.engine.types import VoicePrompt
 from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
+from serve_app.platform.audit import Actor, AuditEvent, AuditLog
 from serve_app.platform.blobs import BlobStore, open_blob_store
 from serve_app.platform.config import PlatformArgs, TenantLimits
+from serve_app.platform.consent import (
+    ConsentPolicy,
+    ConsentStatements,
+    Statement,
+    resolve_consent,
+)
+from serve_app.platform.consent.policy import ConsentUse
 from serve_app.platform.crypto import Keyring
 from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, PermissionDenied
@@ -32,10 +41,10 @@ from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTi
 from serve_app.platform.jobs.webhooks import WebhookSender
 from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
-from serve_app.platform.models import utcnow
+from serve_app.platform.models import TenantConsentRow, utcnow
 from serve_app.platform.plans import PlanCatalog, PlanGrant, effective_limits
 from serve_app.platform.quota_alerts import QuotaAlerts
-from serve_app.platform.tenants import TenantDirectory, TenantInfo
+from serve_app.platform.tenants import TenantDirectory, TenantInfo, find_tenant
 from serve_app.platform.usage import (
     Operation,
     UsageMeter,
@@ -43,7 +52,7 @@ from serve_app.platform.usage import (
     UsageStatus,
     UsageSummary,
 )
-from serve_app.platform.voices import VoiceInfo, VoiceLibrary
+from serve_app.platform.voices import Consent, VoiceInfo, VoiceLibrary
 
 logger = logging.getLogger("qtts.platform")
 
@@ -66,8 +75,9 @@ def _keyring(args: PlatformArgs, db: Database) -> Keyring:
 
 class Platform:
     def __init__(self, args: PlatformArgs, db: Database, blobs: BlobStore, keyring: Keyring,
-                 limiter: Limiter):
+                 limiter: Limiter, clone: CloneArgs | None = None):
         self.args = args
+        self.clone = clone or CloneArgs()
         self.db = db
         self.blobs = blobs
         self.keyring = keyring
@@ -77,6 +87,8 @@ class Platform:
         self.keys = ApiKeys(db, pepper, cache_s=args.auth_cache_s)
         self.usage = UsageMeter(db, args.billing.currency)
         self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
+        self.statements = ConsentStatements(db, self.clone.statement_ttl_s)
+        self.audit = AuditLog(db)
         jobs = args.jobs
         webhook_lease_s = jobs.webhook_max_attempts * (jobs.webhook_timeout_s +
                                                        jobs.webhook_backoff_max_s)
@@ -94,16 +106,19 @@ class Platform:
         self._deliveries: set[asyncio.Task] = set()
         self.isolation: Isolation | None = None  # set by `open`: which guarantee holds
         self._open_principal: Principal | None = None
-        self._network_principal: tuple[float, Principal] | None = None
+        # tenant name -> (when read, its keyless principal): trusted networks, Wyoming
+        self._named_principals: dict[str, tuple[float, Principal]] = {}
 
     def __repr__(self) -> str:
         return (f"Platform(db={safe_url(self.db.url)!r}, blobs={self.blobs!r}, "
                 f"limiter={self.limiter!r}, auth_enabled={self.args.auth_enabled})")
 
     @classmethod
-    def open(cls, args: PlatformArgs, *, migrate: bool = False) -> Platform:
+    def open(cls, args: PlatformArgs, *, migrate: bool = False,
+             clone: CloneArgs | None = None) -> Platform:
         """Connect every backend named in `args`; `migrate` brings the schema up to date
-        first (the embedded SQLite default does it always: the demo needs nothing else)."""
+        first (the embedded SQLite default does it always: the demo needs nothing else).
+        `clone`: the deployment's consent defaults (the request path's)."""
         db = Database(args.resolved_database_url(), args.resolved_admin_database_url())
         if migrate or db.is_sqlite:
             db.migrate()
@@ -119,7 +134,7 @@ class Platform:
             prefix=args.redis_key_prefix, lease_s=args.concurrency_lease_s,
         )
         platform = cls(args, db, open_blob_store(args.resolved_blob_store_url()),
-                       _keyring(args, db), limiter)
+                       _keyring(args, db), limiter, clone)
         platform.isolation = isolation
         if not args.auth_enabled:
             logger.warning("AUTHENTICATION IS OFF: every request acts as tenant %r", OPEN_TENANT)
@@ -169,22 +184,28 @@ class Platform:
 
     async def network_principal(self) -> Principal:
         """The principal of keyless seed calls from a trusted network: the tenant
-        `trusted_network_tenant` (created on first use), limited to the seed's endpoints; its
-        limits are re-read every `auth_cache_s`, as a key's are."""
-        cached = self._network_principal
+        `trusted_network_tenant` (created on first use), limited to the seed's endpoints."""
+        return await self.named_principal(self.args.trusted_network_tenant,
+                                          "TRUSTED_NETWORK_TENANT", ("endpoint:synthesize",))
+
+    async def named_principal(self, name: str, setting: str,
+                              scopes: tuple[str, ...] = ()) -> Principal:
+        """A keyless principal of the tenant `name` that a setting names (trusted networks'
+        tenant, Wyoming's tenant), created on first use; its limits are re-read every
+        `auth_cache_s`, as a key's are. A disabled tenant is refused (403 naming `setting`)."""
+        cached = self._named_principals.get(name)
         if cached is not None and time.monotonic() - cached[0] < self.args.auth_cache_s:
             return cached[1]
 
         def load() -> Principal:
-            name = self.args.trusted_network_tenant
             tenant = self.tenants.get_or_create(name)
             if tenant.disabled:
-                raise PermissionDenied(f"tenant {name!r} (TRUSTED_NETWORK_TENANT) is disabled",
+                raise PermissionDenied(f"tenant {name!r} ({setting}) is disabled",
                                        code="tenant_disabled")
-            return self.tenant_principal(tenant, ("endpoint:synthesize",))
+            return self.tenant_principal(tenant, scopes)
 
         principal = await asyncio.to_thread(load)
-        self._network_principal = (time.monotonic(), principal)
+        self._named_principals[name] = (time.monotonic(), principal)
         return principal
 
     async def admit(self, principal: Principal, *, model: str | None, endpoint: str,
@@ -262,16 +283,17 @@ class Platform:
 
     # -------------------------------------------------------------------------- voices
     async def create_clone_voice(self, principal: Principal, name: str, prompt: VoicePrompt, *,
-                                 consent: bool, reference_audio: bytes | None = None,
-                                 language: str | None = None,
-                                 description: str | None = None) -> VoiceInfo:
+                                 consent: Consent, reference_audio: bytes | None = None,
+                                 language: str | None = None, description: str | None = None,
+                                 request_id: str | None = None) -> VoiceInfo:
         principal.require(endpoint="voices", feature="clone")
 
         def work() -> VoiceInfo:
             self._require_voice_room(principal)
             info = self.voices.create_clone(
                 principal.tenant_id, name, prompt, consent=consent,
-                reference_audio=reference_audio, language=language, description=description)
+                reference_audio=reference_audio, language=language, description=description,
+                actor=_actor(principal, request_id))
             self.record_operation(principal, "voice", request_id=f"{info.id}:saved",
                                   model=VOICE_CLONE, endpoint="voices", voice=info.id)
             return info
@@ -280,14 +302,16 @@ class Platform:
 
     async def create_designed_voice(self, principal: Principal, name: str, prompt: VoicePrompt,
                                     *, description: str, sample_audio: bytes | None = None,
-                                    language: str | None = None) -> VoiceInfo:
+                                    language: str | None = None,
+                                    request_id: str | None = None) -> VoiceInfo:
         principal.require(endpoint="voices", feature="saved_voices")
 
         def work() -> VoiceInfo:
             self._require_voice_room(principal)
             info = self.voices.create_design(
                 principal.tenant_id, name, prompt, description=description,
-                sample_audio=sample_audio, language=language)
+                sample_audio=sample_audio, language=language,
+                actor=_actor(principal, request_id))
             self.record_operation(principal, "voice", request_id=f"{info.id}:saved",
                                   model=VOICE_DESIGN, endpoint="voices", voice=info.id)
             return info
@@ -304,17 +328,65 @@ class Platform:
     async def get_voice(self, principal: Principal, voice: str) -> VoiceInfo:
         return await asyncio.to_thread(self.voices.get, principal.tenant_id, voice)
 
-    async def delete_voice(self, principal: Principal, voice: str) -> VoiceInfo:
-        return await asyncio.to_thread(self.voices.delete, principal.tenant_id, voice)
+    async def delete_voice(self, principal: Principal, voice: str,
+                           request_id: str | None = None) -> VoiceInfo:
+        return await asyncio.to_thread(self.voices.delete, principal.tenant_id, voice,
+                                       _actor(principal, request_id))
 
     async def voice_prompt(self, principal: Principal, voice: str) -> VoicePrompt:
         """The saved clone prompt for synthesis (404 for another tenant's voice)."""
         return await asyncio.to_thread(self.voices.prompt, principal.tenant_id, voice)
 
-    async def resolve_voice(self, principal: Principal, voice: str) -> tuple[str, VoicePrompt]:
+    async def resolve_voice(self, principal: Principal, voice: str, *, audited: bool = False
+                            ) -> tuple[str, VoicePrompt]:
         """A saved voice (its id or name) as its id and clone prompt, in one read (404 for
-        another tenant's voice, as for a missing one)."""
-        return await asyncio.to_thread(self.voices.resolve, principal.tenant_id, voice)
+        another tenant's voice, as for a missing one); `audited`: a request uses it (the
+        audit log gets a row)."""
+        return await asyncio.to_thread(self.voices.resolve, principal.tenant_id, voice,
+                                       _actor(principal) if audited else None)
+
+    async def audit_events(self, principal: Principal, *, limit: int = 100,
+                           voice_id: str | None = None, before: int | None = None
+                           ) -> list[AuditEvent]:
+        return await asyncio.to_thread(self.audit.list, principal.tenant_id, limit=limit,
+                                       voice_id=voice_id, before=before)
+
+    # ------------------------------------------------------------------------- consent
+    async def consent_level(self, principal: Principal, use: ConsentUse) -> ConsentLevel:
+        """The consent `use` needs for this tenant: its own policy, its plan's, the
+        deployment's (serve_app.platform.consent.policy)."""
+        tenant = await asyncio.to_thread(self.tenant_consent, principal.tenant_id)
+        plan = principal.plan.terms.consent if principal.plan is not None else None
+        return resolve_consent(use, tenant, plan, self.clone)
+
+    def tenant_consent(self, tenant_id: str) -> ConsentPolicy | None:
+        with self.db.transaction(tenant_id) as session:
+            row = session.get(TenantConsentRow, tenant_id)
+            return (ConsentPolicy(voices=row.voices, one_shot=row.one_shot)  # type: ignore[arg-type]
+                    if row is not None else None)
+
+    def set_tenant_consent(self, tenant: str, policy: ConsentPolicy) -> dict:
+        """A tenant's own consent policy (admin); levels left null are inherited."""
+        with self.db.admin_transaction() as session:
+            row_tenant = find_tenant(session, tenant)
+            row = session.get(TenantConsentRow, row_tenant.id)
+            if row is None:
+                row = TenantConsentRow(tenant_id=row_tenant.id)
+                session.add(row)
+            row.voices, row.one_shot, row.updated_at = policy.voices, policy.one_shot, utcnow()
+            tenant_id, name = row_tenant.id, row_tenant.name
+        return {"tenant": tenant_id, "name": name, "consent": policy.model_dump(),
+                "defaults": {"voices": self.clone.consent,
+                             "one_shot": self.clone.consent_one_shot}}
+
+    async def issue_statement(self, principal: Principal, language: str) -> Statement:
+        return await asyncio.to_thread(self.statements.issue, principal.tenant_id, language)
+
+    async def check_statement(self, principal: Principal, code: str) -> Statement:
+        return await asyncio.to_thread(self.statements.check, principal.tenant_id, code)
+
+    async def redeem_statement(self, principal: Principal, statement: Statement) -> None:
+        await asyncio.to_thread(self.statements.redeem, principal.tenant_id, statement)
 
     # ---------------------------------------------------------------------------- jobs
     async def submit_job(self, principal: Principal, request: JobRequest, *,
@@ -340,10 +412,11 @@ class Platform:
     async def job_result(self, principal: Principal, job_id: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
-    def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output) -> JobRunner:
+    def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output,
+                   mark: bool = True) -> JobRunner:
         """A runner over this platform's queue; call `.start()` inside the event loop. It
         also delivers pending quota warnings (any replica's, e.g. of one that died)."""
-        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode,
+        return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode, mark=mark,
                          sweep=self.deliver_quota_alerts)
 
     # ------------------------------------------------------------------------ invoices
@@ -361,3 +434,7 @@ class Platform:
         """Re-seal everything sealed with an older key under the newest one; how many of
         each kind were (voices, and the job store's webhook secrets, results, checkpoints)."""
         return {"voices": self.voices.reencrypt(), **self.jobs.reencrypt()}
+
+
+def _actor(principal: Principal, request_id: str | None = None) -> Actor:
+    return Actor(api_key_id=principal.key_id, request_id=request_id)

@@ -10,10 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
+    CONSENT_CODE_DESCRIPTION,
+    INPUT_FORMAT_DESCRIPTION,
     TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
+    InputFormat,
     MaxNewTokens,
     MinFrames,
+    Normalize,
     OpenAISpeed,
     OutputSampleRate,
     Seed,
@@ -43,6 +47,8 @@ class SpeechBody(BaseModel):
     seed: Seed | None = None
     max_new_tokens: MaxNewTokens | None = None
     min_frames: MinFrames | None = None
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
     )
@@ -64,3 +70,6 @@ class CloneBody(SpeechBody):
 
     ref_text: str | None = None
     x_vector_only: Flag = False
+    consent: Flag = Field(False, description="The speaker consented to being cloned: "
+                          "required when the tenant's one-shot consent is `recorded`")
+    consent_code: str | None = Field(None, max_length=32, description=CONSENT_CODE_DESCRIPTION)

@@ -11,7 +11,7 @@ something besides whitespace.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationInfo
 
@@ -56,6 +56,16 @@ MinFrames = Annotated[int, *_integer(
 OutputSampleRate = Annotated[int, *_integer(ge=8000, le=48000)]
 #: A JSON boolean (a form field's "true" / "false" in uploads).
 Flag = Annotated[bool, Strict()]
+#: Text normalization (numbers, dates, money, units... written out before the model reads
+#: them; docs/api.md "Normalization"): on unless a request turns it off.
+Normalize = Annotated[bool, Strict(), Field(
+    description="Read numbers, dates, times, money, percentages, units, phone numbers and "
+    "common abbreviations as words before the model (Chinese and English; numbers in the "
+    "other languages); false sends the text as it is")]
+#: How the text is written: plain text, or the SSML subset (docs/api.md "SSML").
+InputFormat = Literal["text", "ssml"]
+INPUT_FORMAT_DESCRIPTION = ("'text' (default) or 'ssml': an SSML document (<speak> with "
+                            "<p>, <s>, <break>, <say-as>, <sub>, <prosody>, <lang>)")
 #: OpenAI's speed range (the seed API keeps its own narrower 0.5-2.0).
 OpenAISpeed = Annotated[float, Field(ge=0.25, le=4.0)]
 
@@ -84,6 +94,12 @@ def streaming_keeps(stream_field: str, streaming: object, **neutral: object) -> 
 
 
 #: A clone reads its reference's transcript (ICL) unless it clones the speaker embedding alone.
+#: The consent fields a clone takes beside `consent_audio` (a file part or a data URL), as the
+#: tenant's consent policy asks (docs/platform.md, "Voice cloning safety").
+CONSENT_CODE_DESCRIPTION = ("The one-time code of the consent statement (POST "
+                            "/v1/voices/consent-statement) the speaker read in consent_audio: "
+                            "required under `checked` consent")
+
 TRANSCRIPT_UNLESS_X_VECTOR = {
     "if": {"properties": {"x_vector_only": {"const": True}}, "required": ["x_vector_only"]},
     "else": {"required": ["ref_text"], "properties": {"ref_text": NOT_BLANK}},

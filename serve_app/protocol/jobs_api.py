@@ -9,6 +9,7 @@ from serve_app.app.args import VOICE_DESIGN
 from serve_app.protocol.fields import (
     NOT_BLANK,
     MaxNewTokens,
+    Normalize,
     OpenAISpeed,
     OutputSampleRate,
     Seed,
@@ -38,6 +39,7 @@ class JobBody(BaseModel):
     language: str = "auto"
     seed: Seed | None = None
     max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per segment")
+    normalize: Normalize = True
     response_format: AudioFormat = AudioFormat.MP3
     speed: OpenAISpeed = 1.0
     sample_rate: OutputSampleRate | None = None

@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
+    InputFormat,
     MaxNewTokens,
     MinFrames,
+    Normalize,
     OpenAISpeed,
     OutputSampleRate,
     Seed,
@@ -42,6 +45,8 @@ class SpeechRequest(BaseModel):
     sample_rate: OutputSampleRate | None = None
     max_new_tokens: MaxNewTokens | None = None
     min_frames: MinFrames | None = None
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
 
 
 class ModelCard(BaseModel):

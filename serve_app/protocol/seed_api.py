@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.fields import Flag, Seed, SpeechText, streaming_keeps
+from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
+    Flag,
+    InputFormat,
+    Normalize,
+    Seed,
+    SpeechText,
+    streaming_keeps,
+)
 
 
 class SeedSynthesizeRequest(BaseModel):
@@ -23,6 +31,8 @@ class SeedSynthesizeRequest(BaseModel):
         "SAMPLE_RATE) sent while generating, instead of JSON"
     )
     seed: Seed | None = Field(None, description="Extension: reproducible output")
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
 
 
 class SeedSynthesizeResponse(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol.fields import MaxNewTokens, MinFrames, OutputSampleRate, Seed
+from serve_app.protocol.fields import MaxNewTokens, MinFrames, Normalize, OutputSampleRate, Seed
 
 #: How text becomes requests. "incremental": one request (one engine slot) reads the text as
 #: it arrives, in the model's streaming-text mode, and waits when it runs out; a flush ends
@@ -49,6 +49,8 @@ class SessionSettings(BaseModel):
     max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per request (a "
                                                 "sentence, or an incremental utterance)")
     min_frames: MinFrames | None = Field(None, description="Per request (benchmarking aid)")
+    normalize: Normalize = Field(True, description="Normalize each sentence (mode "
+                                 "'sentence'; incremental text is read as it arrives)")
 
 
 class TextDelta(BaseModel):

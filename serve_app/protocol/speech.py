@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio import RenderOptions
 from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
-from serve_app.protocol.fields import MaxNewTokens, MinFrames, Seed, SpeechText
+from serve_app.protocol.fields import (
+    INPUT_FORMAT_DESCRIPTION,
+    InputFormat,
+    MaxNewTokens,
+    MinFrames,
+    Normalize,
+    Seed,
+    SpeechText,
+)
 
 
 class _Input(BaseModel):
@@ -26,6 +34,8 @@ class _Input(BaseModel):
     output: RenderOptions = Field(default_factory=RenderOptions)
     max_new_tokens: MaxNewTokens | None = None
     min_frames: MinFrames | None = None
+    normalize: Normalize = True
+    input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):
@@ -78,6 +88,11 @@ class AudioOutput(BaseModel):
     request_id: str
     cached: bool = False
     cache_key: str | None = None
+    #: The deployment (model kind) that spoke; `marked_as`: the audio carries the AI-generated
+    #: mark (deployments.audio.marking) naming this request id (the one that generated it: a
+    #: cache hit is the same file), and its response the X-AI-* headers.
+    model_kind: str | None = None
+    marked_as: str | None = None
 
 
 class StreamUsage(BaseModel):

@@ -8,6 +8,7 @@ on the command line (`qtts admin ...`).
     GET    /admin/tenants                                              -> {tenants: [...]}
     GET    /admin/tenants/{tenant}                                     -> tenant
     PUT    /admin/tenants/{tenant}/limits       TenantLimits           -> tenant
+    PUT    /admin/tenants/{tenant}/consent      ConsentPolicy          -> the policy in force
     POST   /admin/tenants/{tenant}/keys         {name?, scopes?}       -> 201 {key, ...} (once)
     GET    /admin/tenants/{tenant}/keys                                -> {keys: [...]}
     DELETE /admin/keys/{key_id}                                        -> the revoked key
@@ -29,6 +30,7 @@ from fastapi import APIRouter, Depends, Request
 
 from serve_app.edge.api_errors import ApiError, from_platform
 from serve_app.platform.config import TenantLimits
+from serve_app.platform.consent import ConsentPolicy
 from serve_app.platform.errors import PlatformError
 from serve_app.platform.keys import admin_token_sent
 from serve_app.platform.service import Platform
@@ -74,6 +76,11 @@ def create_admin_router(get_platform: Callable[[], Platform]) -> APIRouter:
     @router.put("/tenants/{tenant}/limits")
     async def set_limits(tenant: str, body: TenantLimits, platform: Platform = Admin) -> dict:
         return (await _call(platform.tenants.set_limits, tenant, body)).as_dict()
+
+    @router.put("/tenants/{tenant}/consent")
+    async def set_consent(tenant: str, body: ConsentPolicy, platform: Platform = Admin) -> dict:
+        """The tenant's own consent policy; a level left null is inherited."""
+        return await _call(platform.set_tenant_consent, tenant, body)
 
     @router.post("/tenants/{tenant}/keys", status_code=201)
     async def create_key(tenant: str, body: CreateKey, platform: Platform = Admin) -> dict:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 
+from deployments.audio.marking import AIMark, mark_headers
 from serve_app.edge.http_edge import REQUEST_ID_HEADER
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.protocol.speech import AudioOutput, SpeechInput
@@ -86,6 +87,8 @@ def audio_response(out: AudioOutput) -> Response:
             "X-Sample-Rate": str(out.sample_rate),
             "X-Processing-Time": f"{out.processing_seconds:.3f}",
             "X-Cache": "hit" if out.cached else "miss",
+            **(mark_headers(AIMark(out.model_kind or "", out.marked_as)) if out.marked_as
+               else {}),
         },
     )
 

@@ -5,7 +5,10 @@ POST /v1/audio/design  JSON {input, description, language, response_format, spee
 POST /v1/audio/clone   multipart/form-data (reference_audio as a file) or JSON (reference_audio
                        as a data URL `data:audio/...;base64,...`), plus {input, ref_text,
                        x_vector_only, language, response_format, speed, pitch, sample_rate,
-                       loudness_lufs, seed, max_new_tokens, stream_format}
+                       loudness_lufs, seed, max_new_tokens, stream_format}; and the consent
+                       the tenant's one-shot policy asks (none by default; `recorded`:
+                       consent=true; `checked`: consent_code + consent_audio, as
+                       POST /v1/voices takes them). The reference must hold speech.
 stream_format "audio" or "sse" streams the audio while it is generated (docs/streaming.md).
 The server never fetches a URL or opens a path given by a client: only bytes are accepted.
 """
@@ -22,9 +25,10 @@ from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.edge.api_errors import invalid
 from serve_app.protocol.audio_api import CloneBody, DesignBody, SpeechBody
 from serve_app.protocol.speech import SpeechInput
-from serve_app.routes.common import selector, service, speech_response
+from serve_app.routes.common import replica, selector, service, speech_response
 from serve_app.routes.contract import audio_content, errors, upload_body
-from serve_app.routes.uploads import read_upload
+from serve_app.routes.uploads import Upload, read_upload
+from serve_app.synthesis.consent_gate import ConsentOffer, obtain_consent
 from serve_app.synthesis.voice_selector import (
     DESCRIPTION_FIELDS,
     Reference,
@@ -60,14 +64,32 @@ async def clone(request: Request) -> Response:
         raise invalid("reference_audio", "reference_audio is required: a file part "
                       "(multipart) or a data URL (JSON)", "missing_value")
     body = upload.validated(CloneBody)
+    await _one_shot_consent(request, upload, body)
     choice = await selector(request).select(VoiceRequest(
         deployment=VOICE_CLONE, language=body.language,
         reference=Reference(upload.audio, body.ref_text, body.x_vector_only)))
     return await speech_response(request, _input(request, body, choice), body.stream_format)
 
 
+async def _one_shot_consent(request: Request, upload: Upload, body: CloneBody) -> None:
+    """The consent the tenant's one-shot policy asks, checked before anything is spoken
+    (without a platform, in the Ray-free route tests, none is asked)."""
+    gate = replica(request).admission
+    if gate is None or upload.audio is None:
+        return
+    principal = gate.request_caller().principal
+    level = await gate.platform.consent_level(principal, "one_shot")
+    if level == "none":
+        return
+    svc = service(request)
+    reference = await svc.prepare_reference(upload.audio)
+    await obtain_consent(svc, gate.platform, principal, level, ConsentOffer(
+        body.consent, body.consent_code, upload.consent_audio), reference)
+
+
 def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInput:
     return choice.input(body.input, language=body.language, seed=body.seed,
                         output=body.render_options(service(request).args.audio.default_format),
-                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames)
+                        max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
+                        normalize=body.normalize, input_format=body.input_format)
 

@@ -35,7 +35,7 @@ async def submit(body: JobBody, request: Request) -> JSONResponse:
         description=body.description, language=body.language, fields=DESCRIPTION_FIELDS))
     model = choice.deployment
     params = choice.job_params(language=body.language, seed=body.seed,
-                               max_new_tokens=body.max_new_tokens)
+                               max_new_tokens=body.max_new_tokens, normalize=body.normalize)
     output = RenderOptions(format=body.response_format, speed=body.speed,
                            sample_rate=body.sample_rate)
     job = JobRequest(model=model, text=body.input, params=params,

@@ -37,7 +37,8 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         language=body.language, fields=OPENAI_FIELDS))
     inp = choice.input(
         body.input, language=body.language, seed=body.seed, max_new_tokens=body.max_new_tokens,
-        min_frames=body.min_frames, output=RenderOptions(
+        min_frames=body.min_frames, normalize=body.normalize, input_format=body.input_format,
+        output=RenderOptions(
             format=body.response_format, speed=body.speed, sample_rate=body.sample_rate))
     return await speech_response(request, inp, body.stream_format)
 

@@ -40,7 +40,8 @@ async def synthesize(
     body: SeedSynthesizeRequest, request: Request
 ) -> SeedSynthesizeResponse | StreamingResponse:
     svc = service(request)
-    common = {"language": body.language, "seed": body.seed,
+    common = {"language": body.language, "seed": body.seed, "normalize": body.normalize,
+              "input_format": body.input_format,
               "output": RenderOptions(format=svc.args.audio.default_format,
                                       sample_rate=svc.args.audio.default_sample_rate,
                                       speed=body.speed, pitch=body.pitch)}

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
+from deployments.audio.marking import mark_headers
 from deployments.logging_setup import current_request_id, mark_aborted
 from serve_app.edge.api_errors import ApiError
 from serve_app.synthesis.audio_stream import AudioStream
@@ -33,7 +34,7 @@ _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _headers(stream: AudioStream) -> dict[str, str]:
     return {"X-Sample-Rate": str(stream.sample_rate), "X-Audio-Format": stream.format.value,
-            **_NO_BUFFERING}
+            **(mark_headers(stream.mark) if stream.mark is not None else {}), **_NO_BUFFERING}
 
 
 def _log_failure(stream: AudioStream, sent: int, exc: BaseException) -> None:

@@ -1,12 +1,12 @@
-"""A tenant's invoices: GET /v1/invoices, GET /v1/invoices/{id} (JSON) and
-GET /v1/invoices/{id}.csv. Invoices are made when the operator closes a month
+"""A tenant's account records: its invoices (GET /v1/invoices, GET /v1/invoices/{id} (JSON)
+and GET /v1/invoices/{id}.csv) and its audit log of saved voices (GET /v1/audit). Invoices are made when the operator closes a month
 (`qtts admin close-period YYYY-MM`, serve_app.platform.invoices); another tenant's invoice
 is 404, as a missing one. Keys scoped to `endpoint:usage` may read them.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from serve_app.platform.invoices import to_csv
@@ -39,3 +39,17 @@ async def get_invoice(invoice_id: str, request: Request) -> dict:
     gate = admission(request)
     return (await gate.platform.get_invoice(gate.request_caller().principal,
                                             invoice_id)).as_dict()
+
+
+@router.get("/audit")
+async def audit_log(request: Request, limit: int = Query(100, ge=1, le=500),
+                    voice: str | None = Query(None, max_length=40),
+                    before: int | None = Query(None, ge=1)) -> dict:
+    """The caller's tenant's audit log of its saved voices (created, used, deleted: which
+    voice, when, from which API key, under which service key), newest first; `before`: an
+    event id, for the next page. Never audio or text."""
+    gate = admission(request)
+    events = await gate.platform.audit_events(gate.request_caller().principal, limit=limit,
+                                              voice_id=voice, before=before)
+    return {"object": "list", "data": [e.as_dict() for e in events],
+            "next_before": events[-1].id if len(events) == limit else None}

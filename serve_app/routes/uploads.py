@@ -1,6 +1,8 @@
 """The one reader of uploads (voice cloning, saved voices): multipart/form-data with the audio
-as a file part, or JSON with the audio as a base64 data URL; the size is capped before the
-body is read. The server never fetches a URL or opens a path given by a client."""
+as file parts, or JSON with the audio as base64 data URLs; the size is capped before the
+body is read. An upload holds `reference_audio` and, where consent is checked, the
+`consent_audio` of the speaker reading their consent statement. The server never fetches a
+URL or opens a path given by a client."""
 
 from __future__ import annotations
 
@@ -19,18 +21,22 @@ from serve_app.edge.api_errors import ApiError, invalid, validation_error
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
+#: The audio an upload may hold: the voice to clone, and the speaker reading their consent.
+AUDIO_PARTS = ("reference_audio", "consent_audio")
 #: Room for the form fields or JSON around the audio in an upload's body.
 _BODY_OVERHEAD = 256 * 1024
 
 
 @dataclass(frozen=True)
 class Upload:
-    """An upload's fields and its `reference_audio` bytes (None when it has none), read by
-    `read_upload`. `form` tells how fields arrived: form fields are strings ("7", "true")."""
+    """An upload's fields, its `reference_audio` bytes and its `consent_audio` bytes (None
+    when it has none), read by `read_upload`. `form` tells how fields arrived: form fields
+    are strings ("7", "true")."""
 
     fields: dict[str, Any]
     audio: bytes | None
     form: bool
+    consent_audio: bytes | None = None
 
     def validated(self, model: type[BodyModel]) -> BodyModel:
         try:
@@ -48,29 +54,28 @@ async def read_upload(request: Request, limit: int) -> Upload:
     `limit` bounds the decoded audio, whatever the encoding: the body may be as large as the
     audio's base64 form plus fields, is read with that cap (a chunked body without
     Content-Length is cut off as soon as it passes it), and the audio is checked after
-    decoding, so the same file is accepted or refused (413) on both paths."""
+    decoding, so the same file is accepted or refused (413) on both paths. Each of the two
+    audio parts may be `limit` bytes."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        body = await read_body(request, limit + _BODY_OVERHEAD)
-        fields, audio = await _parse_multipart(request, body)
+        body = await read_body(request, 2 * limit + _BODY_OVERHEAD)
+        fields, parts = await _parse_multipart(request, body)
         form = True
     elif content_type.startswith("application/json"):
-        body = await read_body(request, math.ceil(limit / 3) * 4 + _BODY_OVERHEAD)
+        body = await read_body(request, 2 * math.ceil(limit / 3) * 4 + _BODY_OVERHEAD)
         fields = json_object(body)
-        audio = reference_from_data_url(fields) if "reference_audio" in fields else None
+        parts = {name: audio_from_data_url(fields, name) for name in AUDIO_PARTS
+                 if name in fields}
         form = False
     else:
         raise ApiError(415, "unsupported_media_type",
                        "send multipart/form-data (reference_audio as a file) or application/json "
                        "(reference_audio as a data URL)", "content-type")
-    if audio is not None and len(audio) > limit:
-        raise _too_large(f"reference_audio is {len(audio)} bytes", limit)
-    return Upload(fields, audio, form)
-
-
-def _too_large(what: str, limit: int) -> ApiError:
-    return ApiError(413, "audio_too_large", f"{what}; reference_audio may be at most {limit} "
-                    "bytes (the decoded audio file)", "reference_audio")
+    for name, audio in parts.items():
+        if len(audio) > limit:
+            raise ApiError(413, "audio_too_large", f"{name} is {len(audio)} bytes; {name} "
+                           f"may be at most {limit} bytes (the decoded audio file)", name)
+    return Upload(fields, parts.get("reference_audio"), form, parts.get("consent_audio"))
 
 
 async def read_body(request: Request, cap: int) -> bytes:
@@ -90,20 +95,25 @@ async def read_body(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_multipart(request: Request, body: bytes) -> tuple[dict[str, Any], bytes | None]:
+async def _parse_multipart(request: Request, body: bytes
+                           ) -> tuple[dict[str, Any], dict[str, bytes]]:
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=32)
+        form = await Request(request.scope, replay).form(max_files=len(AUDIO_PARTS),
+                                                         max_fields=32)
     except Exception as exc:  # noqa: BLE001 - a malformed form is the client's
         raise invalid("body", f"the multipart body could not be parsed: {exc}") from None
-    part = form.get("reference_audio")
-    if part is not None and not isinstance(part, UploadFile):
-        raise invalid("reference_audio", "reference_audio must be sent as a file part")
-    audio = await part.read() if part is not None else None
-    fields = {k: v for k, v in form.items() if k != "reference_audio" and isinstance(v, str)}
-    return fields, audio
+    parts: dict[str, bytes] = {}
+    for name in AUDIO_PARTS:
+        part = form.get(name)
+        if part is not None and not isinstance(part, UploadFile):
+            raise invalid(name, f"{name} must be sent as a file part")
+        if part is not None:
+            parts[name] = await part.read()
+    fields = {k: v for k, v in form.items() if k not in AUDIO_PARTS and isinstance(v, str)}
+    return fields, parts
 
 
 def json_object(body: bytes) -> dict[str, Any]:
@@ -117,17 +127,17 @@ def json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def reference_from_data_url(fields: dict[str, Any]) -> bytes:
-    """Take `reference_audio` (a base64 data URL, never a URL or path) out of `fields`."""
-    ref = fields.pop("reference_audio", None)
+def audio_from_data_url(fields: dict[str, Any], name: str = "reference_audio") -> bytes:
+    """Take the audio part `name` (a base64 data URL, never a URL or path) out of `fields`."""
+    ref = fields.pop(name, None)
     if not isinstance(ref, str) or not ref.startswith("data:"):
-        raise invalid("reference_audio", "reference_audio must be a data URL "
-                      "(data:audio/wav;base64,...); URLs and paths are never fetched")
+        raise invalid(name, f"{name} must be a data URL (data:audio/wav;base64,...); URLs and "
+                      "paths are never fetched")
     header, _, payload = ref.partition(",")
     if ";base64" not in header:
-        raise invalid("reference_audio", "reference_audio data URL must be base64-encoded")
+        raise invalid(name, f"{name} data URL must be base64-encoded")
     try:
         audio = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid("reference_audio", "reference_audio is not valid base64") from None
+        raise invalid(name, f"{name} is not valid base64") from None
     return audio

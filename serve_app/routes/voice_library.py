@@ -1,9 +1,15 @@
-"""Saved voices, per tenant: POST/GET /v1/voices, GET/DELETE /v1/voices/{voice}.
+"""Saved voices, per tenant: POST/GET /v1/voices, GET/DELETE /v1/voices/{voice}, and
+POST /v1/voices/consent-statement.
 
 POST /v1/voices creates a voice in one of two ways:
-- clone: multipart/form-data (reference_audio as a file) or JSON (reference_audio as a data
-  URL), with {name, consent: true (required, recorded), ref_text | x_vector_only, language,
-  description}. The clone prompt is computed once (VoiceClone) and stored encrypted.
+- clone: multipart/form-data (reference_audio, and consent_audio, as files) or JSON (as data
+  URLs), with {name, ref_text | x_vector_only, language, description} and the consent the
+  tenant's policy asks (serve_app.synthesis.consent_gate): `checked` (the default):
+  consent_code + consent_audio, the speaker reading a statement from
+  POST /v1/voices/consent-statement, compared with the reference's; `recorded`:
+  consent=true. The reference must hold speech (clone.min_speech_s) and is trimmed to it;
+  the clone prompt is computed once (VoiceClone) and stored sealed with the voice's own data
+  key, beside the consent evidence.
 - design: JSON {name, description, sample_text?, language?, seed?}: VoiceDesign renders a
   sample of the description, VoiceClone builds a clone prompt from that sample, so the voice
   stays the same voice on every later request.
@@ -19,10 +25,11 @@ from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.edge.api_errors import invalid
 from serve_app.platform.keys import Principal
 from serve_app.platform.voices import VoiceInfo
-from serve_app.protocol.voices_api import CloneVoice, DesignVoice
+from serve_app.protocol.voices_api import CloneVoice, ConsentStatementRequest, DesignVoice
 from serve_app.routes.common import admission, rid, selector, service
 from serve_app.routes.contract import errors, upload_body
 from serve_app.routes.uploads import read_upload
+from serve_app.synthesis.consent_gate import ConsentOffer, obtain_consent
 from serve_app.synthesis.metering import Metered
 from serve_app.synthesis.voice_selector import DESCRIPTION_FIELDS, VoiceRequest
 
@@ -46,22 +53,33 @@ async def create_voice(request: Request) -> dict:
         return await _design(request, principal, upload.validated(DesignVoice))
     audio = upload.audio
     body = upload.validated(CloneVoice)
-    if not body.consent:
-        raise invalid("consent", "consent=true is required: the speaker of reference_audio must "
-                      "have agreed to have their voice cloned", "consent_required")
     ref_text = (body.ref_text or "").strip() or None
     if not body.x_vector_only and ref_text is None:
         raise invalid("ref_text", "ref_text (the transcript of reference_audio) is required; or "
                       "set x_vector_only=true", "missing_value")
+    level = await gate.platform.consent_level(principal, "voices")
 
     # metered as a VoiceClone request that produced no audio
     async with svc.meter.admitted(Metered(VOICE_CLONE, rid(request))) as usage:
-        prompt = await svc.clone_prompt(audio, ref_text, body.x_vector_only)
+        reference = await svc.prepare_reference(audio)
+        consent = await obtain_consent(svc, gate.platform, principal, level, ConsentOffer(
+            body.consent, body.consent_code, upload.consent_audio), reference)
+        prompt = await svc.clone_prompt(reference, ref_text, body.x_vector_only)
         info = await gate.platform.create_clone_voice(
-            principal, body.name, prompt, consent=True, reference_audio=audio,
-            language=body.language, description=body.description)
+            principal, body.name, prompt, consent=consent, reference_audio=audio,
+            language=body.language, description=body.description, request_id=rid(request))
         usage.ok()
     return _voice(info)
+
+
+@router.post("/consent-statement", status_code=201, responses=errors(422, 429))
+async def consent_statement(body: ConsentStatementRequest, request: Request) -> dict:
+    """A statement for the speaker to read aloud into consent_audio, with a one-time code
+    (send it as consent_code), in their language; it expires (`expires_at`)."""
+    gate = admission(request)
+    principal = gate.request_caller().principal
+    statement = await gate.platform.issue_statement(principal, body.language)
+    return statement.as_dict()
 
 
 async def _design(request: Request, principal: Principal, body: DesignVoice) -> dict:
@@ -75,10 +93,12 @@ async def _design(request: Request, principal: Principal, body: DesignVoice) -> 
     async with svc.meter.admitted(metered) as usage:
         sample, seconds = await svc.design_sample(body.description, body.sample_text,
                                                   body.language, body.seed)
-        prompt = await svc.clone_prompt(sample, body.sample_text, False)
+        # the sample is the model's own: no speech screening, no consent to ask
+        prompt = await svc.clone_prompt(sample, body.sample_text, False, screen=False)
         info = await gate.platform.create_designed_voice(
             principal, body.name, prompt, description=body.description, sample_audio=sample,
-            language=None if body.language == "auto" else body.language)
+            language=None if body.language == "auto" else body.language,
+            request_id=rid(request))
         usage.ok(seconds)
     return _voice(info)
 
@@ -99,5 +119,6 @@ async def get_voice(voice: str, request: Request) -> dict:
 @router.delete("/{voice}")
 async def delete_voice(voice: str, request: Request) -> dict:
     gate = admission(request)
-    info = await gate.platform.delete_voice(gate.request_caller().principal, voice)
+    info = await gate.platform.delete_voice(gate.request_caller().principal, voice,
+                                            request_id=rid(request))
     return {"id": info.id, "object": "voice", "deleted": True}

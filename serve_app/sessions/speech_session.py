@@ -70,7 +70,7 @@ class SpeechSession:
             fields=OPENAI_FIELDS))
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
         common = {"language": s.language, "seed": seed, "max_new_tokens": s.max_new_tokens,
-                  "min_frames": s.min_frames}
+                  "min_frames": s.min_frames, "normalize": s.normalize}
 
         def make(text: str) -> SpeechInput:
             return choice.input(text, **common)

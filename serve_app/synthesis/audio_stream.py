@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from deployments.audio import RenderOptions, StreamEncoder
+from deployments.audio.marking import AIMark
 from deployments.engine.types import AudioChunk
 from serve_app.edge.api_errors import ApiError
 from serve_app.protocol.speech import AudioStreamChunk, StreamUsage
@@ -53,6 +54,8 @@ def check_stream_options(output: RenderOptions) -> None:
 class ModelStream:
     """A model's stream of float PCM, opened: its first chunk has arrived. Iterate `chunks()`
     once; the audio handed out is reported to `usage` (what a cancelled stream is billed)."""
+
+    model_kind: str = ""  # the deployment that speaks (set by SynthesisService.open_pcm)
 
     def __init__(
         self,
@@ -138,6 +141,7 @@ class AudioStream:
                                       sample_rate=output.sample_rate,
                                       bitrate_kbps=output.bitrate_kbps)
         self.request_id = pcm.request_id
+        self.mark: AIMark | None = None  # the AI-generated mark its headers carry
         self.format = self._encoder.format
         self.content_type = self._encoder.content_type
         self.sample_rate = self._encoder.sample_rate

@@ -56,6 +56,17 @@ def allowed_languages(info: ModelInfo) -> list[str]:
     return ["auto", *codes, *names]
 
 
+def language_code(name: str) -> str:
+    """A model's language name as the seed's ISO code ("english" -> "en"); a name without
+    one stays as it is."""
+    return _CODE_OF.get(name, name)
+
+
+def language_codes(info: ModelInfo) -> list[str]:
+    """The languages this model speaks, as codes where they have one ("auto" left out)."""
+    return [language_code(n) for n in info.languages if n != "auto"]
+
+
 def resolve_language(value: str | None, info: ModelInfo, param: str = "language") -> str:
     if value is None or value.strip() == "":
         return "auto"
@@ -132,7 +143,7 @@ def voice_entries(info: ModelInfo) -> list[VoiceEntry]:
             VoiceEntry(
                 id=display_name(speaker),
                 name=display_name(speaker),
-                language=_CODE_OF.get(native, native),
+                language=language_code(native),
                 gender=preset.gender if preset else "unknown",
                 description=preset.description if preset else "",
             )

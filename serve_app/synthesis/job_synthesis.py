@@ -33,7 +33,7 @@ def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> 
     params = request.params
     return VoiceChoice.of_job(request, voice).input(
         text, language=params.language or "auto", seed=params.seed,
-        max_new_tokens=params.max_new_tokens)
+        max_new_tokens=params.max_new_tokens, normalize=params.normalize)
 
 
 class JobSynthesis:
@@ -50,8 +50,9 @@ class JobSynthesis:
     def start(self) -> None:
         """Start claiming (inside the replica's event loop)."""
         if self.runner is None:
-            self.runner = self._admission.platform.job_runner(self.synthesize_segment,
-                                                              encode=self.encode)
+            self.runner = self._admission.platform.job_runner(
+                self.synthesize_segment, encode=self.encode,
+                mark=self._service.args.audio.mark_outputs)
         self.runner.start()
 
     def wake(self) -> None:

@@ -36,7 +36,8 @@ class SavedVoices:
             return None
         caller = caller or await self._admission.caller()
         try:
-            voice_id, prompt = await self._admission.platform.resolve_voice(caller.principal, name)
+            voice_id, prompt = await self._admission.platform.resolve_voice(
+                caller.principal, name, audited=True)
         except NotFound:
             if is_voice_id(name):
                 raise NotFound(f"no voice {name!r}", param="voice") from None

@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from deployments.audio import RenderedAudio, RenderOptions, needs_processing, render
+from deployments.audio import (
+    ReferenceAudio,
+    RenderedAudio,
+    RenderOptions,
+    needs_processing,
+    render,
+)
+from deployments.audio.marking import AIMark, embed_mark
 from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
 from serve_app.app.args import CUSTOM_VOICE, VOICE_CLONE, AppArgs
@@ -50,6 +57,7 @@ from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
+from serve_app.text.front_end import TextFrontEnd
 
 if TYPE_CHECKING:
     from deployments.text_relay import TextSource
@@ -74,7 +82,7 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
-        self._calls = CallBuilder(args, self.model_info)
+        self._calls = CallBuilder(args, self.model_info, TextFrontEnd())
         self._details = ModelDetails()  # each model's own status, for health
 
     # ----------------------------------------------------------------------------- models
@@ -173,7 +181,11 @@ class SynthesisService:
         yields encoded pieces as the model makes them. Render options that need the whole
         utterance are refused (400)."""
         check_stream_options(inp.output)
-        return AudioStream(await self.open_pcm(inp, request_id), inp.output)
+        pcm = await self.open_pcm(inp, request_id)
+        stream = AudioStream(pcm, inp.output)
+        if self.args.audio.mark_outputs:  # a stream's mark: its headers, sent before any audio
+            stream.mark = AIMark(model_kind=pcm.model_kind, request_id=request_id)
+        return stream
 
     async def open_pcm(self, inp: SpeechInput, request_id: str, *,
                        text: TextSource | None = None,
@@ -201,6 +213,7 @@ class SynthesisService:
         except BaseException as exc:
             await release.__aexit__(type(exc), exc, exc.__traceback__)
             raise
+        stream.model_kind = call.deployment
         kind = call.info.kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         count = characters or (lambda: call.characters)
@@ -220,11 +233,29 @@ class SynthesisService:
                        streamed=streamed)
 
     # ------------------------------------------------------------------ voice creation
-    async def clone_prompt(self, reference_audio: bytes, ref_text: str | None,
-                           x_vector_only: bool) -> VoicePrompt:
-        """A clone prompt from an upload (AudioProcessor, then VoiceClone), to save."""
+    async def prepare_reference(self, reference_audio: bytes, *, screen: bool = True
+                                ) -> ReferenceAudio:
+        """An upload decoded, checked and prepared by the AudioProcessor; `screen`: it must
+        hold `clone.min_speech_s` of speech and is trimmed to it (False only for audio the
+        service made itself: a designed voice's sample)."""
         self._calls.check_upload(len(reference_audio))
-        reference = await self._audio.prepare_reference.remote(reference_audio)
+        return await self._audio.prepare_reference.remote(reference_audio, screen=screen)
+
+    async def read_mark(self, data: bytes) -> dict:
+        """An uploaded file's format and AI-generated mark (the AudioProcessor parses it)."""
+        return await self._audio.read_mark.remote(data)
+
+    async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
+        """The speaker similarity of a prepared reference and a consent recording (the
+        AudioProcessor's speaker encoder, on CPU)."""
+        self._calls.check_upload(len(consent_audio), "consent_audio")
+        return await self._audio.compare_speakers.remote(reference, consent_audio)
+
+    async def clone_prompt(self, reference: bytes | ReferenceAudio, ref_text: str | None,
+                           x_vector_only: bool, *, screen: bool = True) -> VoicePrompt:
+        """A clone prompt (VoiceClone) from an upload or a prepared reference, to save."""
+        if isinstance(reference, bytes):
+            reference = await self.prepare_reference(reference, screen=screen)
         return await self.handle(VOICE_CLONE).voice_prompt.remote(reference, ref_text,
                                                                   x_vector_only)
 
@@ -323,9 +354,20 @@ class SynthesisService:
             processing_seconds=time.perf_counter() - started,
             request_id=request_id,
             cache_key=key if self._cache.max_entries > 0 else None,
+            model_kind=call.deployment,
         )
+        out = self._marked(out)  # a cache hit is the same file: marked by the request that made it
         self._cache.put(key, (scope, out))
         return out
+
+    def _marked(self, out: AudioOutput) -> AudioOutput:
+        """`out` with the AI-generated mark of its request in its metadata (well under a
+        millisecond: tags are written around the encoded frames, never re-encoding them)."""
+        if not self.args.audio.mark_outputs or out.model_kind is None:
+            return out
+        mark = AIMark(model_kind=out.model_kind, request_id=out.request_id)
+        return out.model_copy(update={"audio": embed_mark(out.audio, out.format, mark),
+                                      "marked_as": out.request_id})
 
     # ------------------------------------------------------------------------ read models
     async def graph_health(self) -> GraphHealth:
@@ -369,10 +411,10 @@ def _observe_stream(kind: str, stream: ModelStream, characters: int, started: fl
 
 def _observe(call: ModelCall, result: SynthesisResult, total: float) -> None:
     """Record a finished synthesis (non-streaming: its first audio is its whole audio)."""
-    info, request = call.info, call.request
+    info = call.info
     # Sizes and timings only: the text and the audio are never logged.
     logger.info("synthesized model_kind=%s chars=%d audio_s=%.2f generation_s=%.2f total_s=%.2f",
-                info.kind.value, len(request.text), result.duration_seconds,
+                info.kind.value, call.characters, result.duration_seconds,
                 result.generation_seconds, total)
     metrics = tts_metrics()
     metrics.observe_first_audio(info.kind.value, total)
@@ -381,5 +423,5 @@ def _observe(call: ModelCall, result: SynthesisResult, total: float) -> None:
         total_seconds=total,
         generation_seconds=result.generation_seconds,
         audio_seconds=result.duration_seconds,
-        characters=len(request.text),
+        characters=call.characters,
     )

@@ -40,7 +40,8 @@ from serve_app.synthesis.saved_voices import SavedVoices
 from serve_app.synthesis.synthesis_service import SynthesisService
 
 #: The fields every typed input has besides its text and its voice.
-COMMON_FIELDS = ("language", "seed", "output", "max_new_tokens", "min_frames")
+COMMON_FIELDS = ("language", "seed", "output", "max_new_tokens", "min_frames", "normalize",
+                 "input_format")
 
 
 @dataclass(frozen=True)

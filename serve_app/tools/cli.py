@@ -1,6 +1,7 @@
 """`qtts`: run the CPU demo, build tiny checkpoints, check configs.
 
     qtts demo [--port 8000] [--host 127.0.0.1] [--profile configs/cpu-tiny.yaml] [--open]
+              [--wyoming]  (also Home Assistant's Wyoming server, on 10200 by default)
     qtts make-tiny-models DIR
     qtts check-config FILE...
     qtts cluster-manifest VALUES [-o FILE] [--image IMAGE] [--check]
@@ -149,8 +150,22 @@ def qtts_command() -> str:
         return str(mine)
 
 
+def wyoming_banner(app_args) -> str:
+    """The Wyoming line of the banner (empty when the server is off): its address, the
+    tenant it acts as and the networks it answers (serve_app.wyoming, docs/clients.md)."""
+    from serve_app.app.settings import apply_environment
+
+    settings = apply_environment(app_args)
+    wyoming = settings.wyoming
+    if not wyoming.enabled:
+        return ""
+    trusted = ", ".join(str(n) for n in settings.platform.trusted_networks) or "none (set TRUSTED_NETWORKS)"
+    return (f"\n  Wyoming (Home Assistant): {wyoming.address()}  acting as tenant "
+            f"'{wyoming.tenant}', answering peers in {trusted}\n")
+
+
 def demo_banner(base: str, ready_s: float, auth: _DemoAuth, logs: str, ray_address: str,
-                ray_auth: str) -> str:
+                ray_auth: str, wyoming: str = "") -> str:
     """What `qtts demo` prints once it serves: every link works in a browser without a key,
     and every command runs as printed (a key only where the demo made one)."""
     qtts = qtts_command()
@@ -158,7 +173,7 @@ def demo_banner(base: str, ready_s: float, auth: _DemoAuth, logs: str, ray_addre
     return f"""
 qtts demo is serving on {base}  (ready in {ready_s:.1f} s)
   These checkpoints have random weights: the audio is noise of a realistic shape, not speech.
-{auth.banner}
+{auth.banner}{wyoming}
   curl -s -X POST {base}/api/tts/synthesize -H 'Content-Type: application/json' {auth.header}\\
        -d '{{"text": "{DEMO_TEXT}", "language": "zh", "speaker": "Vivian"}}'
   curl -s -X POST {base}/v1/audio/speech -H 'Content-Type: application/json' {auth.header}\\
@@ -180,11 +195,20 @@ def _demo_environment(args: argparse.Namespace) -> None:
     _quiet_environment()
     if args.open:
         os.environ["AUTH_ENABLED"] = "false"  # read by the settings, here and in the replicas
+    if args.wyoming:
+        os.environ["WYOMING_ENABLED"] = "true"
+        os.environ.setdefault("WYOMING_HOST", args.host)
+        # Wyoming answers only trusted networks: the demo's own machine unless told otherwise
+        # (this also lets key-less seed calls from it act as TRUSTED_NETWORK_TENANT)
+        os.environ.setdefault("TRUSTED_NETWORKS", "127.0.0.0/8,::1/128")
 
 
 def _demo(args: argparse.Namespace) -> int:
     try:
         check_port_free(args.host, args.port)
+        if args.wyoming:
+            check_port_free(os.environ.get("WYOMING_HOST") or args.host,
+                            int(os.environ.get("WYOMING_PORT") or 10200))
     except PortInUse as exc:
         print(f"qtts demo: {exc}", file=sys.stderr)
         return 1
@@ -207,8 +231,8 @@ def _demo(args: argparse.Namespace) -> int:
         profile = start_graph(Path(args.profile), args.host, args.port, quiet=True)
         base = f"http://{args.host}:{args.port}"
         auth = _demo_auth(profile.args)
-        print(demo_banner(base, time.perf_counter() - started, auth, logs, ray_address, ray_auth),
-              flush=True)
+        print(demo_banner(base, time.perf_counter() - started, auth, logs, ray_address, ray_auth,
+                          wyoming_banner(profile.args)), flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -300,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile", default=str(DEFAULT_PROFILE), help="a serve config to run")
     demo.add_argument("--open", action="store_true",
                       help="no API keys: every request acts as tenant 'public' (as AUTH_ENABLED=false)")
+    demo.add_argument("--wyoming", action="store_true",
+                      help="also serve Home Assistant's Wyoming protocol (WYOMING_PORT, default "
+                      "10200), trusting this machine (TRUSTED_NETWORKS, unless set)")
     demo.set_defaults(func=_demo)
     tiny = sub.add_parser("make-tiny-models", help="build tiny random-weight checkpoints in DIR")
     tiny.add_argument("dir")

@@ -88,3 +88,17 @@ def test_the_banner_prints_a_key_only_where_the_demo_made_one():
     assert f"QTTS_URL={base} QTTS_KEY=qtts_k " in keyed
     # every link opens in a browser without a key (the seed's /api/voices needs one)
     assert f"{base}/v1/audio/voices" in keyed and "/api/voices" not in keyed
+
+
+def test_wyoming_flag_serves_it_trusting_this_machine_and_prints_its_address(monkeypatch):
+    from serve_app.tools.cli import wyoming_banner
+
+    for name in ("WYOMING_ENABLED", "WYOMING_HOST", "WYOMING_PORT", "TRUSTED_NETWORKS"):
+        _unset_but_restored(monkeypatch, name)
+    profile = load_profile(DEFAULT_PROFILE).args
+    assert wyoming_banner(profile) == ""  # off unless asked for
+    args = build_parser().parse_args(["demo", "--wyoming"])
+    _demo_environment(args)
+    banner = wyoming_banner(profile)
+    assert "Wyoming (Home Assistant): tcp://127.0.0.1:10200" in banner
+    assert "'home-assistant'" in banner and "127.0.0.0/8" in banner

@@ -48,3 +48,14 @@ def test_every_variable_is_documented():
     text = doc.read_text()
     for name in ENVIRONMENT:
         assert f"`{name}`" in text, name
+
+
+def test_wyoming_settings_come_from_the_environment_and_it_is_off_by_default():
+    assert not AppArgs().wyoming.enabled and AppArgs().wyoming.port == 10200
+    args = apply_environment(AppArgs(), {"WYOMING_ENABLED": "true", "WYOMING_PORT": "10300",
+                                         "WYOMING_TENANT": "kitchen", "WYOMING_ZEROCONF": "1",
+                                         "WYOMING_SAMPLE_RATE": "16000"})
+    wyoming = args.wyoming
+    assert wyoming.enabled and wyoming.zeroconf and wyoming.port == 10300
+    assert (wyoming.tenant, wyoming.sample_rate) == ("kitchen", 16000)
+    assert wyoming.address() == "tcp://0.0.0.0:10300"

@@ -57,3 +57,12 @@ def in_one_minute(attempt: Callable[[], T], tries: int = 3) -> T:
         if int(time.time() // 60) == minute:
             return result
     raise AssertionError(f"{tries} attempts each ran across a minute boundary")
+
+
+def usage_of(base_url: str, key: str) -> dict:
+    """The key's tenant's usage today (GET /v1/usage?period=day)."""
+    with httpx.Client(base_url=base_url, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        r = client.get("/v1/usage", params={"period": "day"})
+        assert r.status_code == 200, r.text
+        return r.json()

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-import httpx
 import numpy as np
 import pytest
 from ray import serve
@@ -21,7 +20,14 @@ from websockets.sync.client import connect
 from serve_app.edge.api_errors import ApiError
 from serve_app.protocol.session_api import SessionAudio, SessionDone, SessionSettings
 from serve_app.sessions.speech_session import TextFeed
-from tests.graph.tenants import create_tenant_key, in_one_minute, save_clone_voice, unique_name
+from tests.graph.tenants import (
+    create_tenant_key,
+    in_one_minute,
+    save_clone_voice,
+    unique_name,
+    usage_of,
+)
+from tests.waiting import wait_for
 
 PATH = "/v1/audio/speech/stream"
 TEXT = ("Hello there, this is the first sentence. Here comes a second one! "
@@ -97,23 +103,6 @@ def receive_all(ws, got: Received, timeout: float = 120, close_after_done: bool 
     return got
 
 
-def usage_of(graph, key: str) -> dict:
-    with httpx.Client(base_url=graph.base_url, timeout=60,
-                      headers={"Authorization": f"Bearer {key}"}) as client:
-        r = client.get("/v1/usage", params={"period": "day"})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-
-def wait_for(condition, timeout: float = 30, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
 def model_stats(graph) -> dict:
     handle = serve.get_deployment_handle("CustomVoice", graph.app_name)
     return handle.stream_stats.remote().result(timeout_s=30)
@@ -162,9 +151,9 @@ def test_tokens_with_delays_get_audio_before_close_in_order_covering_the_text(gr
     assert usage["audio_seconds"] == pytest.approx(len(got.audio) / 2 / rate, abs=1e-6)
     assert usage["requests"] == len(distinct)
     assert len(got.audio) % 2 == 0 and np.frombuffer(got.audio, "<i2").size > 0
-    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"] == len(distinct)
+    billed = wait_for(lambda: (u := usage_of(graph.base_url, tenant_key))["requests"] == len(distinct)
                       and u)
-    assert billed, usage_of(graph, tenant_key)
+    assert billed, usage_of(graph.base_url, tenant_key)
     assert billed["characters"] == len(TEXT)
     assert billed["audio_seconds"] == pytest.approx(usage["audio_seconds"], abs=2e-3)
 
@@ -286,7 +275,7 @@ def test_a_saved_voice_by_name_speaks_and_an_unknown_voice_id_is_a_404_event(gra
         ws.send(json.dumps({"type": "close"}))
         receive_all(ws, got)
     assert got.events[-1]["type"] == "done" and got.frames
-    by_model = wait_for(lambda: usage_of(graph, tenant_key)["by_model"])
+    by_model = wait_for(lambda: usage_of(graph.base_url, tenant_key)["by_model"])
     assert "VoiceClone" in str(by_model)  # the saved voice's clone prompt, billed as such
     missing = Received()
     with open_socket(graph, tenant_key) as ws:
@@ -383,8 +372,8 @@ def test_incremental_mode_speaks_before_the_close_from_one_slot_and_bills_what_w
                                                     abs=1e-6)}
     after = wait_for(lambda: (s := model_stats(graph))["active"] == 0 and s)
     assert after["streams_started"] == before["streams_started"] + 1  # one slot for it all
-    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"] == 1 and u)
-    assert billed, usage_of(graph, tenant_key)
+    billed = wait_for(lambda: (u := usage_of(graph.base_url, tenant_key))["requests"] == 1 and u)
+    assert billed, usage_of(graph.base_url, tenant_key)
     assert billed["characters"] == len(TEXT)
     assert billed["audio_seconds"] == pytest.approx(usage["audio_seconds"], abs=2e-3)
 
@@ -406,7 +395,7 @@ def test_incremental_utterances_cut_by_their_cap_go_on_with_the_unread_text(grap
     assert utterances == sorted(utterances) and utterances[-1] >= 2
     assert done["usage"]["characters"] == len(TEXT)
     assert done["usage"]["requests"] == utterances[-1] + 1
-    billed = wait_for(lambda: (u := usage_of(graph, tenant_key))["requests"]
+    billed = wait_for(lambda: (u := usage_of(graph.base_url, tenant_key))["requests"]
                       == done["usage"]["requests"] and u)
     assert billed and billed["characters"] == len(TEXT)
 
@@ -430,8 +419,8 @@ def test_incremental_flush_ends_an_utterance_and_a_saved_voice_speaks_by_id(grap
     assert done["usage"]["characters"] == len("First words without an end then more")
     assert done["usage"]["requests"] >= 2  # the flush ended the first utterance
     assert got.audio[:3] == b"ID3" or got.audio[0] == 0xFF  # one mp3 stream
-    by_model = wait_for(lambda: "VoiceClone" in str(usage_of(graph, tenant_key)["by_model"]))
-    assert by_model, usage_of(graph, tenant_key)
+    by_model = wait_for(lambda: "VoiceClone" in str(usage_of(graph.base_url, tenant_key)["by_model"]))
+    assert by_model, usage_of(graph.base_url, tenant_key)
 
 
 def test_incremental_cancel_while_the_slot_waits_for_text_frees_it(graph):

@@ -14,8 +14,11 @@ from serve_app.platform.config import JobArgs, PlatformArgs
 from serve_app.platform.crypto import generate_key
 from serve_app.platform.plans import PlanTerms
 from serve_app.platform.usage import UsageRecord
+from serve_app.platform.voices import Consent
 
 TRANSCRIPT = "a transcript nobody else may read"
+#: A clone saved under `recorded` consent (consent=true, its time kept).
+RECORDED = Consent("recorded")
 
 
 def as_login(url: str, login: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from platform_testing import platform_args  # noqa: I001 - tests/platform helper
+from platform_testing import RECORDED, platform_args  # noqa: I001 - tests/platform helper
 
-from serve_app.platform.crypto import Keyring, generate_key
+from serve_app.platform.crypto import DataKey, generate_key
+from serve_app.platform.models import VoiceRow
 from serve_app.platform.service import Platform
 from serve_app.tools.cli import main
 
@@ -30,7 +31,7 @@ def admin(monkeypatch, tmp_path, capsys):
 
 
 def test_migrate_create_tenant_and_key_then_list_revoke_and_usage(admin):
-    assert admin("migrate")[1].strip() == "schema at revision 0004"
+    assert admin("migrate")[1].strip() == "schema at revision 0005"
     code, out, _ = admin("create-tenant", "acme", "--rpm", "60", "--characters", "5000")
     tenant = json.loads(out)
     assert code == 0 and tenant["limits"]["requests_per_minute"] == 60
@@ -59,7 +60,8 @@ def test_rotate_voice_key_reseals_voices_with_the_newest_key(admin, monkeypatch)
     old = Platform.open(platform_args(admin.database_url, admin.tmp_path,
                                       voice_encryption_keys=admin.key))
     tenant = old.tenants.create("acme")
-    voice = old.voices.create_clone(tenant.id, "v", make_prompt(), consent=True)
+    voice = old.voices.create_clone(tenant.id, "v", make_prompt(), consent=RECORDED)
+    blob_before = old.blobs.get(f"voices/{tenant.id}/{voice.id}/prompt")
     old.close()
     new_key = generate_key()
     monkeypatch.setenv("VOICE_ENCRYPTION_KEYS", f"{new_key},{admin.key}")
@@ -70,8 +72,11 @@ def test_rotate_voice_key_reseals_voices_with_the_newest_key(admin, monkeypatch)
     new_only = Platform.open(platform_args(admin.database_url, admin.tmp_path,
                                            voice_encryption_keys=new_key))
     try:
-        blob = new_only.blobs.get(f"voices/{tenant.id}/{voice.id}/prompt")
-        assert Keyring.key_id_of(blob) == new_key.split(":")[0]
+        # only the voice's data key was re-wrapped: its sealed blob is byte for byte the same
+        assert new_only.blobs.get(f"voices/{tenant.id}/{voice.id}/prompt") == blob_before
+        with new_only.db.admin_transaction() as session:
+            wrapped = session.get(VoiceRow, voice.id).data_key
+        assert DataKey.wrapped_key_id(wrapped) == new_key.split(":")[0]
         assert new_only.voices.prompt(tenant.id, voice.id).ref_text == make_prompt().ref_text
     finally:
         new_only.close()

@@ -11,10 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_testing import MARCH, as_login, at, make_prompt, platform_args, record, terms
+from platform_testing import (
+    MARCH,
+    RECORDED,
+    as_login,
+    at,
+    make_prompt,
+    platform_args,
+    record,
+    terms,
+)
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from serve_app.platform.consent import ConsentPolicy
 from serve_app.platform.errors import ConfigurationError
 from serve_app.platform.isolation import TENANT_TABLES, inspect_isolation
 from serve_app.platform.jobs import JobRequest
@@ -42,10 +52,12 @@ def populate(platform: Platform, name: str) -> str:
     principal = platform.keys.verify(platform.keys.create(name).secret)      # api_keys
     platform.set_tenant_webhook(name, "https://example.com/hook", "whsec_x")  # tenant_webhooks
     record(platform, tenant.id, f"{name}-march", at(3), characters=12)  # usage, quota_alerts
+    platform.set_tenant_consent(name, ConsentPolicy(voices="recorded"))      # tenant_consent
+    platform.statements.issue(tenant.id)                                     # consent_statements
 
     async def act():
         await platform.create_clone_voice(principal, "narrator", make_prompt(),     # voices
-                                          consent=True)
+                                          consent=RECORDED)  # audit_events
         await platform.submit_job(principal, JobRequest(model="CustomVoice",       # jobs
                                                         text="Hello."))
 

@@ -23,6 +23,7 @@ import soundfile as sf
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from deployments.audio.marking import AIMark, read_mark
 from serve_app.platform.crypto import MAGIC, DecryptionError, Keyring, generate_key
 from serve_app.platform.errors import InvalidRequest, JobNotReady, NotFound
 from serve_app.platform.jobs import (
@@ -117,6 +118,7 @@ def test_a_job_runs_to_a_result_with_progress_and_audio(platform):
     expected = sum(len(s) * RATE // 100 for s in segment_text(LONG_TEXT, 40)) - (n - 1) * 360
     assert len(samples) == expected
     assert status.audio_seconds == pytest.approx(expected / RATE)
+    assert read_mark(audio) == AIMark("CustomVoice", ticket.id)  # marked as AI-generated
 
 
 def test_jobs_belong_to_their_tenant(platform):

@@ -9,7 +9,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from platform_testing import MARCH, at, record, terms
+from platform_testing import MARCH, RECORDED, at, record, terms
 from sqlalchemy import select
 
 from serve_app.platform.config import TenantLimits
@@ -171,7 +171,7 @@ def test_block_refuses_a_voice_past_the_included_clones(platform, tmp_path):
     principal = platform.keys.verify(platform.keys.create("acme").secret)
 
     async def main():
-        await platform.create_clone_voice(principal, "first", make_prompt(), consent=True)
+        await platform.create_clone_voice(principal, "first", make_prompt(), consent=RECORDED)
         with pytest.raises(LimitExceeded) as refused:
             await platform.create_designed_voice(principal, "second", make_prompt(1),
                                                  description="warm")
@@ -196,7 +196,7 @@ def test_a_plan_that_excludes_clone_answers_403_naming_the_feature(platform):
         with pytest.raises(PermissionDenied) as clone:
             await platform.admit(principal, model="VoiceClone", endpoint="clone", characters=5)
         with pytest.raises(PermissionDenied) as saved_clone:
-            await platform.create_clone_voice(principal, "x", make_prompt(), consent=True)
+            await platform.create_clone_voice(principal, "x", make_prompt(), consent=RECORDED)
         with pytest.raises(PermissionDenied) as design:
             await platform.admit(principal, model="VoiceDesign", endpoint="design")
         await platform.admit(principal, model="CustomVoice", endpoint="speech")  # included

@@ -17,6 +17,7 @@ from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
 from serve_app.synthesis.synthesis_service import SynthesisService
+from tests.fake_handles import Remote
 
 SECRET_TEXT = "the confidential sentence 42"
 INFO = ModelInfo(
@@ -26,14 +27,6 @@ INFO = ModelInfo(
 )
 
 
-class _Method:
-    def __init__(self, fn):
-        self._fn = fn
-
-    def remote(self, *args, **kwargs):
-        return self._fn(*args, **kwargs)
-
-
 class FakeModel:
     """Stands in for a DeploymentHandle: `.info.remote()`, `.synthesize.remote(req)`."""
 
@@ -41,8 +34,8 @@ class FakeModel:
         async def info():
             return INFO
 
-        self.info = _Method(info)
-        self.synthesize = _Method(synthesize)
+        self.info = Remote(info)
+        self.synthesize = Remote(synthesize)
 
 
 def client_for(synthesize, **ingress) -> TestClient:

@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: serve_app's layers, bottom first: a module may import its own layer and those below.
-LAYERS = {"protocol": 0, "platform": 0, "edge": 1, "synthesis": 2, "sessions": 3,
-          "routes": 4, "app": 5, "tools": 6}
+LAYERS = {"protocol": 0, "platform": 0, "edge": 1, "synthesis": 2, "text": 2, "sessions": 3,
+          "routes": 4, "wyoming": 4, "app": 5, "tools": 6}
 #: Configuration, read by every layer.
 CONFIG = {"serve_app.app.args", "serve_app.app.settings"}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deployments.audio.marking import AIMark, embed_mark
 from serve_app.platform.config import JobArgs
 from serve_app.platform.crypto import DecryptionError
 from serve_app.platform.errors import NotFound, PlatformError
@@ -72,6 +74,7 @@ def render_output(audio: np.ndarray, sample_rate: int, output: dict) -> EncodedA
 class JobRunner:
     def __init__(self, store: JobStore, synthesize: Synthesize, args: JobArgs, *,
                  encode: Encode = render_output, webhooks: WebhookSender | None = None,
+                 mark: bool = True,
                  owner: str | None = None,
                  sweep: Callable[[], Awaitable[object]] | None = None):
         """`sweep`: more due work the loop starts when it has a free slot, one at a time (the
@@ -82,6 +85,7 @@ class JobRunner:
         self.args = args
         self._synthesize = synthesize
         self._encode = encode
+        self._mark = mark  # the result marked as AI-generated (deployments.audio.marking)
         self.webhooks = webhooks or WebhookSender(
             timeout_s=args.webhook_timeout_s, max_attempts=args.webhook_max_attempts,
             backoff_s=args.webhook_backoff_s, backoff_max_s=args.webhook_backoff_max_s,
@@ -201,6 +205,9 @@ class JobRunner:
                 encoded = await self._encode(joined, rate, job.request.output)
             else:
                 encoded = await asyncio.to_thread(self._encode, joined, rate, job.request.output)
+            if self._mark:  # the job's id stands for the request id
+                encoded = dataclasses.replace(encoded, data=embed_mark(
+                    encoded.data, encoded.extension, AIMark(job.request.model, job.id)))
             won = await asyncio.to_thread(self.store.complete, job, encoded.data,
                                           encoded.content_type, encoded.extension,
                                           encoded.audio_seconds, segments=len(segments))

@@ -64,6 +64,7 @@ class JobParams(BaseModel):
     instruct: str | None = None
     description: str | None = None
     voice: str | None = Field(None, max_length=100, description="A saved voice's id")
+    normalize: bool = True
 
 
 class JobRequest(BaseModel):
