@@ -372,7 +372,11 @@ def _engine_config(backend: str, overrides: dict):
 
 #: --schedules: the batched backend's engine settings under each name ("paced": issue 18's
 #: scheduler, the profile's own settings; "fixed": main's schedule before it)
-SCHEDULES = {"paced": {"pacing": True}, "fixed": {"pacing": False}}
+SCHEDULES = {"paced": {"pacing": True}, "fixed": {"pacing": False},
+             # experiments: pacing without admission by projected margins, and a chunk floor
+             "paced-open": {"pacing": True, "first_audio_bound_s": None},
+             "paced-open-min3": {"pacing": True, "first_audio_bound_s": None,
+                                 "pacing_min_chunk_frames": 3}}
 
 
 class Graph:

@@ -136,6 +136,7 @@ class Pacer:
     def __init__(self, config: EngineConfig) -> None:
         self.enabled = config.pacing
         self.reserve_s = config.pacing_reserve_s
+        self.min_chunk = config.pacing_min_chunk_frames
         self.floor_s = config.pacing_floor_s
         self.ahead_s = config.pacing_ahead_s
         self.headroom_s = config.admission_headroom_s
@@ -168,7 +169,7 @@ class Pacer:
         step = self.steps.estimate(batch) or FRAME_S
         lag = self.codec_lag.estimate(1) or 0.0
         room = (margin - self.reserve_s - lag) / max(step, 1e-3)
-        return max(1, min(max_frames, int(room)))
+        return max(min(self.min_chunk, max_frames), min(max_frames, int(room)))
 
     # ------------------------------------------------------------------ urgency
     def urgent(self, views: Sequence[StreamView]) -> bool:
@@ -194,7 +195,7 @@ class Pacer:
         if job.chunking is None or job.background:
             return float("inf")
         if clock.first_audio_at is None:
-            return job.submitted_at + (self.bound_s if self.bound_s is not None else 1.0)
+            return job.arrived_at + (self.bound_s if self.bound_s is not None else 1.0)
         return clock.first_audio_at + clock.sent_s
 
     def prefill_allowed(self, views: Sequence[StreamView], oldest_wait_s: float = 0.0) -> bool:

@@ -82,6 +82,7 @@ class PreparedRequest:
     sampling: ResolvedSampling | None = None
     non_streaming_mode: bool = True  # how qwen-tts feeds the text (all at once vs interleaved)
     background: bool = False  # yields its steps to urgent streams (SynthesisRequest.background)
+    arrived_at: float | None = None  # wall clock, SynthesisRequest.arrived_at
 
     @property
     def group_key(self) -> tuple:
@@ -112,6 +113,10 @@ class Job:
         self.text_version = -1  # of the text last settled (loop thread)
         self.submitted_at = time.perf_counter()
         self.started_at = self.submitted_at
+        #: when its first-audio bound started (perf_counter): the service's arrival when the
+        #: request says (time queued before the engine counts), else its submission here
+        self.arrived_at = self.submitted_at - (
+            0.0 if prepared.arrived_at is None else max(0.0, time.time() - prepared.arrived_at))
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.result: SynthesisResult | None = None

@@ -146,7 +146,7 @@ class Scheduler:
         for job in candidates:
             refusable = (job.chunking is not None and not job.background
                          and job.text_input is None)
-            waited = now - job.submitted_at
+            waited = now - job.arrived_at
             if job.cancelled.is_set():
                 if len(chosen) < free:
                     chosen.append(job)
@@ -176,7 +176,7 @@ class Scheduler:
                 self._stats.waiting = len(self._waiting)
                 self._stats.refused += len(refused)
         for job in refused:
-            self.observer.on_refused(waited := now - job.submitted_at)
+            self.observer.on_refused(waited := now - job.arrived_at)
             err = EngineOverloadedError(
                 f"no synthesis slot could keep this stream ahead of its listener within "
                 f"{pacer.bound_s:g} s (waited {waited:.2f} s; {len(self.rows)} running)",

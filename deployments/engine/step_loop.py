@@ -121,7 +121,7 @@ class StepLoop:
                     for job in sched.admissible(candidates):
                         self._admit(job)
                     now = time.perf_counter()
-                    oldest = max((now - s.job.submitted_at for s in sched.rows
+                    oldest = max((now - s.job.arrived_at for s in sched.rows
                                   if s.pending is not None), default=0.0)
                     if self.pacer.prefill_allowed([view(s, now) for s in sched.rows], oldest):
                         self._prefill()

@@ -95,6 +95,10 @@ class EngineConfig(BaseModel):
     pacing_reserve_s: float = Field(
         0.12, ge=0, le=5, description="Batched backend, pacing: the margin (audio sent minus "
         "playback since the first audio) a stream's next chunk must still leave when it lands")
+    pacing_min_chunk_frames: int = Field(
+        1, ge=1, le=64, description="Batched backend, pacing: the fewest frames a later chunk "
+        "holds (a stream's last chunk excepted). Every chunk costs a hop through the graph, "
+        "an encode and a write on the ingress; 1 lets a thin margin send every frame alone")
     pacing_floor_s: float = Field(
         0.06, ge=0, le=5, description="Batched backend, pacing: a stream whose margin (with the "
         "frames made and not yet sent) is below this is urgent: prefills wait, non-streaming "
@@ -183,6 +187,10 @@ class SynthesisRequest:
     #: Priority class: a background request (an async job's segment) yields its step to
     #: streams whose listener is about to run dry (batched backend, `EngineConfig.pacing`).
     background: bool = False
+    #: Wall-clock time (time.time()) the request reached the service (the ingress, for a
+    #: stream): the first-audio bound (EngineConfig.first_audio_bound_s) counts from it, so
+    #: the time it queued before the engine (Serve's router, the replica) is counted too.
+    arrived_at: float | None = None
 
 
 @dataclass(frozen=True)

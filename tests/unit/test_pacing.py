@@ -120,3 +120,28 @@ def test_a_stream_still_without_a_slot_is_refused_once_it_has_waited_the_bound()
     assert not p.overdue(0.4, refusable=True)
     assert p.overdue(0.5, refusable=True)
     assert not p.overdue(5.0, refusable=False)
+
+
+def test_a_chunk_floor_keeps_later_chunks_at_least_that_many_frames():
+    # every chunk crosses the graph (a hop, an encode, a write): with a floor, a thin margin
+    # no longer sends each frame alone; the first chunk stays one frame for first audio
+    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.09] * 30)
+    assert sizes[0] == 1 and min(sizes[1:]) == 3
+    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.03] * 80)
+    assert max(sizes) == 6 and min(sizes[1:]) >= 3
+
+
+def test_the_first_audio_bound_counts_from_the_services_arrival():
+    import time
+
+    from deployments.engine.request import Job, PreparedRequest
+
+    def job(arrived_at):
+        return Job(PreparedRequest(text="Hi.", language="english", speaker=None,
+                                   instruct="", voice_prompt=None, seed=0,
+                                   max_new_tokens=8, arrived_at=arrived_at), chunking=None)
+
+    here = job(None)
+    assert here.arrived_at == here.submitted_at
+    queued = job(time.time() - 0.4)  # it waited 0.4 s in front of the engine
+    assert 0.35 < queued.submitted_at - queued.arrived_at < 5
