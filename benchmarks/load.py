@@ -376,7 +376,8 @@ SCHEDULES = {"paced": {"pacing": True}, "fixed": {"pacing": False},
              # experiments: pacing without admission by projected margins, and a chunk floor
              "paced-open": {"pacing": True, "first_audio_bound_s": None},
              "paced-open-min3": {"pacing": True, "first_audio_bound_s": None,
-                                 "pacing_min_chunk_frames": 3}}
+                                 "pacing_min_chunk_frames": 3},
+             "paced-min3": {"pacing": True, "pacing_min_chunk_frames": 3}}
 
 
 class Graph:

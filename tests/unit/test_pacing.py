@@ -4,7 +4,14 @@ keep. Plain numbers, no model: the step loop feeds the pacer measured step times
 
 from __future__ import annotations
 
-from deployments.engine.pacing import FRAME_S, Decision, Pacer, StreamClock, StreamView
+from deployments.engine.pacing import (
+    FRAME_S,
+    PREFILL_WAIT_S,
+    Decision,
+    Pacer,
+    StreamClock,
+    StreamView,
+)
 from deployments.engine.types import EngineConfig
 
 LAG = 0.01  # codec thread: from a chunk being due to its leaving
@@ -81,6 +88,9 @@ def test_a_prefill_waits_while_a_stream_is_below_the_floor():
     bounded = pacer(first_audio_bound_s=0.5)
     assert not bounded.prefill_allowed([URGENT], oldest_wait_s=0.2)
     assert bounded.prefill_allowed([URGENT], oldest_wait_s=0.25)
+    # without a bound it still opens: a saturated loop always has some urgent stream
+    assert not p.prefill_allowed([URGENT], oldest_wait_s=0.1)
+    assert p.prefill_allowed([URGENT], oldest_wait_s=PREFILL_WAIT_S)
 
 
 def _measured(p: Pacer, step_1: float, step_2: float) -> Pacer:
