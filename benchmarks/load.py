@@ -370,14 +370,17 @@ def _engine_config(backend: str, overrides: dict):
     return engine.model_copy(update={"backend": backend, "model": model, **overrides})
 
 
-#: --schedules: the batched backend's engine settings under each name ("paced": issue 18's
-#: scheduler, the profile's own settings; "fixed": main's schedule before it)
-SCHEDULES = {"paced": {"pacing": True}, "fixed": {"pacing": False},
-             # experiments: pacing without admission by projected margins, and a chunk floor
+#: --schedules: the batched backend's engine settings under each name. "fixed": the shipped
+#: default (pacing off: first_chunk_frames, then chunk_frames); "paced": issue 18's scheduler
+#: with admission by a 0.5 s first-audio bound (the profile's first_audio_bound_s, or
+#: --first-audio-bound); "paced-open": pacing without admission (no bound); "-min3": later
+#: chunks at least 3 frames (pacing_min_chunk_frames)
+SCHEDULES = {"fixed": {"pacing": False},
+             "paced": {"pacing": True},
+             "paced-min3": {"pacing": True, "pacing_min_chunk_frames": 3},
              "paced-open": {"pacing": True, "first_audio_bound_s": None},
              "paced-open-min3": {"pacing": True, "first_audio_bound_s": None,
-                                 "pacing_min_chunk_frames": 3},
-             "paced-min3": {"pacing": True, "pacing_min_chunk_frames": 3}}
+                                 "pacing_min_chunk_frames": 3}}
 
 
 class Graph:
@@ -476,7 +479,7 @@ def main() -> None:
                     help="forced length: codec frames (80 ms) per word of the prompt")
     ap.add_argument("--transports", nargs="*", choices=TRANSPORTS[:3], default=["pcm"],
                     help="HTTP transports (none: with --engine, the in-process engine only)")
-    ap.add_argument("--schedules", nargs="+", choices=sorted(SCHEDULES), default=["paced"],
+    ap.add_argument("--schedules", nargs="+", choices=sorted(SCHEDULES), default=["fixed", "paced"],
                     help="batched backend: paced (issue 18's scheduler) and/or fixed (main's "
                     "schedule before it, pacing off), side by side")
     ap.add_argument("--first-audio-bound", type=float,
@@ -504,7 +507,7 @@ def main() -> None:
     plan: list[tuple[str, str, dict, list[float]]] = []  # label, backend, overrides, rates
     for name in args.schedules:
         overrides = dict(SCHEDULES[name])
-        if name == "paced" and args.first_audio_bound is not None:
+        if name in ("paced", "paced-min3") and args.first_audio_bound is not None:
             overrides["first_audio_bound_s"] = args.first_audio_bound
         label = "batched" if len(args.schedules) == 1 else f"batched/{name}"
         plan.append((label, "batched", overrides, args.rates))

@@ -87,7 +87,8 @@ class EngineConfig(BaseModel):
         "one chunk",
     )
     pacing: bool = Field(
-        True, description="Batched backend: margin-driven chunks and urgency (docs/streaming.md): "
+        False, description="Batched backend: margin-driven chunks and urgency (docs/streaming.md; "
+        "off by default: over HTTP on a loaded CPU it served less than the fixed schedule): "
         "a stream's chunks go out when its listener's margin needs them (chunk_frames is the "
         "largest), and while a stream is below pacing_floor_s prefills wait and non-streaming "
         "rows sit out the step; False: fixed chunk sizes, every ready row steps",

@@ -18,7 +18,7 @@ LAG = 0.01  # codec thread: from a chunk being due to its leaving
 
 
 def pacer(**overrides) -> Pacer:
-    return Pacer(EngineConfig(model="unused", **overrides))
+    return Pacer(EngineConfig(model="unused", **{"pacing": True, **overrides}))
 
 
 def listen(p: Pacer, step_times: list[float], first: int = 1, largest: int = 6):

@@ -75,10 +75,14 @@ def test_chunk_sizes_follow_the_settings_and_boundaries_add_no_clicks(cv, tiny_e
     # fixed schedule (pacing off): first_chunk_frames, then chunk_frames each; paced: the
     # first is first_chunk_frames and later ones follow the listener's margin, never larger
     # than chunk_frames (deployments/engine/pacing.py)
-    engine = cv if pacing else tiny_engine(ModelKind.CUSTOM_VOICE, pacing=False)
+    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True) if pacing else cv
     req = SynthesisRequest(text=TEXT, speaker="ryan", seed=_long_seed(cv, "ryan"),
                            max_new_tokens=15)
-    chunks = list(engine.stream(req, StreamChunking(first_chunk_frames=2, chunk_frames=5)))
+    try:
+        chunks = list(engine.stream(req, StreamChunking(first_chunk_frames=2, chunk_frames=5)))
+    finally:
+        if engine is not cv:
+            engine.close()
     sizes = [c.audio.size // FRAME for c in chunks]
     assert sizes[0] == 2 and len(chunks) >= 3
     if pacing:
@@ -190,7 +194,7 @@ def test_a_stream_the_loop_cannot_keep_ahead_of_its_listener_is_refused_after_it
     # admission by what can be kept (deployments/engine/pacing.py): with two rows measured
     # slower than real time, a second stream would make the first one stutter, so it waits
     # its first-audio bound and is refused (503 + Retry-After at the ingress), never admitted
-    engine = tiny_engine(ModelKind.CUSTOM_VOICE, first_audio_bound_s=0.2)
+    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True, first_audio_bound_s=0.2)
     try:
         engine.loop.pacer.steps.estimate = lambda batch: 0.05 if batch <= 1 else 0.2
         playing = SynthesisRequest(text=TEXT, speaker="vivian", seed=1, min_frames=400,
