@@ -380,7 +380,12 @@ SCHEDULES = {"fixed": {"pacing": False},
              "paced-min3": {"pacing": True, "pacing_min_chunk_frames": 3},
              "paced-open": {"pacing": True, "first_audio_bound_s": None},
              "paced-open-min3": {"pacing": True, "first_audio_bound_s": None,
-                                 "pacing_min_chunk_frames": 3}}
+                                 "pacing_min_chunk_frames": 3},
+             # no far-ahead hold (pacing_ahead_s 60): a held stream keeps its slot longer
+             "paced-open-nohold": {"pacing": True, "first_audio_bound_s": None,
+                                   "pacing_ahead_s": 60},
+             "paced-open-nohold-min3": {"pacing": True, "first_audio_bound_s": None,
+                                        "pacing_ahead_s": 60, "pacing_min_chunk_frames": 3}}
 
 
 class Graph:
