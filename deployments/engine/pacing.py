@@ -249,7 +249,13 @@ class Pacer:
             if v.margin is None:  # not playing yet: it must not run dry once it does
                 if start + drift < 0:
                     return False
-            elif v.margin - prefill + drift < self.headroom_s:
+                continue
+            after = v.margin - prefill  # just after the newcomer's prefill
+            # it must not run dry then; and a stream losing margin must keep the headroom
+            # (one gaining margin need not have it yet: right after a one-frame first chunk
+            # every listener has under 80 ms, and demanding 150 ms there refused newcomers
+            # even at 1 req/s)
+            if after < 0 or after + drift < min(self.headroom_s, after):
                 return False
         return start + min(0.0, gain * job_frames) >= 0
 

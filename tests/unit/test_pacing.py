@@ -103,6 +103,14 @@ def test_a_newcomer_goes_in_while_the_running_streams_keep_their_headroom():
     p = _measured(pacer(first_audio_bound_s=0.5), 0.02, 0.03)
     assert p.admit([COMFORTABLE], job_frames=50, first_frames=1, waited_s=0.0,
                    refusable=True) is Decision.ADMIT
+    # a stream just started (one frame sent, under the headroom) that still gains margin
+    # with the newcomer beside it does not keep the newcomer out
+    just_started = StreamView(margin=0.07, frames_left=50)
+    assert p.admit([just_started], job_frames=50, first_frames=1, waited_s=0.0,
+                   refusable=True) is Decision.ADMIT
+    # but one that would run dry during the newcomer's prefill does
+    assert p.admit([StreamView(margin=0.01, frames_left=50)], job_frames=50, first_frames=1,
+                   waited_s=0.0, refusable=True) is Decision.WAIT
 
 
 def test_a_newcomer_that_would_make_a_stream_stutter_waits_then_is_refused():
