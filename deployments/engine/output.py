@@ -139,15 +139,12 @@ class OutputStage:
             groups.setdefault((d[1].shape[0], context), []).append(d)
         for items in groups.values():
             batch = torch.stack([torch.clamp(d[1], min=0).T for d in items]).to(self._device)
-            started = time.perf_counter()
             try:
                 if self.stateful_codec:
                     wav = self._decoder.step(batch, [d[0].codec for d in items])
                 else:
                     wav = self._decoder(batch)
                 wav = wav.to(torch.float32).cpu().numpy()
-                if self._pacer is not None:  # the per-chunk cost the schedule weighs
-                    self._pacer.decode_cost.observe(1, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001
                 for s, *_ in items:
                     s.job.cancel()

@@ -30,7 +30,6 @@ gives it numbers and rows, it gives decisions; its unit tests need no model.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,8 +43,6 @@ FRAME_S = 0.08
 #: Without a first-audio bound, the longest an admitted job's prefill waits for urgent
 #: streams (measured: with no limit, new streams on a saturated loop waited 11 s at p95)
 PREFILL_WAIT_S = 0.25
-#: The share of its time the codec thread may spend decoding paced chunks (the chunk floor)
-CODEC_BUSY_SHARE = 0.5
 
 
 class StreamClock:
@@ -149,7 +146,6 @@ class Pacer:
         self.bound_s = config.first_audio_bound_s if config.pacing else None
         self.steps = StepModel()
         self.codec_lag = StepModel()  # seconds from a chunk's being due to its leaving
-        self.decode_cost = StepModel()  # seconds of one codec decode call (codec thread)
 
     # ------------------------------------------------------------------ the chunk schedule
     def chunk_due(self, pending: int, first: bool, margin: float | None, batch: int,
@@ -176,19 +172,7 @@ class Pacer:
         step = self.steps.estimate(batch) or FRAME_S
         lag = self.codec_lag.estimate(1) or 0.0
         room = (margin - self.reserve_s - lag) / max(step, 1e-3)
-        return max(min(self.floor_frames(batch, step), max_frames), min(max_frames, int(room)))
-
-    def floor_frames(self, batch: int, step: float) -> int:
-        """The fewest frames a later chunk holds: `pacing_min_chunk_frames`, and the per-chunk
-        cost term: every chunk is one codec decode call (streams' codec contexts differ, so
-        they seldom share one), so with `batch` streams each sending a chunk every k steps
-        the codec thread is busy batch * decode / (k * step) of the time; k keeps that under
-        CODEC_BUSY_SHARE. Without it thin margins meant one-frame chunks, the codec thread
-        fell behind, margins got thinner: the spiral that collapsed throughput under load."""
-        decode = self.decode_cost.estimate(1)
-        if decode is None:
-            return self.min_chunk
-        return max(self.min_chunk, math.ceil(batch * decode / (CODEC_BUSY_SHARE * max(step, 1e-3))))
+        return max(min(self.min_chunk, max_frames), min(max_frames, int(room)))
 
     # ------------------------------------------------------------------ urgency
     def urgent(self, views: Sequence[StreamView]) -> bool:
