@@ -62,6 +62,10 @@ Normalize = Annotated[bool, Strict(), Field(
     description="Read numbers, dates, times, money, percentages, units, phone numbers and "
     "common abbreviations as words before the model (Chinese and English; numbers in the "
     "other languages); false sends the text as it is")]
+#: Word timestamps with the audio (docs/api.md "Word timestamps"): "none" (default) or "word".
+Timestamps = Literal["none", "word"]
+TIMESTAMPS_DESCRIPTION = ("'none' (default) or 'word': each word's start and end in the audio, "
+                          "with its characters in the text as sent")
 #: How the text is written: plain text, or the SSML subset (docs/api.md "SSML").
 InputFormat = Literal["text", "ssml"]
 INPUT_FORMAT_DESCRIPTION = ("'text' (default) or 'ssml': an SSML document (<speak> with "

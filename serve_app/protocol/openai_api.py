@@ -15,8 +15,10 @@ from serve_app.protocol.fields import (
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    TIMESTAMPS_DESCRIPTION,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -47,6 +49,9 @@ class SpeechRequest(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION + "; not "
+                                   "streamed: a JSON body (audio base64, words, source); "
+                                   "SSE: a speech.alignment event after the audio")
 
 
 class ModelCard(BaseModel):

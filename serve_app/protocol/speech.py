@@ -21,8 +21,11 @@ from serve_app.protocol.fields import (
     MinFrames,
     Normalize,
     Seed,
+    TIMESTAMPS_DESCRIPTION,
     SpeechText,
+    Timestamps,
 )
+from serve_app.protocol.timestamps import WordTimings
 
 
 class _Input(BaseModel):
@@ -36,6 +39,7 @@ class _Input(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):
@@ -93,6 +97,8 @@ class AudioOutput(BaseModel):
     #: cache hit is the same file), and its response the X-AI-* headers.
     model_kind: str | None = None
     marked_as: str | None = None
+    #: `timestamps: "word"`: when each word of the text is heard in `audio`
+    timings: WordTimings | None = None
 
 
 class StreamUsage(BaseModel):
@@ -127,3 +133,5 @@ class AudioStreamChunk(BaseModel):
     usage: StreamUsage | None = None
     text_chars: int = Field(0, description="Text still arriving (speech sessions): characters "
                             "of it the model had read when this audio was made")
+    timings: WordTimings | None = Field(None, description="`timestamps: \"word\"`: on the "
+                                        "final chunk, the words of all the audio before it")

@@ -9,16 +9,18 @@ WebSocket) with the functions below. Nothing is kept in module or class globals.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 
 from deployments.audio.marking import AIMark, mark_headers
 from serve_app.edge.http_edge import REQUEST_ID_HEADER
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.protocol.speech import AudioOutput, SpeechInput
+from serve_app.protocol.timestamps import TimedAudio
 from serve_app.routes.stream_responses import stream_response
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from serve_app.synthesis.job_synthesis import JobSynthesis
 
 __all__ = ["REQUEST_ID_HEADER", "ReplicaServices", "admission", "audio_response", "jobs",
-           "rid", "selector", "service", "speech_response"]
+           "rid", "selector", "service", "speech_response", "timed_response"]
 
 
 @dataclass(frozen=True)
@@ -99,4 +101,19 @@ async def speech_response(conn: HTTPConnection, inp: SpeechInput,
     svc = service(conn)
     if stream_format:
         return stream_response(await svc.stream(inp, rid(conn)), stream_format)
-    return audio_response(await svc.synthesize(inp, rid(conn)))
+    out = await svc.synthesize(inp, rid(conn))
+    return timed_response(out) if out.timings is not None else audio_response(out)
+
+
+def timed_response(out: AudioOutput) -> Response:
+    """A whole answer with `timestamps: "word"`: JSON with the audio (base64) and its words,
+    with the audio response's headers."""
+    assert out.timings is not None
+    body = TimedAudio(audio=base64.b64encode(out.audio).decode(), format=out.format.value,
+                      content_type=out.content_type, sample_rate=out.sample_rate,
+                      duration_seconds=out.duration_seconds, words=out.timings.words,
+                      source=out.timings.source)
+    headers = dict(audio_response(out).headers)
+    headers.pop("content-type", None)
+    headers.pop("content-length", None)
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
