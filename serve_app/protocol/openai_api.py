@@ -9,13 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
-    TIMESTAMPS_DESCRIPTION,
     Seed,
     SpeechText,
     Timestamps,

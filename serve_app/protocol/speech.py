@@ -16,12 +16,12 @@ from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
     Seed,
-    TIMESTAMPS_DESCRIPTION,
     SpeechText,
     Timestamps,
 )
