@@ -202,3 +202,18 @@ class WordTimer:
             scale = duration / model_duration
             times = repair([(s * scale, e * scale) for s, e in times], duration)
         return WordTimings(words=source_words(spoken, times, original), source=source)
+
+
+def joined(pieces: Sequence[tuple[WordTimings, float, int]], scale: float,
+           duration: float) -> WordTimings:
+    """The words of audio joined from pieces (a job's segments): each piece's timings with
+    where its audio starts (seconds) and its text starts (characters), times scaled by
+    `scale` (a rendered speed) and repaired across the joins (a crossfade overlaps them).
+    "aligner" only when every piece was aligned."""
+    words = [w for timings, start_s, start_char in pieces
+             for w in timings.shifted(start_s, start_char)]
+    times = repair([(w.start * scale, w.end * scale) for w in words], duration)
+    source = ("aligner" if pieces and all(t.source == "aligner" for t, _, _ in pieces)
+              else "estimate")
+    return WordTimings(words=[w.model_copy(update={"start": round(s, 3), "end": round(e, 3)})
+                              for w, (s, e) in zip(words, times, strict=True)], source=source)
