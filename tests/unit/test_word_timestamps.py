@@ -22,11 +22,15 @@ from deployments.audio_processor import AudioProcessor
 from deployments.engine.types import AudioChunk, ModelInfo, ModelKind, SynthesisResult
 from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
+from serve_app.edge.api_errors import ApiError
+from serve_app.protocol.session_api import SessionAudio, SessionSettings, SessionWords, TextDelta
 from serve_app.protocol.speech import CustomVoiceInput
 from serve_app.protocol.timestamps import WordTimings
 from serve_app.routes.common import ReplicaServices
+from serve_app.sessions.speech_session import SpeechSession
 from serve_app.synthesis.model_call import CallBuilder
 from serve_app.synthesis.synthesis_service import SynthesisService
+from serve_app.synthesis.voice_selector import VoiceSelector
 from serve_app.synthesis.word_timing import WordTimer, repair
 from tests.fake_handles import FakeHandle
 
@@ -241,3 +245,47 @@ def test_a_bad_timestamps_value_is_a_422_naming_the_field_and_the_values(http):
     error = r.json()["error"]
     assert error["param"] == "timestamps"
     assert "'none'" in error["message"] and "'word'" in error["message"]
+
+
+# ------------------------------------------------------------------- the speech session
+def session_events(svc, texts, **settings):
+    async def run():
+        session = SpeechSession(svc, SessionSettings(voice="ryan", timestamps="word",
+                                                     **settings), "sess_test",
+                                VoiceSelector(svc))
+        await session.open()
+        return [e async for e in session.run(_messages(texts))]
+    return asyncio.run(run())
+
+
+async def _messages(texts):
+    for text in texts:
+        yield TextDelta(text=text)
+
+
+def test_a_session_sends_each_sentences_words_after_its_audio_in_session_time():
+    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeCustomVoice())},
+                           FakeHandle(object()))
+    texts = ["Hello there, it is 13:45. ", "The total is $5! ", "Bye now."]
+    events = session_events(svc, texts)
+    full = "".join(texts)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("SessionWords") == 3 and kinds[-1] == "SessionDone"
+    for i, event in enumerate(events):  # each sentence's words come after its audio
+        if isinstance(event, SessionWords):
+            assert isinstance(events[i - 1], SessionAudio)
+            assert events[i - 1].sentence == event.sentence
+    words = [w for e in events if isinstance(e, SessionWords) for w in e.words]
+    done = events[-1]
+    assert_well_formed(WordTimings(words=words, source="estimate"), full,
+                       done.usage.audio_seconds)
+    first_of_second = next(e for e in events if isinstance(e, SessionWords) and e.sentence == 1)
+    assert first_of_second.words[0].start >= SECONDS - 1e-6  # placed after sentence 0's audio
+
+
+def test_word_timestamps_need_sentence_mode():
+    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeCustomVoice())},
+                           FakeHandle(object()))
+    with pytest.raises(ApiError) as caught:
+        session_events(svc, ["Hi."], mode="incremental")
+    assert caught.value.param in ("timestamps", "mode")
