@@ -12,6 +12,7 @@ from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     CONSENT_CODE_DESCRIPTION,
     INPUT_FORMAT_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
     InputFormat,
@@ -22,6 +23,7 @@ from serve_app.protocol.fields import (
     OutputSampleRate,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -49,6 +51,7 @@ class SpeechBody(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
     )

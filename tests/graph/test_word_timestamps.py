@@ -119,3 +119,15 @@ def test_captions_of_a_job_without_timestamps_are_a_404_saying_so(http):
                     timeout=240, every=0.5)
     missing = http.get(f"/v1/jobs/{job_id}/captions.srt")
     assert missing.status_code == 404 and "timestamps 'word'" in missing.json()["error"]["message"]
+
+
+def test_the_handle_api_returns_the_words_with_the_audio(graph):
+    from ray import serve
+
+    from serve_app.protocol.speech import CustomVoiceInput
+
+    ingress = serve.get_app_handle(graph.app_name)
+    out = ingress.custom_voice.remote(CustomVoiceInput(
+        text=TEXT, speaker="Ryan", language="en", timestamps="word", **FORCED)).result(timeout_s=120)
+    assert out.timings is not None and out.timings.source == "aligner"
+    assert_well_formed(out.timings, TEXT, out.duration_seconds)
