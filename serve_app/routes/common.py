@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 
 from deployments.audio.marking import AIMark, mark_headers
+from serve_app.edge.api_errors import invalid
 from serve_app.edge.http_edge import REQUEST_ID_HEADER
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.protocol.speech import AudioOutput, SpeechInput
@@ -99,6 +100,10 @@ async def speech_response(conn: HTTPConnection, inp: SpeechInput,
                           stream_format: str | None) -> Response:
     """One operation's answer: the audio, or (`stream_format` "audio" / "sse") its stream."""
     svc = service(conn)
+    if stream_format == "audio" and inp.timestamps != "none":
+        raise invalid("timestamps", "stream_format 'audio' is the audio file alone, with no "
+                      "room for words: send stream_format 'sse' (a speech.alignment event) or "
+                      "no stream_format (a JSON answer), or timestamps 'none'")
     if stream_format:
         return stream_response(await svc.stream(inp, rid(conn)), stream_format)
     out = await svc.synthesize(inp, rid(conn))

@@ -239,6 +239,12 @@ def test_sse_sends_the_alignment_after_the_audio_and_the_same_words_as_whole(htt
         [(w.word, w.char_start, w.char_end) for w in whole.words]
 
 
+def test_raw_audio_streaming_has_no_room_for_words_and_says_so(http):
+    r = speech(http, stream_format="audio")
+    assert r.status_code == 422 and r.json()["error"]["param"] == "timestamps"
+    assert "stream_format 'sse'" in r.json()["error"]["message"]
+
+
 def test_a_bad_timestamps_value_is_a_422_naming_the_field_and_the_values(http):
     r = speech(http, timestamps="sentence")
     assert r.status_code == 422
