@@ -7,8 +7,9 @@ Qwen/Qwen3-ForcedAligner-0.6B takes. The layout is the real one scaled down (rea
 1024-wide audio encoder, a 28-layer 1024-wide decoder, 5,000 timestamp classes of 80 ms);
 random weights give random times, which the service repairs (serve_app.synthesis.word_timing).
 
-Built once under QTTS_TINY_MODELS_DIR (next to the tiny TTS checkpoints), in its own
-`aligner/` folder with its own marker, serialised on a lock file like them.
+Built once next to the tiny TTS checkpoints (QTTS_TINY_MODELS_DIR): in the sibling folder
+`<that dir>-aligner` (their own folder holds only their build, which is replaced whole when
+it is rebuilt), with its own marker, serialised on a lock file like them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ _CORPUS = ["Hello world.", "The quick brown fox jumps over the lazy dog.",
 
 
 def tiny_aligner_path(root: Path | None = None) -> Path:
-    return (root or default_tiny_models_dir()) / "aligner"
+    """The aligner beside the tiny TTS checkpoints under `root`."""
+    root = root or default_tiny_models_dir()
+    return root.parent / f"{root.name}-aligner"
 
 
 def ensure_tiny_aligner(root: str | Path | None = None, *, seed: int = 0) -> Path:
@@ -42,8 +45,8 @@ def ensure_tiny_aligner(root: str | Path | None = None, *, seed: int = 0) -> Pat
     out = tiny_aligner_path(base)
     if _complete(out, seed):
         return out
-    base.mkdir(parents=True, exist_ok=True)
-    with _file_lock(base.parent / f".{base.name}.aligner.lock"):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(out.parent / f".{out.name}.lock"):
         if not _complete(out, seed):
             build_tiny_aligner(out, seed=seed)
     return out
