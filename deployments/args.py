@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deployments.audio.formats import AudioFormat
 from deployments.engine.types import EngineConfig, StreamChunking
@@ -34,6 +34,43 @@ class ModelServerArgs(_Strict):
     )
 
 
+#: Signature algorithms the C2PA library signs with (the private key's type must match).
+SigningAlg = Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"]
+
+
+class ContentCredentialsArgs(_Strict):
+    """C2PA Content Credentials (docs/platform.md, "Output marking"): every non-streamed wav,
+    mp3 and flac output carries a manifest signed with the operator's certificate, on the
+    AudioProcessor. On wherever a certificate is configured (and `mark_outputs` is on)."""
+
+    enabled: bool = Field(True, description="Sign outputs when a certificate is configured")
+    cert_chain: str | None = Field(
+        None, description="Path of the PEM certificate chain: the signing certificate first, "
+        "then the CAs that issued it (readable where the AudioProcessor runs)")
+    private_key: str | None = Field(
+        None, description="Path of the signing certificate's PEM private key (a secret: "
+        "mount it, never put it in the config)")
+    signing_alg: SigningAlg = Field("es256", description="The key's signature algorithm")
+    trust_anchors: str | None = Field(
+        None, description="Path of PEM CA certificates that POST /v1/audio/verify trusts "
+        "(default: the last certificate of cert_chain, the operator's own CA)")
+    development_signer: bool = Field(
+        False, description="With no cert_chain: make (once) and use a DEVELOPMENT test CA "
+        "and signer under the platform's data directory (c2pa-development/); the CPU demo's "
+        "profile turns this on, production never should")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ContentCredentialsArgs:
+        if (self.cert_chain is None) != (self.private_key is None):
+            raise ValueError("content_credentials: set both cert_chain and private_key, or "
+                             "neither")
+        return self
+
+    def signs(self) -> bool:
+        """Whether outputs are signed: on, and a certificate configured."""
+        return self.enabled and self.cert_chain is not None
+
+
 class AudioArgs(_Strict):
     """Reference-audio limits and output defaults."""
 
@@ -46,6 +83,11 @@ class AudioArgs(_Strict):
     mark_outputs: bool = Field(
         True, description="Mark every output as AI-generated (deployments.audio.marking): "
         "in each format's own metadata, and X-AI-* headers on every audio response and stream")
+    content_credentials: ContentCredentialsArgs = Field(default_factory=ContentCredentialsArgs)
+
+    def signs_outputs(self) -> bool:
+        """Whether non-streamed wav/mp3/flac outputs get a signed C2PA manifest."""
+        return self.mark_outputs and self.content_credentials.signs()
 
 
 #: Who must consent before a voice is cloned: `checked` (a consent recording of the speaker
@@ -74,3 +116,20 @@ class CloneArgs(_Strict):
         "(benchmarks/speaker_similarity.py: same speaker >= 0.838, different <= 0.804)")
     statement_ttl_s: float = Field(
         600.0, gt=0, description="How long an issued consent statement's code can be used")
+
+
+#: The project's random-weight aligner checkpoint (deployments/aligner/tiny.py), as `model`.
+TINY_ALIGNER = "tiny:aligner"
+
+
+class AlignerArgs(_Strict):
+    """The forced-aligner deployment (word timestamps, deployments/aligner_server.py)."""
+
+    model: str = Field("Qwen/Qwen3-ForcedAligner-0.6B", description="A hub id, a local "
+                       f"directory, or {TINY_ALIGNER} (the random-weight test checkpoint)")
+    device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda, cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 on a CPU")
+    num_threads: int | None = Field(None, ge=1, description="torch threads on a CPU")
+    max_audio_s: float = Field(300.0, gt=0, description="Longest audio aligned in one call "
+                               "(the checkpoint's limit: 5 minutes); longer audio is estimated")

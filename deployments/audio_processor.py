@@ -3,7 +3,8 @@
 Untrusted uploads are decoded here, so a decoder crash takes down an audio replica, never a
 model replica or the ingress. Wraps the Ray-free library in `deployments.audio`. Uploads are
 screened for speech (silero-vad) and a consent recording's speaker is compared with the
-reference's (resemblyzer) here too, on CPU, never on a model replica.
+reference's (resemblyzer) here too, on CPU, never on a model replica; and outputs are signed
+with the operator's C2PA certificate here (deployments.audio.content_credentials).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 from ray import serve
@@ -21,13 +23,16 @@ from deployments.audio import (
     RenderedAudio,
     RenderOptions,
     change_speed,
+    dsp,
     prepare_reference,
     render,
     shift_pitch,
     warm_up,
 )
 from deployments.audio.analysis import SpeakerEncoder, SpeechDetector, speaker_similarity
-from deployments.audio.marking import read_mark, sniff_format
+from deployments.audio.codecs import decode
+from deployments.audio.content_credentials import ContentSigner, read_credentials
+from deployments.audio.marking import AIMark, read_mark, sniff_format
 from deployments.audio.reference import ReferenceAudio, ReferenceLimits
 from deployments.logging_setup import configure_replica_logging
 
@@ -51,6 +56,7 @@ class AudioProcessor:
         )
         self._speech = SpeechDetector()
         self._speakers = SpeakerEncoder()
+        self._signer, self._trust = _signer(args)
         # librosa's lazy imports and numba compilation (seconds of CPU) are paid once, in the
         # background at the lowest CPU priority: the replica is ready at once, and on a small
         # machine the warm-up does not slow the model replicas starting beside it. A request
@@ -87,23 +93,37 @@ class AudioProcessor:
 
         return await asyncio.to_thread(compare)
 
-    async def speech_seconds(self, data: bytes) -> float:
-        """The speech an upload holds (the playground's recorder shows it while recording)."""
-        def measure() -> float:
-            ref = prepare_reference(data, limits=ReferenceLimits(
-                max_bytes=self._limits.max_bytes, min_seconds=0.0,
-                max_seconds=self._limits.max_seconds), param="audio")
-            return self._speech.find(ref.samples, ref.sample_rate).speech_seconds
+    async def analyze(self, data: bytes) -> dict:
+        """An upload's length and the speech it holds, by the detector that screens references
+        (the playground's recorder shows it while recording): `{duration_seconds,
+        speech_seconds}`. Decoding errors are the caller's (AudioInputError, param `file`)."""
+        def measure() -> dict:
+            decoded = decode(data, max_seconds=self._limits.max_seconds, param="file")
+            samples = dsp.to_mono(decoded.samples)
+            found = self._speech.find(samples, decoded.sample_rate)
+            return {"duration_seconds": samples.size / decoded.sample_rate,
+                    "speech_seconds": found.speech_seconds}
 
         return await asyncio.to_thread(measure)
 
+    async def sign(self, data: bytes, fmt: str, model_kind: str, request_id: str) -> bytes:
+        """`data` (a finished, marked file) with a C2PA manifest signed by the operator's
+        certificate embedded (wav, mp3, flac; other formats come back as they are). Only ids
+        go into the manifest, never the text."""
+        if self._signer is None:
+            raise RuntimeError("no C2PA certificate is configured on this AudioProcessor")
+        return await asyncio.to_thread(self._signer.sign, data, fmt,
+                                       AIMark(model_kind=model_kind, request_id=request_id))
+
     async def read_mark(self, data: bytes) -> dict:
-        """What an uploaded file says about itself: its format and AI-generated mark
-        (deployments.audio.marking), parsed here, never in the ingress (untrusted bytes)."""
+        """What an uploaded file says about itself: its format, AI-generated mark
+        (deployments.audio.marking) and C2PA manifest as the library's Reader validates it
+        (trusting the operator's own CA), parsed here, never in the ingress (untrusted bytes)."""
         def read() -> dict:
             mark = read_mark(data)
-            return {"format": sniff_format(data),
-                    "mark": mark.as_dict() if mark is not None else None}
+            fmt = sniff_format(data)
+            return {"format": fmt, "mark": mark.as_dict() if mark is not None else None,
+                    "c2pa": read_credentials(data, fmt, self._trust)}
 
         return await asyncio.to_thread(read)
 
@@ -115,6 +135,24 @@ class AudioProcessor:
         """An SSML <prosody> span's audio at `speed` (time-stretch) and `pitch` (frequency
         ratio), float PCM in and out at `sample_rate`, as `render` applies them."""
         return await asyncio.to_thread(_prosody, samples, sample_rate, speed, pitch)
+
+
+def _signer(args: AudioArgs) -> tuple[ContentSigner | None, bytes | None]:
+    """The operator's signer and the CAs verify trusts (the configured trust anchors, else the
+    chain's last certificate), or (None, those CAs) when outputs are not signed here."""
+    cc = args.content_credentials
+    trust = Path(cc.trust_anchors).expanduser().read_bytes() if cc.trust_anchors else None
+    if cc.cert_chain is None:
+        return None, trust
+    chain = Path(cc.cert_chain).expanduser().read_bytes()
+    if trust is None:
+        pems = [b"-----BEGIN CERTIFICATE-----" + part for part in
+                chain.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+        trust = pems[-1] if pems else None
+    if not args.signs_outputs():
+        return None, trust
+    return ContentSigner(chain, Path(cc.private_key).expanduser().read_bytes(),
+                         cc.signing_alg), trust
 
 
 def _prosody(samples: np.ndarray, sample_rate: int, speed: float, pitch: float) -> np.ndarray:

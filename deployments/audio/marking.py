@@ -11,6 +11,10 @@ format's own metadata, read back by any tag reader (mutagen, PyAV/ffprobe):
 - pcm has no container: its mark is the response's X-AI-* headers (`mark_headers`), as is a
   stream's (headers are sent before the first audio, so marking costs a stream nothing).
 
+A signed C2PA manifest (deployments.audio.content_credentials) is embedded after the mark:
+in mp3 it joins the mark's ID3 tag (a GEOB frame); in flac the library puts it in an ID3 tag
+before `fLaC`, which `sniff_format` and `read_mark` step over.
+
 `embed_mark` returns new bytes (the audio frames are untouched), `read_mark` finds a mark in
 any of these; both are plain Python, no Ray.
 """
@@ -84,9 +88,13 @@ def sniff_format(data: bytes) -> str | None:
         return "flac"
     if data[:4] == b"OggS":
         return "opus"
-    if data[:3] == b"ID3":
-        size = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
-        data = data[size:]
+    if data[:3] == b"ID3":  # before mp3 and aac frames, and a C2PA manifest's before flac
+        return "flac" if data[_id3_size(data):][:4] == b"fLaC" else _sniff_frames(
+            data[_id3_size(data):])
+    return _sniff_frames(data)
+
+
+def _sniff_frames(data: bytes) -> str | None:
     if data[:2] in (b"\xff\xf1", b"\xff\xf9"):
         return "aac"
     if data[:1] == b"\xff" and len(data) > 1 and data[1] & 0xE0 == 0xE0:
@@ -97,8 +105,10 @@ def sniff_format(data: bytes) -> str | None:
 def read_mark(data: bytes) -> AIMark | None:
     """The mark of a file of any marked format, or None (no mark, or not a format marked)."""
     try:
-        if data[:3] == b"ID3":
-            return _read_id3(data)
+        if data[:3] == b"ID3":  # the mark's own tag (mp3, aac), or a C2PA manifest's (flac)
+            mark = _read_id3(data)
+            rest = data[_id3_size(data):]
+            return mark if mark is not None else read_mark(rest)
         if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
             return _read_wav_info(data)
         if data[:4] in (b"fLaC", b"OggS"):
@@ -109,6 +119,12 @@ def read_mark(data: bytes) -> AIMark | None:
 
 
 # ----------------------------------------------------------------------------- ID3 (mp3, aac)
+def _id3_size(data: bytes) -> int:
+    """The length of the ID3v2 tag `data` starts with (header, frames, and a footer if any)."""
+    footer = 10 if len(data) > 5 and data[5] & 0x10 else 0
+    return 10 + footer + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+
+
 def _id3(mark: AIMark) -> bytes:
     from mutagen.id3 import COMM, ID3, TSSE, TXXX
 

@@ -25,9 +25,11 @@ from serve_app.edge.auth_middleware import AuthMiddleware
 from serve_app.edge.http_edge import EdgeMiddleware, LoadShedding, error_response, route_path
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.routes import (
+    analyze,
     api_docs,
     clients,
     design_clone,
+    dictionaries,
     jobs_usage,
     openai,
     ops,
@@ -117,8 +119,10 @@ def create_http_app(replica: ReplicaServices) -> FastAPI:
         app.include_router(module.router)
     app.include_router(ops.router)
     app.include_router(voice_library.router)  # the multi-tenant platform (serve_app.platform)
+    app.include_router(dictionaries.router)  # /v1/pronunciation-dictionaries
     app.include_router(jobs_usage.router)
     app.include_router(verify.router)  # POST /v1/audio/verify: an output's AI-generated mark
+    app.include_router(analyze.router)  # POST /v1/audio/analyze: the speech a recording holds
     app.include_router(tenant_invoices.router)  # GET /v1/invoices (serve_app.platform.invoices)
     app.include_router(speech_stream.router)  # WebSocket /v1/audio/speech/stream
     app.include_router(clients.router)  # listings OpenAI-compatible clients read

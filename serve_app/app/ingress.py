@@ -18,6 +18,7 @@ instance serving it (serve_app.routes.common) and nothing lives in a process-glo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -71,17 +72,22 @@ class TTSIngress:
         args: AppArgs,
         models: dict[str, DeploymentHandle],
         audio: DeploymentHandle,
+        aligner: DeploymentHandle | None = None,
     ):
         configure_replica_logging()
         platform = Platform.open(args.platform, clone=args.clone)
         logger.info("platform: %r", platform)
         self.admission = TenantAdmission(platform)
-        self.service = SynthesisService(args, models, audio, self.admission)
+        self.service = SynthesisService(args, models, audio, self.admission, aligner)
         # (not `self.voices`: that name is a handle method)
         self.selector = VoiceSelector(self.service, SavedVoices(self.admission, self.service))
         self.job_synthesis = JobSynthesis(self.service, self.admission, self.selector)
         self.job_synthesis.start()  # this replica's job runner, in its event loop
         self.text_relay = ReplicaTextRelay()  # incremental speech sessions' text
+        # the normalizer's slow grammars, built now in a thread (the replica serves meanwhile;
+        # a sentence that needs one before it is built waits for that build)
+        self._warm_up = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.service.text_front_end.normalizer.warm))
         self.wyoming: WyomingListener | None = None  # Home Assistant's protocol, when enabled
         if args.wyoming.enabled:
             self.wyoming = WyomingListener(WyomingServices(

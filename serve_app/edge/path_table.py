@@ -20,6 +20,7 @@ ENDPOINT_PREFIXES = (
     ("/api/tts/", "synthesize"), ("/v1/audio/speech", "speech"), ("/v1/audio/design", "design"),
     ("/v1/audio/clone", "clone"), ("/v1/voices", "voices"), ("/v1/jobs", "jobs"),
     ("/v1/usage", "usage"), ("/v1/invoices", "usage"), ("/v1/audit", "usage"),
+    ("/v1/pronunciation-dictionaries", "dictionaries"),
 )
 #: The family of a path none of the prefixes names (the seed's other routes, /v1/models).
 DEFAULT_ENDPOINT = "synthesize"

@@ -73,6 +73,16 @@ class BillingArgs(_Strict):
                                            "timeout")
 
 
+class PronunciationArgs(_Strict):
+    """Pronunciation dictionaries' limits (serve_app.platform.pronunciation)."""
+
+    max_dictionaries: int = Field(100, ge=1, description="Dictionaries one tenant may keep")
+    max_entries: int = Field(1000, ge=1, description="Entries of one dictionary")
+    max_grapheme_chars: int = Field(100, ge=1, description="Longest grapheme (a word or phrase)")
+    max_alias_chars: int = Field(200, ge=1, description="Longest alias")
+    max_pls_bytes: int = Field(1_000_000, ge=1, description="Largest PLS file imported")
+
+
 class PlatformArgs(_Strict):
     """Tenants, keys, limits, usage, saved voices and jobs (see docs/platform.md)."""
 
@@ -129,6 +139,7 @@ class PlatformArgs(_Strict):
         "act as (created on first use): limited and metered like any tenant")
     jobs: JobArgs = Field(default_factory=JobArgs)
     billing: BillingArgs = Field(default_factory=BillingArgs)
+    pronunciation: PronunciationArgs = Field(default_factory=PronunciationArgs)
 
     # ------------------------------------------------------------------ resolved values
     def resolved_data_dir(self) -> Path:

@@ -39,7 +39,9 @@ TENANT_TABLES_0004 = ("api_keys", "tenant_limits", "usage_records", "voices", "j
                       "invoices", "tenant_plans", "tenant_webhooks", "quota_alerts")
 #: ... and those 0005 added (consent, the audit log), under the same policy.
 TENANT_TABLES_0005 = ("tenant_consent", "consent_statements", "audit_events")
-TENANT_TABLES = TENANT_TABLES_0004 + TENANT_TABLES_0005
+#: ... and 0006's pronunciation dictionaries.
+TENANT_TABLES_0006 = ("pronunciation_dictionaries",)
+TENANT_TABLES = TENANT_TABLES_0004 + TENANT_TABLES_0005 + TENANT_TABLES_0006
 #: Shared tables the application reads and never writes.
 READ_ONLY_TABLES = ("tenants", "plans", "plan_versions")
 

@@ -37,7 +37,8 @@ KEY_PREFIX = "qtts_"
 DISPLAY_CHARS = 12
 
 #: Endpoint families a key can be scoped to (the ingress names the one a request uses).
-ENDPOINTS = ("synthesize", "speech", "design", "clone", "voices", "jobs", "usage")
+ENDPOINTS = ("synthesize", "speech", "design", "clone", "voices", "jobs", "usage",
+             "dictionaries")
 
 
 def _model_names() -> tuple[str, ...]:

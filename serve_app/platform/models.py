@@ -324,3 +324,24 @@ class QuotaAlertRow(Base):
     lease_until: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PronunciationDictionaryRow(Base):
+    """A tenant's pronunciation dictionary: its entries (a list of {grapheme, alias,
+    case_sensitive, word_boundaries}), `version` (1, then one more on every change), and
+    `default_rank` (0, 1, 2: its place among the tenant's default dictionaries; NULL: not
+    one)."""
+
+    __tablename__ = "pronunciation_dictionaries"
+    __table_args__ = (Index("ix_pronunciation_dictionaries_tenant", "tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(35))  # a PLS file's xml:lang
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    entries: Mapped[list[Any]] = mapped_column(JSON)
+    default_rank: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -36,13 +36,21 @@ from serve_app.platform.db import Database, safe_url
 from serve_app.platform.errors import ConfigurationError, PermissionDenied
 from serve_app.platform.invoices import Invoice, Invoices
 from serve_app.platform.isolation import Isolation, inspect_isolation
-from serve_app.platform.jobs.runner import Encode, JobRunner, Synthesize, render_output
+from serve_app.platform.jobs.runner import (
+    Encode,
+    JobRunner,
+    Mark,
+    Synthesize,
+    Timings,
+    render_output,
+)
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
 from serve_app.platform.jobs.webhooks import WebhookSender
 from serve_app.platform.keys import ApiKeys, Principal
 from serve_app.platform.limits import Admission, Limiter, open_limiter
 from serve_app.platform.models import TenantConsentRow, utcnow
 from serve_app.platform.plans import PlanCatalog, PlanGrant, effective_limits
+from serve_app.platform.pronunciation import PronunciationDictionaries
 from serve_app.platform.quota_alerts import QuotaAlerts
 from serve_app.platform.tenants import TenantDirectory, TenantInfo, find_tenant
 from serve_app.platform.usage import (
@@ -89,6 +97,7 @@ class Platform:
         self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
         self.statements = ConsentStatements(db, self.clone.statement_ttl_s)
         self.audit = AuditLog(db)
+        self.dictionaries = PronunciationDictionaries(db, args.pronunciation)
         jobs = args.jobs
         webhook_lease_s = jobs.webhook_max_attempts * (jobs.webhook_timeout_s +
                                                        jobs.webhook_backoff_max_s)
@@ -412,12 +421,16 @@ class Platform:
     async def job_result(self, principal: Principal, job_id: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
+    async def job_words(self, principal: Principal, job_id: str) -> bytes:
+        """A finished job's word timestamps (JSON, serve_app.protocol.timestamps)."""
+        return await asyncio.to_thread(self.jobs.words, principal.tenant_id, job_id)
+
     def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output,
-                   mark: bool = True) -> JobRunner:
+                   mark: bool | Mark = True, timings: Timings | None = None) -> JobRunner:
         """A runner over this platform's queue; call `.start()` inside the event loop. It
         also delivers pending quota warnings (any replica's, e.g. of one that died)."""
         return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode, mark=mark,
-                         sweep=self.deliver_quota_alerts)
+                         timings=timings, sweep=self.deliver_quota_alerts)
 
     # ------------------------------------------------------------------------ invoices
     async def list_invoices(self, principal: Principal) -> list[Invoice]:

@@ -12,6 +12,8 @@ from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     CONSENT_CODE_DESCRIPTION,
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
     InputFormat,
@@ -20,8 +22,10 @@ from serve_app.protocol.fields import (
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -49,6 +53,9 @@ class SpeechBody(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
     )

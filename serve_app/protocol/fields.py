@@ -62,6 +62,28 @@ Normalize = Annotated[bool, Strict(), Field(
     description="Read numbers, dates, times, money, percentages, units, phone numbers and "
     "common abbreviations as words before the model (Chinese and English; numbers in the "
     "other languages); false sends the text as it is")]
+#: Pronunciation dictionaries a request applies (docs/api.md "Pronunciation dictionaries").
+MAX_REQUEST_DICTIONARIES = 3
+
+
+def _form_list(value: object, info: ValidationInfo) -> object:
+    """A form field's "pdict_a,pdict_b" -> its ids (multipart uploads: /v1/audio/clone)."""
+    if info.mode == "string" and isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+PronunciationDictionaries = Annotated[
+    tuple[Annotated[str, Field(min_length=1, max_length=40)], ...],
+    Field(max_length=MAX_REQUEST_DICTIONARIES), BeforeValidator(_form_list)]
+PRONUNCIATION_DESCRIPTION = (
+    f"Up to {MAX_REQUEST_DICTIONARIES} pronunciation dictionary ids (pdict_...), applied in "
+    "order after normalization; omitted or null: the tenant's default dictionaries; []: none "
+    "(a form field: the ids separated by commas)")
+#: Word timestamps with the audio (docs/api.md "Word timestamps"): "none" (default) or "word".
+Timestamps = Literal["none", "word"]
+TIMESTAMPS_DESCRIPTION = ("'none' (default) or 'word': each word's start and end in the audio, "
+                          "with its characters in the text as sent")
 #: How the text is written: plain text, or the SSML subset (docs/api.md "SSML").
 InputFormat = Literal["text", "ssml"]
 INPUT_FORMAT_DESCRIPTION = ("'text' (default) or 'ssml': an SSML document (<speak> with "

@@ -8,12 +8,15 @@ from deployments.audio.formats import AudioFormat
 from serve_app.app.args import VOICE_DESIGN
 from serve_app.protocol.fields import (
     NOT_BLANK,
+    PRONUNCIATION_DESCRIPTION,
     MaxNewTokens,
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
 )
 
 #: `period` of GET /v1/usage: month | day | YYYY-MM | YYYY-MM-DD (a date that does not exist,
@@ -40,6 +43,11 @@ class JobBody(BaseModel):
     seed: Seed | None = None
     max_new_tokens: MaxNewTokens | None = Field(None, description="Cap per segment")
     normalize: Normalize = True
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("word", description="'word' (default): the words' "
+                                   "timestamps are stored with the result, for its captions "
+                                   "(GET /v1/jobs/{id}/captions.vtt, .srt); 'none'")
     response_format: AudioFormat = AudioFormat.MP3
     speed: OpenAISpeed = 1.0
     sample_rate: OutputSampleRate | None = None

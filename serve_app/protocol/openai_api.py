@@ -9,14 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
     OpenAISpeed,
     OutputSampleRate,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -47,6 +51,11 @@ class SpeechRequest(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION + "; not "
+                                   "streamed: a JSON body (audio base64, words, source); "
+                                   "SSE: a speech.alignment event after the audio")
 
 
 class ModelCard(BaseModel):

@@ -6,9 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
     Flag,
     InputFormat,
     Normalize,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
     streaming_keeps,
@@ -33,6 +35,8 @@ class SeedSynthesizeRequest(BaseModel):
     seed: Seed | None = Field(None, description="Extension: reproducible output")
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
 
 
 class SeedSynthesizeResponse(BaseModel):

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from deployments.audio import RenderOptions
+from deployments.audio import ReferenceAudio, RenderOptions
 from deployments.audio.formats import AudioFormat
 from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
+    PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
     Normalize,
+    PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
 )
+from serve_app.protocol.timestamps import WordTimings
 
 
 class _Input(BaseModel):
@@ -36,6 +41,9 @@ class _Input(BaseModel):
     min_frames: MinFrames | None = None
     normalize: Normalize = True
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
+    pronunciation_dictionaries: PronunciationDictionaries | None = Field(
+        None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):
@@ -52,6 +60,20 @@ class VoiceCloneInput(_Input):
     reference_audio: bytes = Field(description="Encoded audio file (wav, flac, mp3, ogg, m4a, ...)")
     ref_text: str | None = Field(None, description="Transcript of the reference (ICL mode)")
     x_vector_only: bool = Field(False, description="Clone from the speaker embedding only")
+    #: `reference_audio` as the AudioProcessor prepared it (screened, trimmed), when that was
+    #: done already (a one-shot clone's consent check): the call uses it instead of preparing
+    #: the upload again. Not a field: never sent, never part of the API.
+    _prepared: ReferenceAudio | None = PrivateAttr(default=None)
+
+    @property
+    def prepared(self) -> ReferenceAudio | None:
+        return self._prepared
+
+    def prepared_as(self, reference: ReferenceAudio) -> VoiceCloneInput:
+        """This input with its upload already prepared as `reference`."""
+        copy = self.model_copy()
+        copy._prepared = reference
+        return copy
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,8 @@ class AudioOutput(BaseModel):
     #: cache hit is the same file), and its response the X-AI-* headers.
     model_kind: str | None = None
     marked_as: str | None = None
+    #: `timestamps: "word"`: when each word of the text is heard in `audio`
+    timings: WordTimings | None = None
 
 
 class StreamUsage(BaseModel):
@@ -127,3 +151,5 @@ class AudioStreamChunk(BaseModel):
     usage: StreamUsage | None = None
     text_chars: int = Field(0, description="Text still arriving (speech sessions): characters "
                             "of it the model had read when this audio was made")
+    timings: WordTimings | None = Field(None, description="`timestamps: \"word\"`: on the "
+                                        "final chunk, the words of all the audio before it")

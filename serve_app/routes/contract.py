@@ -40,8 +40,10 @@ ERROR_STATUSES: dict[int, str] = {
     401: "No API key, or an unknown or revoked one (WWW-Authenticate: Bearer)",
     403: "The key is scoped to other endpoints or models, or its tenant is disabled",
     404: "No such resource (another tenant's is 404 too), or the model is not deployed",
-    409: "A conflict: the name is taken, or the job has no result yet",
-    413: "The upload is larger than the limit (the decoded reference audio, or the body)",
+    409: "A conflict: the name is taken, the job has no result yet, or the tenant keeps "
+         "as many pronunciation dictionaries as it may",
+    413: "The upload is larger than the limit (the decoded reference audio, the body, or a "
+         "PLS file)",
     415: "Not multipart/form-data or application/json, or reference audio that cannot be read",
     422: "A field is invalid: `param` names it, the message lists what is allowed",
     429: "A tenant limit was reached: Retry-After and X-RateLimit-* say when to retry",

@@ -42,6 +42,7 @@ async def synthesize(
     svc = service(request)
     common = {"language": body.language, "seed": body.seed, "normalize": body.normalize,
               "input_format": body.input_format,
+              "pronunciation_dictionaries": body.pronunciation_dictionaries,
               "output": RenderOptions(format=svc.args.audio.default_format,
                                       sample_rate=svc.args.audio.default_sample_rate,
                                       speed=body.speed, pitch=body.pitch)}

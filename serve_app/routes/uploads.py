@@ -1,6 +1,6 @@
 """The one reader of uploads (voice cloning, saved voices): multipart/form-data with the audio
 as file parts, or JSON with the audio as base64 data URLs; the size is capped before the
-body is read. An upload holds `reference_audio` and, where consent is checked, the
+body is read. A single audio file to inspect (verify, analyze) is the body or a part `file`. An upload holds `reference_audio` and, where consent is checked, the
 `consent_audio` of the speaker reading their consent statement. The server never fetches a
 URL or opens a path given by a client."""
 
@@ -114,6 +114,39 @@ async def _parse_multipart(request: Request, body: bytes
             parts[name] = await part.read()
     fields = {k: v for k, v in form.items() if k not in AUDIO_PARTS and isinstance(v, str)}
     return fields, parts
+
+
+async def read_audio_file(request: Request, limit: int) -> bytes:
+    """One audio file sent whole (POST /v1/audio/verify, /v1/audio/analyze): the request body
+    (any audio content type) or a multipart part named `file`; 422 when none was sent, 413
+    past `limit` bytes."""
+    body = await read_body(request, limit + 64 * 1024)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        data = await _file_part(request, body)
+    else:
+        data = body
+    if not data:
+        raise invalid("file", "send the audio file as the request body or as a multipart part "
+                      "named file", "audio_empty")
+    if len(data) > limit:
+        raise ApiError(413, "audio_too_large", f"file is {len(data)} bytes; at most {limit} are "
+                       "allowed", "file")
+    return data
+
+
+async def _file_part(request: Request, body: bytes) -> bytes:
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    except Exception as exc:  # noqa: BLE001 - a malformed form is the client's
+        raise invalid("body", f"the multipart body could not be parsed: {exc}") from None
+    part = form.get("file")
+    if not isinstance(part, UploadFile):
+        raise invalid("file", "the audio file must be a multipart file part named file",
+                      "missing_value")
+    return await part.read()
 
 
 def json_object(body: bytes) -> dict[str, Any]:

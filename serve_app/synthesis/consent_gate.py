@@ -42,9 +42,9 @@ class ConsentOffer:
 
 async def obtain_consent(service: SynthesisService, platform: Platform, principal: Principal,
                          level: ConsentLevel, offer: ConsentOffer,
-                         reference: ReferenceAudio) -> Consent:
-    """The consent `level` asks for, checked against the prepared `reference`, or the 422
-    that says what is missing or why it was refused."""
+                         reference: ReferenceAudio | None) -> Consent:
+    """The consent `level` asks for, checked against the prepared `reference` (needed for
+    `checked` only), or the 422 that says what is missing or why it was refused."""
     if level == "none":
         return Consent("none")
     if level == "recorded":
@@ -59,6 +59,8 @@ async def obtain_consent(service: SynthesisService, platform: Platform, principa
     if offer.recording is None:
         raise invalid("consent_audio", "consent_audio is required: a recording of the speaker "
                       "of reference_audio reading the consent statement", "consent_required")
+    if reference is None:
+        raise RuntimeError("a checked consent needs the prepared reference")
     statement = await platform.check_statement(principal, offer.code or "")
     similarity = await service.compare_speakers(reference, offer.recording)
     await platform.redeem_statement(principal, statement)

@@ -8,6 +8,9 @@ attempt: its quotas apply, its per-request limits applied at submission), timed 
 for replica loss and measured exactly as a direct request; each segment is its own usage row
 `<job id>:<index>`, written once over the job's life. The joined audio is rendered as every
 result is (`SynthesisService.render`: packed in the ingress, or by the AudioProcessor).
+A job with `timestamps: "word"` has its words timed segment by segment once it is joined
+(the service's `WordTimer`: the aligner, or the estimate) and stored beside its result,
+as `JobWords` JSON: what GET /v1/jobs/{id}/captions.vtt and .srt are made from.
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ from serve_app.edge.request_context import Caller
 from serve_app.platform.jobs.runner import EncodedAudio, JobRunner, SegmentAudio
 from serve_app.platform.jobs.store import ClaimedJob, JobRequest
 from serve_app.protocol.speech import SpeechInput, VoiceRef
+from serve_app.protocol.timestamps import WordTimings
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.cache import LRUCache
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceChoice, VoiceSelector
+from serve_app.synthesis.word_timing import joined
+
+
+class JobWords(WordTimings):
+    """A job's stored word timestamps, with its text (what its captions' cues show)."""
+
+    text: str
 
 
 def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> SpeechInput:
@@ -33,7 +44,8 @@ def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> 
     params = request.params
     return VoiceChoice.of_job(request, voice).input(
         text, language=params.language or "auto", seed=params.seed,
-        max_new_tokens=params.max_new_tokens, normalize=params.normalize)
+        max_new_tokens=params.max_new_tokens, normalize=params.normalize,
+        pronunciation_dictionaries=params.pronunciation_dictionaries)
 
 
 class JobSynthesis:
@@ -52,7 +64,8 @@ class JobSynthesis:
         if self.runner is None:
             self.runner = self._admission.platform.job_runner(
                 self.synthesize_segment, encode=self.encode,
-                mark=self._service.args.audio.mark_outputs)
+                mark=self._service.args.audio.mark_outputs and self._service.mark,
+                timings=self.timings)
         self.runner.start()
 
     def wake(self) -> None:
@@ -68,6 +81,29 @@ class JobSynthesis:
             inp, caller, usage_id=f"{job.id}:{index}",
             failed_usage_id=f"{job.id}:{index}:a{job.attempt}")
         return SegmentAudio(np.asarray(result.audio, dtype=np.float32), result.sample_rate)
+
+    async def timings(self, job: ClaimedJob, segments: list[str], pieces: list[SegmentAudio],
+                      starts: list[float], scale: float) -> bytes | None:
+        """The joined job's word timestamps (JSON), when it asked for them: each segment's
+        words timed on its own audio, placed where it starts in the joined audio and text."""
+        if job.request.params.timestamps != "word":
+            return None
+        voice = await self._voice(job, await self._admission.job_caller(job))
+        text = job.request.text
+        timed, at = [], 0
+        for segment, piece, start in zip(segments, pieces, starts, strict=True):
+            offset = text.find(segment, at)
+            offset = at if offset < 0 else offset
+            at = offset + len(segment)
+            call = await self._service.prepare(job_input(job.request, segment, voice))
+            timings = await self._service.timer.timings(call, segment, piece.audio,
+                                                        piece.sample_rate)
+            timed.append((timings, start, offset))
+        last = pieces[-1]
+        duration = (starts[-1] + last.audio.size / last.sample_rate) * scale
+        words = joined(timed, scale, duration)
+        return JobWords(words=words.words, source=words.source, text=text
+                        ).model_dump_json().encode()
 
     async def encode(self, audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
         rendered = await self._service.render(audio, sample_rate,

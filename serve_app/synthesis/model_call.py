@@ -42,6 +42,7 @@ from serve_app.protocol.speech import (
 )
 from serve_app.synthesis import catalog
 from serve_app.text.front_end import Script, TextFrontEnd
+from serve_app.text.lexicon import Lexicon
 
 if TYPE_CHECKING:
     from deployments.text_relay import TextSource
@@ -87,6 +88,10 @@ class ModelCall:
                      stream: bool) -> Any:
         """Make the call on the model's `handle`: a response (`stream=False`, await it for
         the SynthesisResult) or a response generator of AudioChunk (`stream=True`)."""
+        if self.clone is not None and self.clone.prepared is None:
+            # prepared once per call, however many parts speak it
+            self = dataclasses.replace(self, clone=self.clone.prepared_as(
+                await audio.prepare_reference.remote(self.clone.reference_audio)))
         if self.parts:
             if stream:
                 return PartsStream(self, handle, audio)
@@ -96,7 +101,7 @@ class ModelCall:
         if self.text is not None:
             return handle.stream_text.remote(self.request, self.text)
         if self.clone is not None:
-            reference = await audio.prepare_reference.remote(self.clone.reference_audio)
+            reference = self.clone.prepared
             method = handle.stream_with_reference if stream else handle.synthesize_with_reference
             return method.remote(self.request, reference, self.ref_text, self.clone.x_vector_only)
         return (handle.stream if stream else handle.synthesize).remote(self.request)
@@ -209,10 +214,13 @@ class CallBuilder:
         self._model_info = model_info
         self._front = front_end or TextFrontEnd()
 
-    async def prepare(self, inp: SpeechInput, text: TextSource | None = None) -> ModelCall:
+    async def prepare(self, inp: SpeechInput, text: TextSource | None = None,
+                      lexicon: Lexicon | None = None) -> ModelCall:
         """The model call of an operation's input, validated: the one builder of each.
         `text`: the text keeps arriving there, read by the model as it speaks (`inp.text` is
-        what has arrived so far, validated as any request's text)."""
+        what has arrived so far, validated as any request's text); `lexicon`: the
+        pronunciation dictionaries the request resolved to (serve_app.synthesis.lexicons),
+        applied after normalization."""
         if isinstance(inp, SavedVoiceInput):
             call = await self._saved_voice_call(inp)
         elif isinstance(inp, CustomVoiceInput):
@@ -222,7 +230,7 @@ class CallBuilder:
         else:
             call = await self._voice_clone_call(inp)
         if text is None:
-            return await self._spoken(call, inp)
+            return await self._spoken(call, inp, lexicon or Lexicon())
         if inp.input_format != "text":
             raise invalid("input_format", "input_format 'ssml' takes the whole document at "
                           "once, not text that keeps arriving; send 'text'")
@@ -232,16 +240,18 @@ class CallBuilder:
         return dataclasses.replace(call, text=text, request=dataclasses.replace(
             call.request, text="", streaming_text=True))
 
-    async def _spoken(self, call: ModelCall, inp: SpeechInput) -> ModelCall:
-        """The call with its text as the model reads it: normalized, or SSML in parts."""
+    async def _spoken(self, call: ModelCall, inp: SpeechInput, lexicon: Lexicon) -> ModelCall:
+        """The call with its text as the model reads it: normalized, looked up in the
+        pronunciation dictionaries, or SSML in parts."""
         request = call.request
-        if not inp.normalize and inp.input_format == "text":
+        if not inp.normalize and inp.input_format == "text" and not lexicon:
             return call
         script = await self._front.script(
             request.text, request.language, normalize=inp.normalize,
             input_format=inp.input_format,
             resolve_language=lambda code: catalog.resolve_language(code.split("-")[0],
-                                                                   call.info))
+                                                                   call.info),
+            lexicon=lexicon)
         call = dataclasses.replace(call, source_characters=script.characters, script=script)
         if script.simple:
             return dataclasses.replace(call, request=dataclasses.replace(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,8 @@ from deployments.audio import (
     needs_processing,
     render,
 )
+from deployments.audio.content_credentials import C2PA_FORMATS
+from deployments.audio.formats import AudioFormat
 from deployments.audio.marking import AIMark, embed_mark
 from deployments.engine.types import ModelInfo, SynthesisResult, VoicePrompt
 from deployments.metrics import tts_metrics
@@ -56,8 +59,10 @@ from serve_app.synthesis.audio_stream import (
 from serve_app.synthesis.availability import DeploymentDown, ModelAvailability
 from serve_app.synthesis.cache import LRUCache, cache_key
 from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
+from serve_app.synthesis.lexicons import Pronunciations
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
+from serve_app.synthesis.word_timing import WordTimer
 from serve_app.text.front_end import TextFrontEnd
 
 if TYPE_CHECKING:
@@ -69,7 +74,8 @@ logger = logging.getLogger("qtts.service")
 
 class SynthesisService:
     def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle],
-                 audio: DeploymentHandle, admission: TenantAdmission | None = None):
+                 audio: DeploymentHandle, admission: TenantAdmission | None = None,
+                 aligner: DeploymentHandle | None = None):
         self.args = args
         self._models = models
         self._audio = audio
@@ -83,8 +89,12 @@ class SynthesisService:
         self.in_flight = 0
         self.started_at = time.monotonic()
         self.availability = ModelAvailability(models)
-        self._calls = CallBuilder(args, self.model_info, TextFrontEnd())
+        self.text_front_end = TextFrontEnd()
+        self._calls = CallBuilder(args, self.model_info, self.text_front_end)
+        self.pronunciations = Pronunciations(admission)
         self._details = ModelDetails()  # each model's own status, for health
+        #: `timestamps: "word"`: the aligner deployment's times, else estimated
+        self.timer = WordTimer(aligner, args.ingress.request_timeout_s)
 
     # ----------------------------------------------------------------------------- models
     @property
@@ -142,7 +152,8 @@ class SynthesisService:
         self.check_capacity()
         call = await self.prepare(inp)
         async with self.meter.admitted(self._metered(call, request_id)) as usage:
-            out = await self._run(call, inp.output, request_id)
+            out = await self._run(call, inp.output, request_id,
+                                  timed=inp if inp.timestamps == "word" else None)
             usage.ok(out.duration_seconds)
             return out
 
@@ -153,7 +164,7 @@ class SynthesisService:
         the model's samples come back unrendered (the job joins its segments, then renders
         once with `render`). Metered under `usage_id` when it succeeds, `failed_usage_id`
         when it fails (so a retry can still bill `usage_id`)."""
-        call = await self.prepare(inp)
+        call = await self.prepare(inp, caller=caller)
         metered = Metered(call.deployment, usage_id, call.characters, call.voice,
                           caller=caller, failure_id=failed_usage_id)
         async with self.meter.admitted(metered) as usage:
@@ -218,6 +229,9 @@ class SynthesisService:
             await release.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         stream.model_kind = call.deployment
+        if inp.timestamps == "word" and text is None:
+            stream.timing = functools.partial(self.timer.timings, call, inp.text,
+                                              ssml=inp.input_format == "ssml")
         kind = call.info.kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         count = characters or (lambda: call.characters)
@@ -225,9 +239,14 @@ class SynthesisService:
         return stream
 
     # ------------------------------------------------------------------ request building
-    async def prepare(self, inp: SpeechInput, text: TextSource | None = None) -> ModelCall:
-        """The model call of an operation's input (serve_app.synthesis.model_call)."""
-        return await self._calls.prepare(inp, text)
+    async def prepare(self, inp: SpeechInput, text: TextSource | None = None, *,
+                      caller: Caller | None = None) -> ModelCall:
+        """The model call of an operation's input (serve_app.synthesis.model_call), with
+        the pronunciation dictionaries it names, or its tenant's defaults (`caller`: whose;
+        default: the current request's); text still arriving (`text`) applies none."""
+        lexicon = (await self.pronunciations.lexicon(inp.pronunciation_dictionaries, caller)
+                   if text is None else None)
+        return await self._calls.prepare(inp, text, lexicon)
 
     def _metered(self, call: ModelCall, request_id: str, *, streamed: bool = False,
                  characters: Callable[[], int] | None = None) -> Metered:
@@ -246,8 +265,14 @@ class SynthesisService:
         return await self._audio.prepare_reference.remote(reference_audio, screen=screen)
 
     async def read_mark(self, data: bytes) -> dict:
-        """An uploaded file's format and AI-generated mark (the AudioProcessor parses it)."""
+        """An uploaded file's format, AI-generated mark and C2PA manifest (the AudioProcessor
+        parses and validates them)."""
         return await self._audio.read_mark.remote(data)
+
+    async def analyze_audio(self, data: bytes) -> dict:
+        """An upload's duration and speech seconds (the AudioProcessor's speech detector, the
+        one that screens clone references)."""
+        return await self._audio.analyze.remote(data)
 
     async def compare_speakers(self, reference: ReferenceAudio, consent_audio: bytes) -> float:
         """The speaker similarity of a prepared reference and a consent recording (the
@@ -324,7 +349,9 @@ class SynthesisService:
             return await asyncio.wait_for(self._unless_down(call.deployment, invoke()),
                                           self.args.ingress.request_timeout_s)
 
-    async def _run(self, call: ModelCall, output: RenderOptions, request_id: str) -> AudioOutput:
+    async def _run(self, call: ModelCall, output: RenderOptions, request_id: str,
+                   timed: SpeechInput | None = None) -> AudioOutput:
+        """`timed`: the input, when its words' timestamps are asked for."""
         started = time.perf_counter()
         scope = await self.cache_scope()
         request = call.request
@@ -340,7 +367,8 @@ class SynthesisService:
             max_new_tokens=request.max_new_tokens,
             min_frames=request.min_frames,
             output=output.model_dump(mode="json"),
-            extra=call.cache_extra,
+            extra={**call.cache_extra, "timestamps": True} if timed is not None
+            else call.cache_extra,
         )
         if hit := self.cached(key, scope):
             tts_metrics().count_cached(call.info.kind.value)
@@ -348,6 +376,11 @@ class SynthesisService:
         with self.counted():
             result = await self._model_result(call)
             rendered = await self.render(result.audio, result.sample_rate, output)
+            timings = None
+            if timed is not None:
+                timings = await self.timer.timings(
+                    call, timed.text, result.audio, result.sample_rate,
+                    rendered.duration_seconds, ssml=timed.input_format == "ssml")
         _observe(call, result, time.perf_counter() - started)
         out = AudioOutput(
             audio=rendered.data,
@@ -359,19 +392,33 @@ class SynthesisService:
             request_id=request_id,
             cache_key=key if self._cache.max_entries > 0 else None,
             model_kind=call.deployment,
+            timings=timings,
         )
-        out = self._marked(out)  # a cache hit is the same file: marked by the request that made it
+        out = await self._marked(out)  # a cache hit is the same file: marked by the request that made it
         self._cache.put(key, (scope, out))
         return out
 
-    def _marked(self, out: AudioOutput) -> AudioOutput:
+    async def _marked(self, out: AudioOutput) -> AudioOutput:
         """`out` with the AI-generated mark of its request in its metadata (well under a
-        millisecond: tags are written around the encoded frames, never re-encoding them)."""
+        millisecond: tags are written around the encoded frames, never re-encoding them) and,
+        where a certificate is configured, a signed C2PA manifest."""
         if not self.args.audio.mark_outputs or out.model_kind is None:
             return out
         mark = AIMark(model_kind=out.model_kind, request_id=out.request_id)
-        return out.model_copy(update={"audio": embed_mark(out.audio, out.format, mark),
+        return out.model_copy(update={"audio": await self.mark(out.audio, out.format, mark),
                                       "marked_as": out.request_id})
+
+    async def mark(self, data: bytes, fmt: AudioFormat | str, mark: AIMark) -> bytes:
+        """A finished file marked as AI-generated: the mark in its metadata (here), then, for
+        the formats a C2PA manifest embeds into and when the deployment has a certificate,
+        the manifest signed by the AudioProcessor (the mark is inside what it signs)."""
+        data = embed_mark(data, fmt, mark)
+        if self.args.audio.signs_outputs() and AudioFormat(fmt) in C2PA_FORMATS:
+            data = await asyncio.wait_for(
+                self._audio.sign.remote(data, AudioFormat(fmt).value, mark.model_kind,
+                                        mark.request_id),
+                self.args.ingress.request_timeout_s)
+        return data
 
     # ------------------------------------------------------------------------ read models
     async def graph_health(self) -> GraphHealth:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from serve_app.edge.api_errors import invalid
 from serve_app.text import ssml
+from serve_app.text.lexicon import Lexicon
 from serve_app.text.normalize import (
     NUM2WORDS_LANGUAGES,
     TextNormalizer,
@@ -69,21 +70,29 @@ class TextFrontEnd:
     async def script(self, text: str, language: str, *, normalize: bool = True,
                      input_format: str = "text",
                      resolve_language: Callable[[str], str] = lambda code: code,
-                     param: str = "text") -> Script:
+                     param: str = "text", lexicon: Lexicon | None = None) -> Script:
         """`text` as the model will read it. `language`: the request's model language name;
         `resolve_language`: a `<lang>`'s code to a model language name (raising the usual
-        422 for one the model does not speak); `param`: the field, for errors."""
+        422 for one the model does not speak); `param`: the field, for errors; `lexicon`:
+        the request's pronunciation dictionaries, applied after normalization (to SSML's
+        text, not to a `<sub>` alias or a `<say-as>` reading)."""
+        lexicon = lexicon or Lexicon()
         if input_format == "ssml":
-            return await self._ssml(text, language, normalize, resolve_language, param)
+            return await self._ssml(text, language, normalize, resolve_language, param,
+                                    lexicon)
         if normalize:
             out = await self.normalizer.normalize_async(text, language)
-            part = ScriptPart(out.text, out.offsets)
+            spoken, offsets = out.text, out.offsets
         else:
-            part = ScriptPart(text, OffsetMap.identity(len(text)))
-        return Script((part,), len(text))
+            spoken, offsets = text, OffsetMap.identity(len(text))
+        if lexicon:
+            spoken, looked_up = lexicon.apply(spoken)
+            offsets = looked_up.then(offsets)
+        return Script((ScriptPart(spoken, offsets),), len(text))
 
     async def _ssml(self, document: str, language: str, normalize: bool,
-                    resolve_language: Callable[[str], str], param: str) -> Script:
+                    resolve_language: Callable[[str], str], param: str,
+                    lexicon: Lexicon) -> Script:
         try:
             segments = ssml.parse(document)
         except ssml.SsmlError as exc:
@@ -135,9 +144,13 @@ class TextFrontEnd:
                 assert segment.offsets is not None
                 if normalize:
                     out = await self.normalizer.normalize_async(segment.text, spoken_language)
-                    run.append((out.text, out.offsets.then(segment.offsets)))
+                    spoken, offsets = out.text, out.offsets.then(segment.offsets)
                 else:
-                    run.append((segment.text, segment.offsets))
+                    spoken, offsets = segment.text, segment.offsets
+                if lexicon:
+                    spoken, looked_up = lexicon.apply(spoken)
+                    offsets = looked_up.then(offsets)
+                run.append((spoken, offsets))
             else:
                 characters += len(segment.text)
                 spoken = (segment.alias if segment.kind == "sub" else

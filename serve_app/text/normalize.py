@@ -10,8 +10,8 @@ measured the choice on tests/text_cases.py (docs/api.md, "Normalization").
 
 Only sentences that `NEEDS_NORMALIZING` flags (a digit, a currency or unit symbol, an
 abbreviation) go through a grammar; each normalized sentence is kept in an LRU cache, and
-the grammars are built once per process, on first use (`grammar`: about 1.2-1.7 s of CPU
-for each of Chinese and English). Callers on an event loop use `TextNormalizer.normalize_async`,
+the grammars are built once per process (`grammar`: about 1.2-1.7 s of CPU for each of
+Chinese and English), by an ingress replica as it starts (`TextNormalizer.warm`). Callers on an event loop use `TextNormalizer.normalize_async`,
 which runs a grammar in a thread.
 """
 
@@ -22,6 +22,8 @@ import difflib
 import functools
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +39,9 @@ NEEDS_NORMALIZING = re.compile(
     r"|\b(?:Dr|Mr|Mrs|Ms|Prof|St|Ave|Mt|Jr|Sr|etc|vs|approx|No|Jan|Feb|Mar|Apr|Jun|Jul|Aug"
     r"|Sep|Sept|Oct|Nov|Dec)\.")
 
+#: The languages whose grammars take long to build (WeTextProcessing's FSTs): an ingress
+#: replica builds them as it starts (`TextNormalizer.warm`), not on its first sentence.
+SLOW_GRAMMARS = ("en", "zh")
 #: The model's language names (ModelInfo.languages) -> the normalizer's language.
 LANGUAGE_CODES = {"chinese": "zh", "english": "en", "german": "de", "french": "fr",
                   "spanish": "es", "italian": "it", "portuguese": "pt", "russian": "ru",
@@ -108,6 +113,20 @@ class TextNormalizer:
         self._cache: LRUCache[str] = LRUCache(cache_size)  # locks itself
         self._grammar_of = grammar_of or grammar
 
+    def warm(self, codes: tuple[str, ...] = SLOW_GRAMMARS) -> dict[str, float]:
+        """Build the grammars of `codes` now (blocking; seconds each took), so that the first
+        sentence that needs one does not wait for it. A grammar that fails to build is
+        logged and left to fail (and read the sentence as written) when a sentence needs it."""
+        took = {}
+        for code in codes:
+            started = time.perf_counter()
+            try:
+                self._grammar_of(code)
+            except Exception:  # noqa: BLE001 - a missing grammar must not stop the replica
+                logger.warning("the %s normalizer could not be built", code, exc_info=True)
+            took[code] = time.perf_counter() - started
+        return took
+
     def normalize(self, text: str, language: str = "auto") -> NormalizedText:
         """`text` as the model should read it (blocking: a grammar may run)."""
         pieces: list[tuple[OffsetMap, int]] = []
@@ -161,10 +180,19 @@ def _plain_number(digits: str) -> int:
     return int(digits.replace(",", ""))
 
 
-@functools.cache
+_BUILDING = threading.Lock()
+
+
 def grammar(code: str) -> Callable[[str], str]:
     """The normalizer of a language, built once per process (WeTextProcessing's grammars
-    load their FSTs here; the first call per language pays for it)."""
+    load their FSTs here; the first call per language pays for it, and a call while the
+    warm-up builds it waits for that build instead of making a second)."""
+    with _BUILDING:
+        return _build(code)
+
+
+@functools.cache
+def _build(code: str) -> Callable[[str], str]:
     if code == "zh":
         from tn.chinese.normalizer import Normalizer as Chinese
         fst = Chinese(overwrite_cache=False)

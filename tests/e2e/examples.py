@@ -12,7 +12,8 @@ for the e2e tier, which runs it against a real `qtts demo`:
 Unmarked blocks (diagrams, GPU and Kubernetes commands, fragments) are not run. What a runner
 may change, and nothing else: the base URL (`http://127.0.0.1:8000` -> the demo's port) and
 the placeholders a reader fills in by hand, each with the value an earlier step printed:
-`qtts_...` (an API key), `key_...` (a key id), `voice_...` (a voice id). Files an example
+`qtts_...` (an API key), `key_...` (a key id), `voice_...` (a voice id), `pdict_...` (a
+pronunciation dictionary id). Files an example
 assumes exist (ref.wav, chapter1.txt) are created in its working directory by the test.
 """
 
@@ -35,6 +36,7 @@ PLACEHOLDERS = {  # placeholder -> the pattern of the value that replaces it
     "qtts_...": re.compile(r"\bqtts_[A-Za-z0-9_-]{20,}"),
     "key_...": re.compile(r"\bkey_[A-Za-z0-9]{6,}"),
     "voice_...": re.compile(r"\bvoice_[A-Za-z0-9]{6,}"),
+    "pdict_...": re.compile(r"\bpdict_[A-Za-z0-9]{6,}"),
 }
 
 

@@ -9,6 +9,8 @@ import io
 import numpy as np
 import soundfile as sf
 
+from tests.graph.tenants import create_tenant_key, unique_name
+
 FRAMES = 5  # per model request: min_frames == the frame cap (max_new_tokens - 1)
 SAMPLES_PER_FRAME = 1920  # 24 kHz / 12.5 frames per second
 FORCED = {"min_frames": FRAMES, "max_new_tokens": FRAMES + 1, "seed": 3}
@@ -64,5 +66,26 @@ def test_malformed_ssml_is_a_422_naming_the_element_and_offset(http):
     response = speech(http, '<speak>Hi <audio src="x"/></speak>', input_format="ssml")
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["param"] == "text" and "<audio>" in error["message"]
+    # named as OpenAI's field: `input`
+    assert error["param"] == "input" and "<audio>" in error["message"]
+    assert error["message"].startswith("input is not valid SSML")
     assert "at character 10" in error["message"]
+
+
+def test_a_pronunciation_dictionary_is_what_the_model_reads_and_only_its_tenants(graph, http):
+    r = http.post("/v1/pronunciation-dictionaries", json={
+        "name": "graph", "entries": [{"grapheme": "Qwen", "alias": "chwen"}]})
+    assert r.status_code == 201, r.text
+    pdict = r.json()["id"]
+    first = speech(http, "Qwen speaks.", pronunciation_dictionaries=[pdict], seed=17)
+    assert first.status_code == 200, first.text
+    # the model read the alias: the alias sent as the text hits the same cached result
+    again = speech(http, "chwen speaks.", pronunciation_dictionaries=[], seed=17)
+    assert again.headers["X-Cache"] == "hit" and again.content == first.content
+    other = create_tenant_key(graph.base_url, graph.admin_token, unique_name("dict-other"))
+    theirs = {"Authorization": f"Bearer {other}"}
+    r = http.post("/v1/audio/speech", headers=theirs, json={
+        "model": "tts-1", "voice": "alloy", "input": "Qwen.", "response_format": "pcm",
+        "pronunciation_dictionaries": [pdict], **FORCED})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "pronunciation_dictionaries"
+    assert http.get(f"/v1/pronunciation-dictionaries/{pdict}", headers=theirs).status_code == 404

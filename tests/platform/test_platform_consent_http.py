@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from platform_testing import make_prompt  # noqa: I001 - tests/platform helper
 
+from deployments.args import CloneArgs
 from deployments.audio_processor import AudioProcessor
-from deployments.engine.types import ModelInfo, ModelKind
+from deployments.engine.types import ModelInfo, ModelKind, SynthesisResult
 from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
@@ -38,11 +40,25 @@ class FakeVoiceClone:
         self.reference = reference
         return make_prompt()
 
+    async def synthesize_with_reference(self, request, reference, ref_text, x_vector_only):
+        self.reference = reference
+        return SynthesisResult(audio=np.zeros(2400, np.float32), sample_rate=24000, frames=3)
+
+
+class CountingAudioProcessor(AudioProcessor.func_or_class):
+    """The AudioProcessor's own class, counting the uploads it prepares as references."""
+
+    prepared = 0
+
+    async def prepare_reference(self, data, param="reference_audio", *, screen=True):
+        self.prepared += 1
+        return await super().prepare_reference(data, param, screen=screen)
+
 
 @pytest.fixture
 def app(platform):
     args = AppArgs()
-    audio = AudioProcessor.func_or_class(args.audio, args.clone)
+    audio = CountingAudioProcessor(args.audio, args.clone)
     clone = FakeVoiceClone()
     admission = TenantAdmission(platform)
     svc = SynthesisService(args, {"VoiceClone": FakeHandle(clone)}, FakeHandle(audio), admission)
@@ -50,7 +66,7 @@ def app(platform):
                         raise_server_exceptions=False)
     platform.tenants.create("acme")
     client.headers["Authorization"] = f"Bearer {platform.keys.create('acme').secret}"
-    client.clone = clone
+    client.clone, client.audio = clone, audio
     return client
 
 
@@ -129,3 +145,22 @@ async def _still_usable(app, code: str) -> bool:
     gate = app.app.state.replica.admission
     tenant = gate.platform.tenants.get("acme")
     return gate.platform.statements.check(tenant.id, code).code == code
+
+
+def test_a_one_shot_clone_under_checked_consent_prepares_its_reference_once(app, platform):
+    require_speech()
+    platform.clone = CloneArgs(consent_one_shot="checked")
+    statement = _statement(app)
+    r = app.post("/v1/audio/clone", data={
+        "input": "Hello there.", "ref_text": TRANSCRIPT, "consent_code": statement["code"],
+        "response_format": "wav"}, files={
+        "reference_audio": ("ref.wav", speak("kal", TRANSCRIPT), "audio/wav"),
+        "consent_audio": ("consent.wav", speak("kal", statement["text"]), "audio/wav")})
+    assert r.status_code == 200, r.text
+    # screened and trimmed once, for the speaker check, and spoken from as it was prepared
+    assert app.audio.prepared == 1
+    assert app.clone.reference.speech_seconds >= 2.0
+    # without the consent recording it is refused before anything is spoken
+    r = app.post("/v1/audio/clone", data={"input": "Hi.", "ref_text": TRANSCRIPT}, files={
+        "reference_audio": ("ref.wav", speak("kal", TRANSCRIPT), "audio/wav")})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "consent_code"

@@ -25,10 +25,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from serve_app.platform.consent import ConsentPolicy
-from serve_app.platform.errors import ConfigurationError
+from serve_app.platform.errors import ConfigurationError, NotFound
 from serve_app.platform.isolation import TENANT_TABLES, inspect_isolation
 from serve_app.platform.jobs import JobRequest
 from serve_app.platform.models import Base
+from serve_app.platform.pronunciation import EntryData
 from serve_app.platform.service import Platform
 
 
@@ -54,6 +55,7 @@ def populate(platform: Platform, name: str) -> str:
     record(platform, tenant.id, f"{name}-march", at(3), characters=12)  # usage, quota_alerts
     platform.set_tenant_consent(name, ConsentPolicy(voices="recorded"))      # tenant_consent
     platform.statements.issue(tenant.id)                                     # consent_statements
+    platform.dictionaries.create(tenant.id, "brands", [EntryData("Qwen", "chwen")])  # pronun...
 
     async def act():
         await platform.create_clone_voice(principal, "narrator", make_prompt(),     # voices
@@ -103,6 +105,22 @@ def test_the_application_role_cannot_write_another_tenants_rows(rls_platform):
     with rls_platform.db.transaction(a) as session:  # B's rows are out of reach, not an error
         assert session.execute(text("DELETE FROM jobs")).rowcount == 1
     assert len(tenant_ids(rls_platform, "jobs", b)) == 1
+
+
+def test_another_tenants_dictionary_is_out_of_reach_of_the_database_itself(rls_platform):
+    """Row-level security alone: a query for B's dictionary by its id, with no tenant filter
+    at all, acting for A, finds nothing; the store answers 404 as for a missing one."""
+    a, b = populate(rls_platform, "a"), populate(rls_platform, "b")
+    theirs = rls_platform.dictionaries.list(b)[0].id
+    with rls_platform.db.transaction(a) as session:
+        assert session.execute(text("SELECT id FROM pronunciation_dictionaries WHERE id = :i"),
+                               {"i": theirs}).all() == []
+        assert session.execute(text("UPDATE pronunciation_dictionaries SET name = 'x' "
+                                    "WHERE id = :i"), {"i": theirs}).rowcount == 0
+    with pytest.raises(NotFound):
+        rls_platform.dictionaries.get(a, theirs)
+    with pytest.raises(NotFound):
+        rls_platform.dictionaries.versions(a, [theirs])
 
 
 @pytest.mark.parametrize("statement", [

@@ -144,3 +144,18 @@ def test_align_identity_and_tokens():
     m = align("Dr. Smith", "doctor Smith")
     assert m.source_span(0, 6) == (0, 3)  # "doctor" came from "Dr."
     assert m.source_span(7, 12) == (4, 9)
+
+
+def test_warming_builds_the_slow_grammars_once_and_survives_one_that_fails():
+    built: list[str] = []
+
+    def grammar_of(code: str):
+        built.append(code)
+        if code == "zh":
+            raise RuntimeError("no FST")
+        return str.upper
+
+    normalizer = TextNormalizer(grammar_of=grammar_of)
+    took = normalizer.warm()
+    assert built == ["en", "zh"] and set(took) == {"en", "zh"}
+    assert normalizer.normalize("I have 3 cats.", "english").text == "I HAVE 3 CATS."
