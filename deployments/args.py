@@ -116,3 +116,20 @@ class CloneArgs(_Strict):
         "(benchmarks/speaker_similarity.py: same speaker >= 0.838, different <= 0.804)")
     statement_ttl_s: float = Field(
         600.0, gt=0, description="How long an issued consent statement's code can be used")
+
+
+#: The project's random-weight aligner checkpoint (deployments/aligner/tiny.py), as `model`.
+TINY_ALIGNER = "tiny:aligner"
+
+
+class AlignerArgs(_Strict):
+    """The forced-aligner deployment (word timestamps, deployments/aligner_server.py)."""
+
+    model: str = Field("Qwen/Qwen3-ForcedAligner-0.6B", description="A hub id, a local "
+                       f"directory, or {TINY_ALIGNER} (the random-weight test checkpoint)")
+    device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda, cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 on a CPU")
+    num_threads: int | None = Field(None, ge=1, description="torch threads on a CPU")
+    max_audio_s: float = Field(300.0, gt=0, description="Longest audio aligned in one call "
+                               "(the checkpoint's limit: 5 minutes); longer audio is estimated")

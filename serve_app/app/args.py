@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.args import AudioArgs, CloneArgs, ModelServerArgs
+from deployments.args import AlignerArgs, AudioArgs, CloneArgs, ModelServerArgs
 from deployments.checkpoints import TINY_SCHEME
 from serve_app.platform.config import PlatformArgs
 from serve_app.wyoming.wyoming_args import WyomingArgs
@@ -23,6 +23,7 @@ CUSTOM_VOICE = "CustomVoice"
 VOICE_DESIGN = "VoiceDesign"
 VOICE_CLONE = "VoiceClone"
 AUDIO_PROCESSOR = "AudioProcessor"
+ALIGNER = "ForcedAligner"  # word timestamps (deployments/aligner_server.py)
 INGRESS = "TTSIngress"
 MODEL_DEPLOYMENTS = (CUSTOM_VOICE, VOICE_DESIGN, VOICE_CLONE)
 
@@ -32,9 +33,9 @@ PUBLISHED_CHECKPOINTS = {
     "voice_design": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
     "voice_clone": "Qwen/Qwen3-TTS-12Hz-1.7B-Base",
 }
-ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, INGRESS)
+ALL_DEPLOYMENTS = (*MODEL_DEPLOYMENTS, AUDIO_PROCESSOR, ALIGNER, INGRESS)
 
-__all__ = ["AppArgs", "AudioArgs", "CloneArgs", "IngressArgs", "ModelServerArgs", "WyomingArgs"]
+__all__ = ["AlignerArgs", "AppArgs", "AudioArgs", "CloneArgs", "IngressArgs", "ModelServerArgs", "WyomingArgs"]
 
 
 #: Serve slots of an ingress replica kept free of synthesis and sockets (IngressArgs).
@@ -109,6 +110,8 @@ class AppArgs(_Strict):
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     platform: PlatformArgs = Field(default_factory=PlatformArgs)  # tenants, keys, limits, jobs
     wyoming: WyomingArgs = Field(default_factory=WyomingArgs)  # Home Assistant's protocol
+    #: Word timestamps by the forced aligner; null: estimated (docs/api.md "Word timestamps")
+    aligner: AlignerArgs | None = None
 
     def model_servers(self) -> dict[str, ModelServerArgs]:
         """Deployment name -> args, for the model kinds this graph serves."""

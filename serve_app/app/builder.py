@@ -3,7 +3,8 @@
     Ingress ─┬─ CustomVoice ─┐
              ├─ VoiceDesign  ├─ ModelServer bound once per model kind, own checkpoint
              ├─ VoiceClone  ─┘
-             └─ AudioProcessor (CPU)
+             ├─ AudioProcessor (CPU)
+             └─ ForcedAligner (word timestamps; GPU, or CPU with the tiny checkpoint)
 
 `serve deploy` configs point `import_path` at `serve_app.app.builder:build_app` and pass `args:`;
 `serve build` needs an Application object, so `serve_app.app.published:app` is one built from the
@@ -17,10 +18,11 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.aligner_server import AlignerServer
 from deployments.audio.content_credentials.development import development_signer
 from deployments.audio_processor import AudioProcessor
 from deployments.model_server import ModelServer
-from serve_app.app.args import AUDIO_PROCESSOR, INGRESS, AppArgs
+from serve_app.app.args import ALIGNER, AUDIO_PROCESSOR, INGRESS, AppArgs
 from serve_app.app.ingress import TTSIngress
 from serve_app.app.settings import apply_environment
 
@@ -49,7 +51,8 @@ def build_graph(
         for name, server_args in args.model_servers().items()
     }
     audio = options(AudioProcessor, AUDIO_PROCESSOR).bind(args.audio, args.clone)
-    return options(TTSIngress, INGRESS).bind(args, models, audio)
+    aligner = options(AlignerServer, ALIGNER).bind(args.aligner) if args.aligner else None
+    return options(TTSIngress, INGRESS).bind(args, models, audio, aligner)
 
 
 def with_development_signer(args: AppArgs) -> AppArgs:

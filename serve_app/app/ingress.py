@@ -72,12 +72,13 @@ class TTSIngress:
         args: AppArgs,
         models: dict[str, DeploymentHandle],
         audio: DeploymentHandle,
+        aligner: DeploymentHandle | None = None,
     ):
         configure_replica_logging()
         platform = Platform.open(args.platform, clone=args.clone)
         logger.info("platform: %r", platform)
         self.admission = TenantAdmission(platform)
-        self.service = SynthesisService(args, models, audio, self.admission)
+        self.service = SynthesisService(args, models, audio, self.admission, aligner)
         # (not `self.voices`: that name is a handle method)
         self.selector = VoiceSelector(self.service, SavedVoices(self.admission, self.service))
         self.job_synthesis = JobSynthesis(self.service, self.admission, self.selector)

@@ -42,6 +42,7 @@ from serve_app.platform.jobs.runner import (
     Mark,
     Segmenter,
     Synthesize,
+    Timings,
     render_output,
 )
 from serve_app.platform.jobs.store import JobRequest, JobStatus, JobStore, JobTicket
@@ -421,12 +422,17 @@ class Platform:
     async def job_result(self, principal: Principal, job_id: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self.jobs.result, principal.tenant_id, job_id)
 
+    async def job_words(self, principal: Principal, job_id: str) -> bytes:
+        """A finished job's word timestamps (JSON, serve_app.protocol.timestamps)."""
+        return await asyncio.to_thread(self.jobs.words, principal.tenant_id, job_id)
+
     def job_runner(self, synthesize: Synthesize, *, encode: Encode = render_output,
-                   mark: bool | Mark = True, segment: Segmenter | None = None) -> JobRunner:
+                   mark: bool | Mark = True, timings: Timings | None = None,
+                   segment: Segmenter | None = None) -> JobRunner:
         """A runner over this platform's queue; call `.start()` inside the event loop. It
         also delivers pending quota warnings (any replica's, e.g. of one that died)."""
         return JobRunner(self.jobs, synthesize, self.args.jobs, encode=encode, mark=mark,
-                         sweep=self.deliver_quota_alerts,
+                         timings=timings, sweep=self.deliver_quota_alerts,
                          **({"segment": segment} if segment is not None else {}))
 
     # ------------------------------------------------------------------------ invoices

@@ -13,6 +13,7 @@ from serve_app.protocol.fields import (
     CONSENT_CODE_DESCRIPTION,
     INPUT_FORMAT_DESCRIPTION,
     PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     TRANSCRIPT_UNLESS_X_VECTOR,
     Flag,
     InputFormat,
@@ -24,6 +25,7 @@ from serve_app.protocol.fields import (
     PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -53,6 +55,7 @@ class SpeechBody(BaseModel):
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="Stream while generating: 'audio' (chunked bytes) or 'sse' (events)"
     )

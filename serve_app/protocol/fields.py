@@ -80,6 +80,10 @@ PRONUNCIATION_DESCRIPTION = (
     f"Up to {MAX_REQUEST_DICTIONARIES} pronunciation dictionary ids (pdict_...), applied in "
     "order after normalization; omitted or null: the tenant's default dictionaries; []: none "
     "(a form field: the ids separated by commas)")
+#: Word timestamps with the audio (docs/api.md "Word timestamps"): "none" (default) or "word".
+Timestamps = Literal["none", "word"]
+TIMESTAMPS_DESCRIPTION = ("'none' (default) or 'word': each word's start and end in the audio, "
+                          "with its characters in the text as sent")
 #: How the text is written: plain text, or the SSML subset (docs/api.md "SSML").
 InputFormat = Literal["text", "ssml"]
 INPUT_FORMAT_DESCRIPTION = ("'text' (default) or 'ssml': an SSML document (<speak> with "

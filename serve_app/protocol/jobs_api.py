@@ -18,6 +18,7 @@ from serve_app.protocol.fields import (
     PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
 )
 
 #: `period` of GET /v1/usage: month | day | YYYY-MM | YYYY-MM-DD (a date that does not exist,
@@ -48,6 +49,9 @@ class JobBody(BaseModel):
     normalize: Normalize = True
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("word", description="'word' (default): the words' "
+                                   "timestamps are stored with the result, for its captions "
+                                   "(GET /v1/jobs/{id}/captions.vtt, .srt); 'none'")
     response_format: AudioFormat = AudioFormat.MP3
     speed: OpenAISpeed = 1.0
     sample_rate: OutputSampleRate | None = None

@@ -10,6 +10,7 @@ from deployments.audio.formats import AudioFormat
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
     PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
@@ -19,6 +20,7 @@ from serve_app.protocol.fields import (
     PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
     streaming_keeps,
 )
 
@@ -51,6 +53,9 @@ class SpeechRequest(BaseModel):
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION + "; not "
+                                   "streamed: a JSON body (audio base64, words, source); "
+                                   "SSE: a speech.alignment event after the audio")
 
 
 class ModelCard(BaseModel):

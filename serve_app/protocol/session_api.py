@@ -3,7 +3,9 @@ method `TTSIngress.speech_session`): text arrives in pieces, audio leaves as it 
 
 Client -> server: one `SessionSettings` first, then `TextDelta`, `Flush`, `Close` and
 `Cancel` messages (JSON objects told apart by `type`). Server -> client: `SessionAudio`
-(on the WebSocket: an `audio.span` event followed by one binary frame), then `SessionDone`;
+(on the WebSocket: an `audio.span` event followed by one binary frame), with
+`timestamps: "word"` a `SessionWords` (`words` event) after each sentence's audio, then
+`SessionDone`;
 errors are `{"type": "error", "error": {...}}` (the envelope of serve_app.edge.api_errors).
 docs/streaming.md has the protocol message by message.
 """
@@ -22,7 +24,9 @@ from serve_app.protocol.fields import (
     OutputSampleRate,
     PronunciationDictionaries,
     Seed,
+    Timestamps,
 )
+from serve_app.protocol.timestamps import TimingSource, WordTimestamp
 
 #: How text becomes requests. "incremental": one request (one engine slot) reads the text as
 #: it arrives, in the model's streaming-text mode, and waits when it runs out; a flush ends
@@ -61,6 +65,9 @@ class SessionSettings(BaseModel):
                                  "as it arrives, holding back about a word)")
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description="'word' (mode 'sentence'): a `words` "
+                                   "event after each sentence's audio, its words' times in "
+                                   "the session's audio and characters in its text")
 
 
 class TextDelta(BaseModel):
@@ -123,6 +130,21 @@ class SessionAudio(BaseModel):
         return {"type": "audio.span", "index": self.index, "sentence": self.sentence,
                 "bytes": len(self.audio), "span": self.span.model_dump(),
                 "audio_start": round(self.audio_start, 6), "audio_end": round(self.audio_end, 6)}
+
+
+class SessionWords(BaseModel):
+    """When each word of a sentence is heard (`timestamps: "word"`), sent after its audio:
+    seconds into the session's audio, characters of the session's text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sentence: int
+    words: list[WordTimestamp]
+    source: TimingSource
+
+    def event(self) -> dict:
+        return {"type": "words", "sentence": self.sentence, "source": self.source,
+                "words": [w.model_dump() for w in self.words]}
 
 
 class SessionUsage(BaseModel):

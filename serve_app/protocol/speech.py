@@ -17,6 +17,7 @@ from deployments.engine.types import VoicePrompt
 from serve_app.protocol.fields import (
     INPUT_FORMAT_DESCRIPTION,
     PRONUNCIATION_DESCRIPTION,
+    TIMESTAMPS_DESCRIPTION,
     InputFormat,
     MaxNewTokens,
     MinFrames,
@@ -24,7 +25,9 @@ from serve_app.protocol.fields import (
     PronunciationDictionaries,
     Seed,
     SpeechText,
+    Timestamps,
 )
+from serve_app.protocol.timestamps import WordTimings
 
 
 class _Input(BaseModel):
@@ -40,6 +43,7 @@ class _Input(BaseModel):
     input_format: InputFormat = Field("text", description=INPUT_FORMAT_DESCRIPTION)
     pronunciation_dictionaries: PronunciationDictionaries | None = Field(
         None, description=PRONUNCIATION_DESCRIPTION)
+    timestamps: Timestamps = Field("none", description=TIMESTAMPS_DESCRIPTION)
 
 
 class CustomVoiceInput(_Input):
@@ -111,6 +115,8 @@ class AudioOutput(BaseModel):
     #: cache hit is the same file), and its response the X-AI-* headers.
     model_kind: str | None = None
     marked_as: str | None = None
+    #: `timestamps: "word"`: when each word of the text is heard in `audio`
+    timings: WordTimings | None = None
 
 
 class StreamUsage(BaseModel):
@@ -145,3 +151,5 @@ class AudioStreamChunk(BaseModel):
     usage: StreamUsage | None = None
     text_chars: int = Field(0, description="Text still arriving (speech sessions): characters "
                             "of it the model had read when this audio was made")
+    timings: WordTimings | None = Field(None, description="`timestamps: \"word\"`: on the "
+                                        "final chunk, the words of all the audio before it")

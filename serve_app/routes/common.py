@@ -9,17 +9,19 @@ WebSocket) with the functions below. Nothing is kept in module or class globals.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 
 from deployments.audio.marking import AIMark, mark_headers
-from serve_app.edge.api_errors import ApiError
+from serve_app.edge.api_errors import ApiError, invalid
 from serve_app.edge.http_edge import REQUEST_ID_HEADER
 from serve_app.edge.socket_gate import SocketGate
 from serve_app.protocol.speech import AudioOutput, SpeechInput
+from serve_app.protocol.timestamps import TimedAudio
 from serve_app.routes.stream_responses import stream_response
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from serve_app.synthesis.job_synthesis import JobSynthesis
 
 __all__ = ["REQUEST_ID_HEADER", "ReplicaServices", "admission", "audio_response", "jobs",
-           "rid", "selector", "service", "speech_response"]
+           "rid", "selector", "service", "speech_response", "timed_response"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,14 @@ async def speech_response(conn: HTTPConnection, inp: SpeechInput,
     `text_field`: what the surface calls the text (OpenAI's `input`), which an error about
     the text (its length, its SSML) names."""
     svc = service(conn)
+    if stream_format == "audio" and inp.timestamps != "none":
+        raise invalid("timestamps", "stream_format 'audio' is the audio file alone, with no "
+                      "room for words: send stream_format 'sse' (a speech.alignment event) or "
+                      "no stream_format (a JSON answer), or timestamps 'none'")
     try:
         if stream_format:
             return stream_response(await svc.stream(inp, rid(conn)), stream_format)
-        return audio_response(await svc.synthesize(inp, rid(conn)))
+        out = await svc.synthesize(inp, rid(conn))
     except ApiError as exc:
         if exc.param != TEXT_PARAM or text_field == TEXT_PARAM:
             raise
@@ -113,3 +119,18 @@ async def speech_response(conn: HTTPConnection, inp: SpeechInput,
         if message.startswith(TEXT_PARAM + " "):
             message = text_field + message[len(TEXT_PARAM):]
         raise ApiError(exc.status, exc.code, message, text_field, exc.headers) from None
+    return timed_response(out) if out.timings is not None else audio_response(out)
+
+
+def timed_response(out: AudioOutput) -> Response:
+    """A whole answer with `timestamps: "word"`: JSON with the audio (base64) and its words,
+    with the audio response's headers."""
+    assert out.timings is not None
+    body = TimedAudio(audio=base64.b64encode(out.audio).decode(), format=out.format.value,
+                      content_type=out.content_type, sample_rate=out.sample_rate,
+                      duration_seconds=out.duration_seconds, words=out.timings.words,
+                      source=out.timings.source)
+    headers = dict(audio_response(out).headers)
+    headers.pop("content-type", None)
+    headers.pop("content-length", None)
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)

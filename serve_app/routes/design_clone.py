@@ -26,6 +26,7 @@ from serve_app.app.args import VOICE_CLONE, VOICE_DESIGN
 from serve_app.edge.api_errors import invalid
 from serve_app.protocol.audio_api import CloneBody, DesignBody, SpeechBody
 from serve_app.protocol.speech import SpeechInput, VoiceCloneInput
+from serve_app.protocol.timestamps import TimedAudio
 from serve_app.routes.common import replica, selector, service, speech_response
 from serve_app.routes.contract import audio_content, errors, upload_body
 from serve_app.routes.uploads import Upload, read_upload
@@ -43,7 +44,9 @@ BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 #: What design and clone answer: audio, or an error of the request, its tenant or the model.
 _SPEECH_ANSWERS = {200: audio_content("The audio in response_format; streamed with "
-                                      "stream_format", sse=True),
+                                      "stream_format; with timestamps 'word' (not streamed) "
+                                      "JSON with the audio and its words", sse=True,
+                                      json_model=TimedAudio),
                    **errors(400, 404, 422, 429, 503, 504)}
 
 
@@ -102,5 +105,6 @@ def _input(request: Request, body: SpeechBody, choice: VoiceChoice) -> SpeechInp
                         output=body.render_options(service(request).args.audio.default_format),
                         max_new_tokens=body.max_new_tokens, min_frames=body.min_frames,
                         normalize=body.normalize, input_format=body.input_format,
-                        pronunciation_dictionaries=body.pronunciation_dictionaries)
+                        pronunciation_dictionaries=body.pronunciation_dictionaries,
+                        timestamps=body.timestamps)
 

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from deployments.audio import RenderOptions
 from serve_app.protocol.openai_api import ModelCard, ModelList, SpeechRequest
+from serve_app.protocol.timestamps import TimedAudio
 from serve_app.routes.common import selector, service, speech_response
 from serve_app.routes.contract import audio_content, errors
 from serve_app.synthesis import catalog
@@ -29,7 +30,9 @@ def _voice_name(voice: str | dict) -> str:
 
 
 @router.post("/audio/speech", response_class=Response, responses={
-    200: audio_content("The audio in response_format; streamed with stream_format", sse=True),
+    200: audio_content("The audio in response_format; streamed with stream_format; with "
+                       "timestamps 'word' (not streamed) JSON with the audio and its words",
+                       sse=True, json_model=TimedAudio),
     **errors(400, 404, 422, 429, 503, 504)})
 async def speech(body: SpeechRequest, request: Request) -> Response:
     choice = await selector(request).select(VoiceRequest(
@@ -39,7 +42,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         body.input, language=body.language, seed=body.seed, max_new_tokens=body.max_new_tokens,
         min_frames=body.min_frames, normalize=body.normalize, input_format=body.input_format,
         pronunciation_dictionaries=body.pronunciation_dictionaries,
-        output=RenderOptions(
+        timestamps=body.timestamps, output=RenderOptions(
             format=body.response_format, speed=body.speed, sample_rate=body.sample_rate))
     return await speech_response(request, inp, body.stream_format)
 

@@ -50,6 +50,7 @@ from serve_app.protocol.session_api import (
     SessionAudio,
     SessionDone,
     SessionSettings,
+    SessionWords,
 )
 from serve_app.routes.common import replica, selector, service
 from serve_app.sessions.speech_session import SpeechSession, new_session_id
@@ -241,6 +242,8 @@ async def _run(websocket: WebSocket, session: SpeechSession) -> None:
                     await websocket.send_json(event.event())
                     if event.audio:
                         await websocket.send_bytes(event.audio)
+                elif isinstance(event, SessionWords):  # after the audio it times
+                    await websocket.send_json(event.event())
                 elif isinstance(event, SessionDone):
                     await websocket.send_json(event.event())
 

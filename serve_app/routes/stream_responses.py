@@ -69,6 +69,9 @@ def sse_response(stream: AudioStream) -> StreamingResponse:
                     yield sse_event({"type": "speech.audio.delta",
                                      "audio": base64.b64encode(piece.audio).decode()})
                     sent += 1
+                if piece.final and piece.timings is not None:  # after the audio it times
+                    yield sse_event({"type": "speech.alignment",
+                                     **piece.timings.model_dump(mode="json")})
                 if piece.final:
                     usage = piece.usage.model_dump() if piece.usage else None
                     yield sse_event({"type": "speech.audio.done", "usage": usage})

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 from serve_app.edge.api_errors import invalid
 from serve_app.platform.jobs.text import CLAUSE_BREAK, SENTENCE_END
-from serve_app.protocol.session_api import Close, Flush, SessionAudio, TextDelta, TextSpan
+from serve_app.protocol.session_api import (
+    Close,
+    Flush,
+    SessionAudio,
+    SessionWords,
+    TextDelta,
+    TextSpan,
+)
 from serve_app.sessions.session_output import SessionOutput
 
 if TYPE_CHECKING:
@@ -86,6 +93,7 @@ class SentenceSpeaker:
         self._make = make
         self._session_id = session_id
         self._splitter = SentenceSplitter(min(MAX_SENTENCE_CHARS, max_chars))
+        self._audio_s = 0.0  # the session's audio before the sentence being spoken
 
     @property
     def text(self) -> str:
@@ -93,7 +101,7 @@ class SentenceSpeaker:
         return self._splitter.text
 
     async def run(self, messages: AsyncIterable[TextDelta | Flush | Close]
-                  ) -> AsyncIterator[SessionAudio]:
+                  ) -> AsyncIterator[SessionAudio | SessionWords]:
         sentences: asyncio.Queue[TextSpan | BaseException | None] = asyncio.Queue()
         reader = asyncio.get_running_loop().create_task(self._read(messages, sentences))
         try:
@@ -125,12 +133,15 @@ class SentenceSpeaker:
         except Exception as exc:  # noqa: BLE001 - handed to run(), which raises it
             sentences.put_nowait(exc)
 
-    async def _speak(self, span: TextSpan) -> AsyncIterator[SessionAudio]:
+    async def _speak(self, span: TextSpan) -> AsyncIterator[SessionAudio | SessionWords]:
+        """The sentence's audio, then (`timestamps: "word"`) its words, placed in the
+        session's audio and text."""
         output = self._output
         text = self._splitter.text[span.start:span.end]
         sentence = output.next_request()
         stream = await self._svc.open_pcm(self._make(text), f"{self._session_id}-{sentence}")
         counted = False
+        sentence_start = self._audio_s
         async with contextlib.aclosing(stream.chunks()) as chunks:
             async for chunk in chunks:
                 if chunk.audio.size and not counted:  # billed once it has audio (as metering)
@@ -138,3 +149,7 @@ class SentenceSpeaker:
                     output.bill(len(text))
                 if (event := output.write(chunk.audio, span, sentence)) is not None:
                     yield event
+                self._audio_s += chunk.audio.size / stream.sample_rate
+                if chunk.final and (timings := await stream.timings()) is not None:
+                    yield SessionWords(sentence=sentence, source=timings.source,
+                                       words=timings.shifted(sentence_start, span.start))

@@ -26,6 +26,7 @@ from serve_app.protocol.session_api import (
     SessionDone,
     SessionSettings,
     SessionUsage,
+    SessionWords,
     TextDelta,
 )
 from serve_app.protocol.speech import SpeechInput
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from serve_app.synthesis.synthesis_service import SynthesisService
 
 #: What a session yields: audio in order, then one SessionDone.
-SessionEvent = SessionAudio | SessionDone
+SessionEvent = SessionAudio | SessionWords | SessionDone
 
 
 class SpeechSession:
@@ -65,6 +66,10 @@ class SpeechSession:
         if s.mode == "incremental" and self._relay is None:
             raise ApiError(422, "unsupported_value", "mode 'incremental' is not available on "
                            "this surface; use mode 'sentence'", "mode")
+        if s.mode == "incremental" and s.timestamps != "none":
+            raise ApiError(422, "unsupported_value", "timestamps 'word' needs mode 'sentence' "
+                           "(incremental text is spoken as it arrives); send timestamps "
+                           "'none' or mode 'sentence'", "timestamps")
         svc = self._svc
         choice = await self._selector.select(VoiceRequest(
             model=s.model, voice=s.voice, instructions=s.instructions, language=s.language,
@@ -72,7 +77,8 @@ class SpeechSession:
         seed = s.seed if s.seed is not None else secrets.randbelow(2**32)
         common = {"language": s.language, "seed": seed, "max_new_tokens": s.max_new_tokens,
                   "min_frames": s.min_frames, "normalize": s.normalize,
-                  "pronunciation_dictionaries": s.pronunciation_dictionaries}
+                  "pronunciation_dictionaries": s.pronunciation_dictionaries,
+                  "timestamps": s.timestamps}
 
         def make(text: str) -> SpeechInput:
             return choice.input(text, **common)
@@ -120,7 +126,7 @@ class SpeechSession:
     # ----------------------------------------------------------------------- running
     async def run(
         self, messages: AsyncIterable[TextDelta | Flush | Close]
-    ) -> AsyncIterator[SessionAudio | SessionDone]:
+    ) -> AsyncIterator[SessionEvent]:
         """Audio of each sentence in order while `messages` keeps arriving, then one
         SessionDone once Close (or the end of `messages`) has been spoken. Closing this
         generator early (the caller cancelled) cancels the request in flight."""
@@ -207,7 +213,7 @@ def new_session_id() -> str:
 async def handle_session(
     svc: SynthesisService, settings: SessionSettings, text: TextFeed | Iterable[str],
     selector: VoiceSelector, relay: ReplicaTextRelay | None = None,
-) -> AsyncIterator[SessionAudio | SessionDone]:
+) -> AsyncIterator[SessionEvent]:
     """The handle API's session (TTSIngress.speech_session): the trusted in-cluster tenant,
     errors raised as ApiError (setup errors before the first event)."""
     session = SpeechSession(svc, settings, new_session_id(), selector, relay)

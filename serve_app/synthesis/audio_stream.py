@@ -19,14 +19,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+import numpy as np
 
 from deployments.audio import RenderOptions, StreamEncoder
 from deployments.audio.marking import AIMark
 from deployments.engine.types import AudioChunk
 from serve_app.edge.api_errors import ApiError
 from serve_app.protocol.speech import AudioStreamChunk, StreamUsage
+from serve_app.protocol.timestamps import WordTimings
 from serve_app.synthesis.metering import Usage
 
 logger = logging.getLogger("qtts.streaming")
@@ -56,6 +59,9 @@ class ModelStream:
     once; the audio handed out is reported to `usage` (what a cancelled stream is billed)."""
 
     model_kind: str = ""  # the deployment that speaks (set by SynthesisService.open_pcm)
+    #: `timestamps: "word"` (set by SynthesisService.open_pcm): times the words of the
+    #: stream's audio, given all of it; the stream keeps its samples for it
+    timing: Callable[[np.ndarray, int], Awaitable[WordTimings]] | None = None
 
     def __init__(
         self,
@@ -78,6 +84,16 @@ class ModelStream:
         self.first_audio_seconds = time.perf_counter() - started
         self.audio_seconds = 0.0  # handed to the consumer so far
         self.completed = False  # the final chunk was delivered
+        self._samples: list[np.ndarray] = []
+
+    async def timings(self) -> WordTimings | None:
+        """The words of the audio handed out so far (all of it once `completed`), when
+        `timing` is set."""
+        if self.timing is None:
+            return None
+        audio = (np.concatenate(self._samples) if self._samples
+                 else np.zeros(0, dtype=np.float32))
+        return await self.timing(audio, self.sample_rate)
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         """The model's chunks, the last with final=True. On failure (or when the consumer
@@ -88,6 +104,8 @@ class ModelStream:
             chunk: AudioChunk = self._first
             while True:
                 self.audio_seconds += chunk.duration_seconds
+                if self.timing is not None and len(chunk.audio):
+                    self._samples.append(chunk.audio)
                 self._usage.sent(self.audio_seconds)
                 if chunk.final:
                     self._usage.ok(self.audio_seconds)
@@ -170,8 +188,9 @@ class AudioStream:
                     data = self._encoder.write(chunk.audio)
                     if chunk.final:
                         data += self._encoder.close()
+                        timings = await self._pcm.timings()
                         finished = True
-                        yield self._piece(data, index, chunk)
+                        yield self._piece(data, index, chunk, timings)
                         return
                     if data:
                         yield self._piece(data, index, chunk)
@@ -180,7 +199,8 @@ class AudioStream:
             if not finished:
                 self._encoder.abort()
 
-    def _piece(self, data: bytes, index: int, chunk: AudioChunk) -> AudioStreamChunk:
+    def _piece(self, data: bytes, index: int, chunk: AudioChunk,
+               timings: WordTimings | None = None) -> AudioStreamChunk:
         usage = None
         if chunk.final:
             usage = StreamUsage(input_tokens=chunk.input_tokens, output_tokens=chunk.total_frames,
@@ -191,7 +211,7 @@ class AudioStream:
             duration_seconds=self._encoder.num_samples / self.sample_rate,
             elapsed_seconds=time.perf_counter() - self._pcm.started,
             request_id=self.request_id, final=chunk.final, usage=usage,
-            text_chars=chunk.text_chars,
+            text_chars=chunk.text_chars, timings=timings,
         )
 
     async def aclose(self) -> None:

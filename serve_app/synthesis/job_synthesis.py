@@ -8,6 +8,9 @@ attempt: its quotas apply, its per-request limits applied at submission), timed 
 for replica loss and measured exactly as a direct request; each segment is its own usage row
 `<job id>:<index>`, written once over the job's life. The joined audio is rendered as every
 result is (`SynthesisService.render`: packed in the ingress, or by the AudioProcessor).
+A job with `timestamps: "word"` has its words timed segment by segment once it is joined
+(the service's `WordTimer`: the aligner, or the estimate) and stored beside its result,
+as `JobWords` JSON: what GET /v1/jobs/{id}/captions.vtt and .srt are made from.
 """
 
 from __future__ import annotations
@@ -26,12 +29,20 @@ from serve_app.platform.jobs.runner import (
 )
 from serve_app.platform.jobs.store import ClaimedJob, JobRequest
 from serve_app.protocol.speech import SpeechInput, VoiceRef
+from serve_app.protocol.timestamps import WordTimings
 from serve_app.synthesis.admission import TenantAdmission
 from serve_app.synthesis.cache import LRUCache
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceChoice, VoiceSelector
+from serve_app.synthesis.word_timing import joined
 from serve_app.text.ssml import SsmlError
 from serve_app.text.ssml_split import split_document
+
+
+class JobWords(WordTimings):
+    """A job's stored word timestamps, with its text (what its captions' cues show)."""
+
+    text: str
 
 
 def job_input(request: JobRequest, text: str, voice: VoiceRef | None = None) -> SpeechInput:
@@ -56,11 +67,17 @@ def job_segments(request: JobRequest, segment_chars: int) -> list[str]:
 
 
 def check_job_text(text: str, input_format: str, segment_chars: int,
-                   param: str = "input") -> None:
+                   param: str = "input", timestamps: str = "none") -> None:
     """At submission: an SSML job's document is one the subset takes (422 naming `param`
-    and the character offset, as on every surface) and has something to speak."""
+    and the character offset, as on every surface) and has something to speak. Word
+    timestamps of an SSML job are refused: its segments are documents of their own, and
+    their words' offsets are not yet mapped back to the submitted document."""
     if input_format != "ssml":
         return
+    if timestamps != "none":
+        raise invalid("timestamps", "timestamps 'word' on a job takes input_format 'text'; "
+                      "an SSML job's words are not timed yet (send timestamps 'none')",
+                      "unsupported_value")
     try:
         segments = split_document(text, segment_chars)
     except SsmlError as exc:
@@ -88,7 +105,7 @@ class JobSynthesis:
             self.runner = self._admission.platform.job_runner(
                 self.synthesize_segment, encode=self.encode,
                 mark=self._service.args.audio.mark_outputs and self._service.mark,
-                segment=job_segments)
+                timings=self.timings, segment=job_segments)
         self.runner.start()
 
     def wake(self) -> None:
@@ -104,6 +121,29 @@ class JobSynthesis:
             inp, caller, usage_id=f"{job.id}:{index}",
             failed_usage_id=f"{job.id}:{index}:a{job.attempt}")
         return SegmentAudio(np.asarray(result.audio, dtype=np.float32), result.sample_rate)
+
+    async def timings(self, job: ClaimedJob, segments: list[str], pieces: list[SegmentAudio],
+                      starts: list[float], scale: float) -> bytes | None:
+        """The joined job's word timestamps (JSON), when it asked for them: each segment's
+        words timed on its own audio, placed where it starts in the joined audio and text."""
+        if job.request.params.timestamps != "word":
+            return None
+        voice = await self._voice(job, await self._admission.job_caller(job))
+        text = job.request.text
+        timed, at = [], 0
+        for segment, piece, start in zip(segments, pieces, starts, strict=True):
+            offset = text.find(segment, at)
+            offset = at if offset < 0 else offset
+            at = offset + len(segment)
+            call = await self._service.prepare(job_input(job.request, segment, voice))
+            timings = await self._service.timer.timings(call, segment, piece.audio,
+                                                        piece.sample_rate)
+            timed.append((timings, start, offset))
+        last = pieces[-1]
+        duration = (starts[-1] + last.audio.size / last.sample_rate) * scale
+        words = joined(timed, scale, duration)
+        return JobWords(words=words.words, source=words.source, text=text
+                        ).model_dump_json().encode()
 
     async def encode(self, audio: np.ndarray, sample_rate: int, output: dict) -> EncodedAudio:
         rendered = await self._service.render(audio, sample_rate,

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +62,7 @@ from serve_app.synthesis.health import GraphHealth, ModelDetails, graph_health
 from serve_app.synthesis.lexicons import Pronunciations
 from serve_app.synthesis.metering import Meter, Metered, Unmetered
 from serve_app.synthesis.model_call import CallBuilder, ModelCall
+from serve_app.synthesis.word_timing import WordTimer
 from serve_app.text.front_end import TextFrontEnd
 
 if TYPE_CHECKING:
@@ -71,7 +74,8 @@ logger = logging.getLogger("qtts.service")
 
 class SynthesisService:
     def __init__(self, args: AppArgs, models: dict[str, DeploymentHandle],
-                 audio: DeploymentHandle, admission: TenantAdmission | None = None):
+                 audio: DeploymentHandle, admission: TenantAdmission | None = None,
+                 aligner: DeploymentHandle | None = None):
         self.args = args
         self._models = models
         self._audio = audio
@@ -89,6 +93,8 @@ class SynthesisService:
         self._calls = CallBuilder(args, self.model_info, self.text_front_end)
         self.pronunciations = Pronunciations(admission)
         self._details = ModelDetails()  # each model's own status, for health
+        #: `timestamps: "word"`: the aligner deployment's times, else estimated
+        self.timer = WordTimer(aligner, args.ingress.request_timeout_s)
 
     # ----------------------------------------------------------------------------- models
     @property
@@ -146,7 +152,8 @@ class SynthesisService:
         self.check_capacity()
         call = await self.prepare(inp)
         async with self.meter.admitted(self._metered(call, request_id)) as usage:
-            out = await self._run(call, inp.output, request_id)
+            out = await self._run(call, inp.output, request_id,
+                                  timed=inp if inp.timestamps == "word" else None)
             usage.ok(out.duration_seconds)
             return out
 
@@ -201,7 +208,10 @@ class SynthesisService:
         to bill it. Streams bypass the result cache, count as in flight until they end and
         are metered until then."""
         self.check_capacity()
+        arrived = time.time()  # the engine's first-audio bound counts from here
         call = await self.prepare(inp, text)
+        call = dataclasses.replace(call, request=dataclasses.replace(call.request,
+                                                                    arrived_at=arrived))
         started = time.perf_counter()
         timeout = self.args.ingress.request_timeout_s
         release = contextlib.AsyncExitStack()
@@ -219,6 +229,9 @@ class SynthesisService:
             await release.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         stream.model_kind = call.deployment
+        if inp.timestamps == "word" and text is None:
+            stream.timing = functools.partial(self.timer.timings, call, inp.text,
+                                              ssml=inp.input_format == "ssml")
         kind = call.info.kind.value
         tts_metrics().observe_first_audio(kind, stream.first_audio_seconds)
         count = characters or (lambda: call.characters)
@@ -336,7 +349,9 @@ class SynthesisService:
             return await asyncio.wait_for(self._unless_down(call.deployment, invoke()),
                                           self.args.ingress.request_timeout_s)
 
-    async def _run(self, call: ModelCall, output: RenderOptions, request_id: str) -> AudioOutput:
+    async def _run(self, call: ModelCall, output: RenderOptions, request_id: str,
+                   timed: SpeechInput | None = None) -> AudioOutput:
+        """`timed`: the input, when its words' timestamps are asked for."""
         started = time.perf_counter()
         scope = await self.cache_scope()
         request = call.request
@@ -352,7 +367,8 @@ class SynthesisService:
             max_new_tokens=request.max_new_tokens,
             min_frames=request.min_frames,
             output=output.model_dump(mode="json"),
-            extra=call.cache_extra,
+            extra={**call.cache_extra, "timestamps": True} if timed is not None
+            else call.cache_extra,
         )
         if hit := self.cached(key, scope):
             tts_metrics().count_cached(call.info.kind.value)
@@ -360,6 +376,11 @@ class SynthesisService:
         with self.counted():
             result = await self._model_result(call)
             rendered = await self.render(result.audio, result.sample_rate, output)
+            timings = None
+            if timed is not None:
+                timings = await self.timer.timings(
+                    call, timed.text, result.audio, result.sample_rate,
+                    rendered.duration_seconds, ssml=timed.input_format == "ssml")
         _observe(call, result, time.perf_counter() - started)
         out = AudioOutput(
             audio=rendered.data,
@@ -371,6 +392,7 @@ class SynthesisService:
             request_id=request_id,
             cache_key=key if self._cache.max_entries > 0 else None,
             model_kind=call.deployment,
+            timings=timings,
         )
         out = await self._marked(out)  # a cache hit is the same file: marked by the request that made it
         self._cache.put(key, (scope, out))

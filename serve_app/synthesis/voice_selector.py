@@ -41,7 +41,7 @@ from serve_app.synthesis.synthesis_service import SynthesisService
 
 #: The fields every typed input has besides its text and its voice.
 COMMON_FIELDS = ("language", "seed", "output", "max_new_tokens", "min_frames", "normalize",
-                 "input_format", "pronunciation_dictionaries")
+                 "input_format", "pronunciation_dictionaries", "timestamps")
 
 
 @dataclass(frozen=True)

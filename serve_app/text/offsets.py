@@ -102,7 +102,7 @@ def align(source: str, rewritten: str) -> OffsetMap:
     out_at = _starts(out_tokens)
     blocks: list[Block] = []
     matcher = difflib.SequenceMatcher(None, src_tokens, out_tokens, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _folded(matcher.get_opcodes(), src_tokens):
         if j1 == j2:  # deleted from the source: nothing of the output came from it
             if blocks and not blocks[-1].equal:
                 last = blocks.pop()
@@ -111,6 +111,23 @@ def align(source: str, rewritten: str) -> OffsetMap:
             continue
         blocks.append(Block(out_at[j1], out_at[j2], src_at[i1], src_at[i2], tag == "equal"))
     return OffsetMap(blocks, len(rewritten), len(source))
+
+
+def _folded(opcodes: list[tuple], src_tokens: list[str]) -> list[tuple]:
+    """The diff with an equal run of only punctuation and spaces between two changes folded
+    into one change: "$1,299.99." -> "... ninety nine cents." would otherwise match the
+    output's last "." with the source's decimal point and lose "99." from the map."""
+    out: list[tuple] = []
+    for op in opcodes:
+        tag, i1, i2, j1, j2 = op
+        if (tag != "equal" and len(out) >= 2 and out[-1][0] == "equal"
+                and out[-2][0] != "equal"
+                and all(not t.isalnum() for t in src_tokens[out[-1][1]:out[-1][2]])):
+            out.pop()
+            first = out.pop()
+            op = ("replace", first[1], i2, first[3], j2)
+        out.append(op)
+    return out
 
 
 def _starts(tokens: list[str]) -> list[int]:

@@ -220,6 +220,9 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print("qtts demo: preparing tiny random-weight checkpoints (first run builds them) ...", flush=True)
     paths = ensure_tiny_checkpoints()
+    from deployments.aligner.tiny import ensure_tiny_aligner
+
+    ensure_tiny_aligner()  # the profile's ForcedAligner (word timestamps)
     print(f"  checkpoints ready under {next(iter(paths.values())).parent}", flush=True)
     print("qtts demo: starting Ray and the serve graph ...", flush=True)
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
@@ -269,6 +272,9 @@ def _make_tiny(args: argparse.Namespace) -> int:
     paths = build_tiny_models(args.dir, seed=args.seed)
     for kind, path in paths.items():
         print(f"{kind.value:>13}: {path}")
+    from deployments.aligner.tiny import ensure_tiny_aligner
+
+    print(f"{'aligner':>13}: {ensure_tiny_aligner(args.dir, seed=args.seed)}")
     print(f"built in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kuberay_schema import KUBERAY_DIR, REPO_ROOT, crd_json_schema, validation_errors
 
-from serve_app.app.args import MODEL_DEPLOYMENTS
+from serve_app.app.args import ALIGNER, MODEL_DEPLOYMENTS
 from serve_app.tools.cluster_manifest import (
     GPU_RESOURCE,
     SECRET_ENV,
@@ -104,7 +104,7 @@ def test_every_gpu_deployment_fits_a_gpu_worker_group(size):
     asking = {d["name"]: d["ray_actor_options"]["num_gpus"]
               for d in config["applications"][0]["deployments"]
               if d.get("ray_actor_options", {}).get("num_gpus", 0) > 0}
-    assert set(asking) == set(MODEL_DEPLOYMENTS)
+    assert set(asking) == {*MODEL_DEPLOYMENTS, ALIGNER}
     for name, gpus in asking.items():
         assert any(pod >= gpus for pod in gpu_pods), f"{name} asks {gpus} GPU; pods have {gpu_pods}"
     assert check_fits(config, load_values(REPO_ROOT / values_path(size))) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.graph.conftest import REPO_ROOT
+from tests.graph.conftest import REPO_ROOT, small_app
 from tests.samples import wav_bytes
 from tests.speech import SENTENCES, require_speech, speak
 
@@ -228,13 +228,76 @@ def test_long_text_job_reaches_100_percent_then_plays(playground):
     assert statuses[-1] == "succeeded" and set(statuses) <= {"queued", "running", "succeeded"}
     assert pg.wait_played() > 0
     pg.no_errors_shown()
+    # the job's captions: both downloads offered, the WebVTT also the player's caption track
+    assert pg.page.get_attribute("#captions-vtt", "download") == "captions.vtt"
+    assert pg.page.get_attribute("#captions-srt", "download") == "captions.srt"
+    assert pg.page.is_visible("#captions-vtt") and pg.page.is_visible("#captions-srt")
+    cues = pg.page.evaluate(
+        "fetch(document.getElementById('captions-vtt').href).then(r => r.text())")
+    assert cues.startswith("WEBVTT") and "Sentence 0 of a long text" in cues
+    assert pg.page.evaluate("document.querySelectorAll('#player track').length") == 1
     pg.shot("job-done")
     # the next action starts clean: the finished job's bar and figures leave
     pg.page.fill("#text", "Short.")
     pg.page.click("#synthesize")
     pg.page.wait_for_function("document.getElementById('job').hidden")
     pg.wait_status("^Done")
+    assert pg.page.is_hidden("#captions-vtt")  # the job's captions leave with it
     assert pg.console_errors == []
+
+
+WORDS_TEXT = "One two three four five six seven eight nine ten."
+#: The highlighted word's index (-1: none) and the player's position.
+HIGHLIGHT = ("(() => { const spans = [...document.querySelectorAll('#words .word')];"
+             " return [spans.findIndex(s => s.classList.contains('current')),"
+             " document.getElementById('player').currentTime]; })()")
+
+
+def test_the_words_are_highlighted_as_they_are_heard(new_playground, graph):
+    """Synthesis asks for word timestamps and shows the text as words; the one being heard is
+    highlighted and the highlight moves on as the audio plays and where it is sought to. On a
+    copy of the CPU profile without the aligner (estimated times: the tiny random aligner may
+    put several words at one instant), so every word has its own stretch of the audio."""
+    with small_app(graph, "words-playground", aligner=None) as url:
+        pg = new_playground()
+        pg.page.goto(f"{url}/playground")
+        pg.page.fill("#api-key", graph.api_key)
+        pg.page.click("#save-key")
+        pg.page.wait_for_function(
+            "document.querySelectorAll('#voice optgroup[label=\"Presets\"] option').length > 0")
+        pg.page.select_option("#voice", "Ryan")
+        pg.page.select_option("#format", "wav")
+        pg.page.fill("#seed", "3")
+        pg.page.fill("#text", WORDS_TEXT)
+        pg.page.click("#synthesize")
+        pg.wait_status("^Done")
+        duration = pg.wait_played()
+        assert pg.page.eval_on_selector_all("#words .word", "els => els.map(e => e.textContent)") \
+            == WORDS_TEXT.rstrip(".").split()
+        # playing: the highlight leaves the first word while the audio goes on
+        pg.page.evaluate("(() => { const p = document.getElementById('player');"
+                         " p.currentTime = 0; p.play(); })()")
+        pg.page.wait_for_function(
+            "(() => { const s = [...document.querySelectorAll('#words .word')];"
+            " return s.findIndex(x => x.classList.contains('current')) >= 1; })()")
+        pg.shot("words-playing")
+        # sought to: each position highlights the last word started by then, in order
+        seen = []
+        for k in range(1, 10):
+            t = duration * k / 10
+            pg.page.evaluate("(t) => { const p = document.getElementById('player'); p.pause();"
+                             " p.currentTime = t; }", t)
+            pg.page.wait_for_function(
+                "(t) => { const p = document.getElementById('player');"
+                " const s = [...document.querySelectorAll('#words .word')];"
+                " const want = s.map(x => Number(x.dataset.start) <= p.currentTime)"
+                ".lastIndexOf(true);"
+                " return !p.seeking && Math.abs(p.currentTime - t) < 0.05"
+                " && s.findIndex(x => x.classList.contains('current')) === want; }", arg=t)
+            seen.append(pg.page.evaluate(HIGHLIGHT)[0])
+        assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+        pg.no_errors_shown()
+        assert pg.console_errors == []
 
 
 def test_bad_input_shows_the_servers_error_message(playground):

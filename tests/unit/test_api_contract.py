@@ -73,10 +73,12 @@ def test_uploads_and_audio_answers_are_declared(spec):
     voice = paths["/v1/voices"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert len(voice["anyOf"]) == 2  # a clone (with its data URL) or a design
     for path, method in (("/api/tts/audio/{key}", "get"), ("/v1/jobs/{job_id}/audio", "get"),
-                         ("/v1/audio/speech", "post")):
+                         ("/v1/audio/speech", "post"), ("/v1/audio/design", "post")):
         content = paths[path][method]["responses"]["200"]["content"]
         assert {"audio/wav", "audio/mpeg", "audio/ogg"} <= set(content), path
-        assert "application/json" not in content, path
+        # JSON only where `timestamps: "word"` makes the answer the audio and its words
+        timed = {"schema": {"$ref": "#/components/schemas/TimedAudio"}}
+        assert content.get("application/json") == (timed if method == "post" else None), path
     speech = spec["components"]["schemas"]["SpeechRequest"]["properties"]
     assert speech["model"]["enum"] == ["CustomVoice", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
     ingress = AppArgs.model_validate({}).ingress  # the text limits come from the settings

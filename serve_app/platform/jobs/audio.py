@@ -10,6 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def segment_starts(sizes: list[int], sample_rate: int, crossfade_ms: float) -> list[float]:
+    """Where each segment of `crossfade_join` starts in the joined clip, in seconds."""
+    fade = int(round(sample_rate * crossfade_ms / 1000))
+    starts, length = [], 0
+    for size in sizes:
+        n = min(fade, length, size) if length and size else 0
+        starts.append((length - n) / sample_rate if sample_rate else 0.0)
+        length += size - n
+    return starts
+
+
 def crossfade_join(segments: list[np.ndarray], sample_rate: int, crossfade_ms: float) -> np.ndarray:
     """One float32 clip from `segments` (float32 mono); its length is the sum of theirs minus
     one crossfade per join (shorter segments shorten their crossfades)."""

@@ -34,7 +34,7 @@ from deployments.audio.marking import AIMark, embed_mark
 from serve_app.platform.config import JobArgs
 from serve_app.platform.crypto import DecryptionError
 from serve_app.platform.errors import NotFound, PlatformError
-from serve_app.platform.jobs.audio import crossfade_join
+from serve_app.platform.jobs.audio import crossfade_join, segment_starts
 from serve_app.platform.jobs.store import ClaimedJob, JobRequest, JobStore, PendingWebhook
 from serve_app.platform.jobs.text import segment_text
 from serve_app.platform.jobs.webhooks import WebhookSender
@@ -57,6 +57,11 @@ class EncodedAudio:
 
 
 Synthesize = Callable[[ClaimedJob, str, int], Awaitable[SegmentAudio]]
+#: A finished job's word timestamps, stored with its result: (job, its segments' text, their
+#: audio, where each starts in the joined audio in seconds, the result's seconds per joined
+#: second) -> JSON, or None when the job did not ask for them.
+Timings = Callable[[ClaimedJob, list[str], list[SegmentAudio], list[float], float],
+                   Awaitable[bytes | None]]
 #: Joined audio -> the job's result: a plain function (run in a worker thread) or a coroutine
 #: function (the ingress renders through its SynthesisService).
 Encode = Callable[[np.ndarray, int, dict], EncodedAudio | Awaitable[EncodedAudio]]
@@ -89,7 +94,7 @@ async def _embed(data: bytes, fmt: str, mark: AIMark) -> bytes:
 class JobRunner:
     def __init__(self, store: JobStore, synthesize: Synthesize, args: JobArgs, *,
                  encode: Encode = render_output, webhooks: WebhookSender | None = None,
-                 mark: bool | Mark = True,
+                 mark: bool | Mark = True, timings: Timings | None = None,
                  owner: str | None = None,
                  sweep: Callable[[], Awaitable[object]] | None = None,
                  segment: Segmenter = plain_segments):
@@ -105,6 +110,7 @@ class JobRunner:
         # the result marked as AI-generated: in its metadata (deployments.audio.marking), or by
         # a coroutine that also signs it (the ingress's SynthesisService.mark)
         self._mark: Mark | None = (_embed if mark is True else mark) or None
+        self._timings = timings
         self.webhooks = webhooks or WebhookSender(
             timeout_s=args.webhook_timeout_s, max_attempts=args.webhook_max_attempts,
             backoff_s=args.webhook_backoff_s, backoff_max_s=args.webhook_backoff_max_s,
@@ -227,9 +233,17 @@ class JobRunner:
             if self._mark is not None:  # the job's id stands for the request id
                 encoded = dataclasses.replace(encoded, data=await self._mark(
                     encoded.data, encoded.extension, AIMark(job.request.model, job.id)))
+            words = None
+            if self._timings is not None and pieces:
+                starts = segment_starts([p.audio.size for p in pieces], rate,
+                                        self.args.crossfade_ms)
+                joined_s = joined.size / rate if rate else 0.0
+                words = await self._timings(job, segments, pieces, starts,
+                                            encoded.audio_seconds / joined_s if joined_s else 1.0)
             won = await asyncio.to_thread(self.store.complete, job, encoded.data,
                                           encoded.content_type, encoded.extension,
-                                          encoded.audio_seconds, segments=len(segments))
+                                          encoded.audio_seconds, segments=len(segments),
+                                          words=words)
         except asyncio.CancelledError:
             raise  # stopped or dying: the lease runs out and the job is taken up again
         except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost

@@ -68,6 +68,8 @@ class JobParams(BaseModel):
     #: The pronunciation dictionaries named at submission (None: the tenant's defaults, as
     #: they are when each segment is spoken)
     pronunciation_dictionaries: tuple[str, ...] | None = None
+    #: word timestamps stored with the result (its captions); rows before it: none
+    timestamps: Literal["none", "word"] = "none"
     #: "ssml": `text` is an SSML document, split at its parsed <p>/<s>/sentence boundaries
     input_format: Literal["text", "ssml"] = "text"
 
@@ -176,6 +178,16 @@ def _result_aad(tenant_id: str, job_id: str) -> bytes:
     return f"job:{tenant_id}:{job_id}:result".encode()
 
 
+def _words_key(result_key: str) -> str:
+    """The word timestamps' blob beside a result's ("result-2.mp3" -> "words-2.json")."""
+    folder, name = result_key.rsplit("/", 1)
+    return f"{folder}/{name.replace('result-', 'words-', 1).rsplit('.', 1)[0]}.json"
+
+
+def _words_aad(tenant_id: str, job_id: str) -> bytes:
+    return f"job-words:{tenant_id}:{job_id}".encode()
+
+
 def _segment_aad(tenant_id: str, job_id: str, index: int) -> bytes:
     return f"job:{tenant_id}:{job_id}:segment:{index}".encode()
 
@@ -263,6 +275,20 @@ class JobStore:
         if sealed:  # results written before revision 0002 are in the clear
             data = self._keyring.decrypt(data, _result_aad(tenant_id, job_id))
         return data, content_type or "application/octet-stream"
+
+    def words(self, tenant_id: str, job_id: str) -> bytes:
+        """The word timestamps (JSON) of a finished job that asked for them."""
+        with self._db.transaction(tenant_id) as session:
+            row = self._row(session, tenant_id, job_id)
+            status, blob = row.status, row.result_blob
+        if status != "succeeded" or blob is None:
+            raise JobNotReady(f"job {job_id} is {status}; its word timestamps are available "
+                              "once it has succeeded", param="job_id")
+        key = _words_key(blob)
+        if not self._blobs.exists(key):
+            raise NotFound(f"job {job_id} has no word timestamps: submit it with "
+                           "timestamps 'word'", param="job_id")
+        return self._keyring.decrypt(self._blobs.get(key), _words_aad(tenant_id, job_id))
 
     # ------------------------------------------------------------------------ runners
     def claim(self, owner: str, *, max_running_per_tenant: int | None = None
@@ -393,10 +419,15 @@ class JobStore:
                 logger.warning("job %s: could not delete segment checkpoint %d", job_id, index)
 
     def complete(self, job: ClaimedJob, audio: bytes, content_type: str, extension: str,
-                 audio_seconds: float, *, segments: int = 0) -> bool:
-        """Record the result (sealed) once; then drop the `segments` checkpoints. False (and
-        nothing recorded) if the lease was lost."""
+                 audio_seconds: float, *, segments: int = 0, words: bytes | None = None
+                 ) -> bool:
+        """Record the result (sealed) once, and `words` (its word timestamps, JSON) sealed
+        beside it; then drop the `segments` checkpoints. False (and nothing recorded) if the
+        lease was lost."""
         key = f"jobs/{job.tenant_id}/{job.id}/result-{job.attempt}.{extension}"
+        if words is not None:
+            self._blobs.put(_words_key(key), self._keyring.encrypt(
+                words, _words_aad(job.tenant_id, job.id)))
         self._blobs.put(key, self._keyring.encrypt(audio, _result_aad(job.tenant_id, job.id)))
         now = self.clock()
         with self._db.transaction(job.tenant_id) as session:
@@ -413,6 +444,8 @@ class JobStore:
             won = result.rowcount == 1
         if not won:
             self._blobs.delete(key)
+            if words is not None:
+                self._blobs.delete(_words_key(key))
         else:
             self._drop_segments(job.tenant_id, job.id, segments)
         return won
@@ -481,7 +514,7 @@ class JobStore:
     # ----------------------------------------------------------------------- rotation
     def reencrypt(self) -> dict[str, int]:
         """Re-seal everything the job store keeps sealed with an older key (webhook secrets,
-        results, segment checkpoints of unfinished jobs) under the newest one, and seal
+        results and their word timestamps, segment checkpoints of unfinished jobs) under the newest one, and seal
         results stored in the clear before revision 0002; how many of each were."""
         return {"webhook_secrets": self._reencrypt_webhook_secrets(),
                 "job_results": self._reencrypt_results(),
@@ -516,6 +549,11 @@ class JobStore:
             # sealed, so a reader never takes the sealed bytes for audio
             new_key = f"{key}.sealed" if key_id is None else key
             self._blobs.put(new_key, self._keyring.encrypt(plain, aad))
+            words = _words_key(key)  # sealed with the result's key, re-sealed with it
+            if key_id is not None and self._blobs.exists(words):
+                words_aad = _words_aad(tenant_id, job_id)
+                self._blobs.put(words, self._keyring.encrypt(
+                    self._keyring.decrypt(self._blobs.get(words), words_aad), words_aad))
             with self._db.admin_transaction() as session:
                 session.execute(update(JobRow).where(JobRow.id == job_id,
                                                      JobRow.result_blob == key)

@@ -16,7 +16,7 @@ const state = window.qttsPlayground = {
   recordedSeconds: 0, keyAccepted: null, jobStatuses: [],
   // the speech in the recording (or chosen file), as POST /v1/audio/analyze measures it
   speechSeconds: null, speechNeeded: null, speechEnough: null,
-  savedVoices: [],
+  savedVoices: [], words: [],  // words: the spans of the last result's words
 };
 
 // ------------------------------------------------------------------------------ the API
@@ -103,6 +103,8 @@ function resetResult() {
   link.hidden = true; link.removeAttribute('href'); link.onclick = null;
   const player = $('player');
   player.removeAttribute('src'); player.load();
+  showWords('', null);
+  showCaptions(null);
   drawWaveform(new Float32Array(0));
   $('result-media').hidden = true;  // shown again with the next result
 }
@@ -247,15 +249,95 @@ function saveBlob(blob, name) {
   setTimeout(() => URL.revokeObjectURL(a.href), 60000);
 }
 
+// ------------------------------------------------------------------- word timestamps
+// The words of the last result (`timestamps: "word"`, docs/api.md), in the text as typed,
+// each highlighted while the player is inside it (the last word started, between words).
+function showWords(text, words) {
+  const box = $('words');
+  box.textContent = '';
+  state.words = [];
+  if (!words || !words.length) { box.hidden = true; return; }
+  let at = 0;
+  for (const w of words) {
+    if (w.char_start > at) box.appendChild(document.createTextNode(text.slice(at, w.char_start)));
+    const span = document.createElement('span');
+    span.className = 'word';
+    span.textContent = text.slice(w.char_start, w.char_end);
+    span.dataset.start = w.start; span.dataset.end = w.end;
+    box.appendChild(span);
+    state.words.push(span);
+    at = Math.max(at, w.char_end);
+  }
+  if (at < text.length) box.appendChild(document.createTextNode(text.slice(at)));
+  box.hidden = false;
+  highlightWord();
+}
+
+function highlightWord() {
+  const t = $('player').currentTime;
+  let current = -1;
+  state.words.forEach((span, i) => { if (Number(span.dataset.start) <= t) current = i; });
+  state.words.forEach((span, i) => span.classList.toggle('current', i === current));
+}
+
+// Follows the player every frame while it plays (timeupdate alone fires ~4 times a second).
+function followWords() {
+  highlightWord();
+  if (!$('player').paused) requestAnimationFrame(followWords);
+}
+
+// A job's captions (GET /v1/jobs/{id}/captions.vtt, .srt) as downloads, and the WebVTT as
+// the player's caption track; `jobId` null hides them.
+async function showCaptions(jobId) {
+  const player = $('player');
+  for (const track of player.querySelectorAll('track')) { URL.revokeObjectURL(track.src); track.remove(); }
+  for (const kind of ['vtt', 'srt']) {
+    const link = $('captions-' + kind);
+    if (link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+    link.hidden = true; link.removeAttribute('href');
+  }
+  if (!jobId) return;
+  for (const kind of ['vtt', 'srt']) {
+    const text = await (await call('/v1/jobs/' + jobId + '/captions.' + kind)).text();
+    const blob = new Blob([text], {type: kind === 'vtt' ? 'text/vtt' : 'application/x-subrip'});
+    const link = $('captions-' + kind);
+    link.href = URL.createObjectURL(blob); link.download = 'captions.' + kind; link.hidden = false;
+    if (kind === 'vtt') {
+      const track = document.createElement('track');
+      track.kind = 'captions'; track.label = 'Captions'; track.default = true;
+      track.src = URL.createObjectURL(blob);
+      player.appendChild(track);
+    }
+  }
+}
+
+function base64Blob(data, type) {
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  return new Blob([bytes], {type: type});
+}
+
 // ----------------------------------------------------------------------- synthesize once
+// A preset or saved voice asks for word timestamps: the answer is JSON with the audio.
 async function synthesize() {
   const format = $('format').value;
-  const [path, options] = speechRequest({response_format: format, seed: seedValue()});
+  const timed = mode() === 'custom';
+  const text = $('text').value;
+  const output = {response_format: format, seed: seedValue()};
+  if (timed) output.timestamps = 'word';
+  const [path, options] = speechRequest(output);
   setStatus('Synthesizing ...');
   const started = performance.now();
   const response = await call(path, options);
-  const blob = await response.blob();
+  let blob, words = null;
+  if (timed) {
+    const body = await response.json();
+    blob = base64Blob(body.audio, body.content_type);
+    words = body.words;
+  } else {
+    blob = await response.blob();
+  }
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  showWords(text, words);
   await showResult(blob, format, 'Done in ' + seconds + ' s (' + blob.size + ' bytes of ' + format + ').');
 }
 
@@ -712,6 +794,7 @@ async function submitJob() {
   }
   showProgress(1);
   const audio = await (await call('/v1/jobs/' + job.id + '/audio')).blob();
+  await showCaptions(job.id);
   await showResult(audio, $('format').value, 'Job ' + job.id + ' done: ' + status.audio_seconds + ' s of audio.');
 }
 
@@ -967,6 +1050,8 @@ function init() {
     guarded($('save-key'), () => refreshVoices().then(refreshUsage));
   });
   $('synthesize').addEventListener('click', () => action($('synthesize'), synthesize));
+  for (const event of ['timeupdate', 'seeked']) $('player').addEventListener(event, highlightWord);
+  $('player').addEventListener('play', followWords);
   $('stream').addEventListener('click', () => action($('stream'), stream));
   $('submit-job').addEventListener('click', () => action($('submit-job'), submitJob));
   for (const player of document.querySelectorAll('audio')) {
