@@ -367,6 +367,11 @@ def test_malformed_ssml_in_a_job_is_a_422_naming_input_and_the_offset(graph):
     r = graph.client.post("/v1/jobs", json={"model": "CustomVoice", "voice": "Ryan",
                                             "input": "<speak>unclosed", "input_format": "ssml"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "input", r.text
+    # an SSML job's words are not timed yet: asking for them is refused, not ignored
+    r = graph.client.post("/v1/jobs", json={"model": "CustomVoice", "voice": "Ryan",
+                                            "input": "<speak>Hi.</speak>",
+                                            "input_format": "ssml", "timestamps": "word"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "timestamps", r.text
 
 
 def test_a_job_naming_another_tenants_dictionary_is_refused_at_submission(graph):
