@@ -178,7 +178,7 @@ def _deploy(fake: LocalAutoscalingCluster) -> Cluster:
 
     profile = load_profile(REPO_ROOT / "configs" / "cpu-tiny.yaml")
     args = profile.args.model_copy(update={
-        "voice_design": None, "voice_clone": None,
+        "voice_design": None, "voice_clone": None, "aligner": None,
         "ingress": profile.args.ingress.model_copy(update={"cache_enabled": False})})
     small = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}}
     overrides = {
