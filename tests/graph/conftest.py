@@ -147,14 +147,16 @@ EDGE_TRUSTED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 @contextlib.contextmanager
 def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) -> Iterator[str]:
     """A CustomVoice-only copy of the CPU profile served under /<name> on the shared Ray
-    (`updates`: AppArgs sections to replace, e.g. platform=...); deleted on exit."""
+    (`updates`: AppArgs sections to replace, e.g. platform=...); deleted on exit. No
+    ForcedAligner unless `updates` names one: its replica's start (qwen-asr's imports) would
+    add seconds to every app, and word timestamps fall back to the estimate without it."""
     from ray import serve
 
     from serve_app.app.builder import build_graph
     from serve_app.tools.profiles import load_profile
 
     profile = load_profile(CPU_PROFILE)
-    args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, **updates})
+    args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, "aligner": None, **updates})
     small = {"ray_actor_options": {"num_cpus": 0.1}}
     overrides = {"CustomVoice": {**profile.overrides["CustomVoice"],
                                  "ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}},
