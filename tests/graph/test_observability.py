@@ -103,7 +103,7 @@ def test_metrics_appear_on_the_metrics_endpoint_with_the_dashboards_names(graph,
         return [p for p in patterns if not re.search(p, body, re.M)]
 
     _wait_for(lambda: not missing(), 40)
-    assert missing() == []
+    assert (left := missing()) == [], left
     assert {s for series in EXPORTED_NAMES.values() for s in series} >= wanted
 
 
@@ -118,7 +118,7 @@ def test_health_reports_replicas_and_warmed_models_per_deployment_to_the_admin(g
     admin = {"Authorization": f"Bearer {graph.admin_token}"}
     deployments = http.get("/api/health", headers=admin).json()["deployments"]
     assert set(deployments) == {"CustomVoice", "VoiceDesign", "VoiceClone", "AudioProcessor",
-                                "TTSIngress"}
+                                "ForcedAligner", "TTSIngress"}
     for name in ("CustomVoice", "VoiceDesign", "VoiceClone"):
         entry = deployments[name]
         assert entry["status"] == "ready" and entry["replicas_running"] == 1, entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from platform_testing import RECORDED, platform_args  # noqa: I001 - tests/platform helper
@@ -11,6 +12,10 @@ from serve_app.platform.crypto import DataKey, generate_key
 from serve_app.platform.models import VoiceRow
 from serve_app.platform.service import Platform
 from serve_app.tools.cli import main
+
+#: The newest migration (alembic/versions/NNNN_*.py): what `qtts admin migrate` reaches
+HEAD_REVISION = max(p.name.split("_")[0] for p in
+                    (Path(__file__).parents[2] / "alembic" / "versions").glob("[0-9]*_*.py"))
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def admin(monkeypatch, tmp_path, capsys):
 
 
 def test_migrate_create_tenant_and_key_then_list_revoke_and_usage(admin):
-    assert admin("migrate")[1].strip() == "schema at revision 0005"
+    assert admin("migrate")[1].strip() == f"schema at revision {HEAD_REVISION}"
     code, out, _ = admin("create-tenant", "acme", "--rpm", "60", "--characters", "5000")
     tenant = json.loads(out)
     assert code == 0 and tenant["limits"]["requests_per_minute"] == 60
