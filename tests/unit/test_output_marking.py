@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from deployments.audio.codecs import encode
 from deployments.audio.marking import AIMark, embed_mark, read_mark, sniff_format
 from deployments.audio_processor import AudioProcessor
-from deployments.engine.types import AudioChunk, ModelInfo, ModelKind, SynthesisResult
+from deployments.engine.types import ModelInfo, ModelKind
 from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
 from serve_app.routes.common import ReplicaServices
 from serve_app.synthesis.synthesis_service import SynthesisService
-from tests.fake_handles import FakeHandle
+from tests.fake_handles import FakeHandle, FakeModel
 
 RATE = 24_000
 FORMATS = ("wav", "mp3", "opus", "aac", "flac", "pcm")
@@ -61,36 +61,12 @@ def test_pcm_has_no_container_so_it_is_left_as_is():
 
 
 
-class _Chunks:
-    def __init__(self):
-        self._chunks = [AudioChunk(audio=AUDIO[i * 4800:(i + 1) * 4800], sample_rate=RATE,
-                                   index=i, frames=2, final=i == 4, total_frames=10,
-                                   input_tokens=3) for i in range(5)]
-
-    async def __anext__(self):
-        if self._chunks:
-            return self._chunks.pop(0)
-        raise StopAsyncIteration
-
-    def cancel(self):
-        pass
-
-
-class FakeCustomVoice:
-    async def info(self):
-        return INFO
-
-    async def synthesize(self, request):
-        return SynthesisResult(audio=AUDIO, sample_rate=RATE, frames=12)
-
-    def stream(self, request):
-        return _Chunks()
 
 
 def client(**audio) -> TestClient:
     args = AppArgs.model_validate({"audio": audio})
     processor = AudioProcessor.func_or_class(args.audio, args.clone)
-    svc = SynthesisService(args, {"CustomVoice": FakeHandle(FakeCustomVoice())},
+    svc = SynthesisService(args, {"CustomVoice": FakeHandle(FakeModel(INFO, AUDIO, RATE, frames=12, stream_frames=10))},
                            FakeHandle(processor))
     return TestClient(create_http_app(ReplicaServices(svc)), raise_server_exceptions=False)
 

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deployments.audio_processor import AudioProcessor
-from deployments.engine.types import AudioChunk, ModelInfo, ModelKind, SynthesisResult
+from deployments.engine.types import ModelInfo, ModelKind
 from serve_app.app.args import AppArgs
 from serve_app.app.http_app import create_http_app
 from serve_app.edge.api_errors import ApiError
@@ -32,7 +32,7 @@ from serve_app.synthesis.model_call import CallBuilder
 from serve_app.synthesis.synthesis_service import SynthesisService
 from serve_app.synthesis.voice_selector import VoiceSelector
 from serve_app.synthesis.word_timing import WordTimer, repair
-from tests.fake_handles import FakeHandle
+from tests.fake_handles import FakeHandle, FakeModel
 
 RATE = 24_000
 INFO = ModelInfo(
@@ -154,38 +154,13 @@ def test_repair_clamps_and_orders():
 
 
 # ------------------------------------------------------------------------------ the surfaces
-class _Chunks:
-    def __init__(self):
-        n = len(AUDIO) // 5
-        self._chunks = [AudioChunk(audio=AUDIO[i * n:(i + 1) * n], sample_rate=RATE, index=i,
-                                   frames=5, final=i == 4, total_frames=25, input_tokens=3)
-                        for i in range(5)]
-
-    async def __anext__(self):
-        if self._chunks:
-            return self._chunks.pop(0)
-        raise StopAsyncIteration
-
-    def cancel(self):
-        pass
-
-
-class FakeCustomVoice:
-    async def info(self):
-        return INFO
-
-    async def synthesize(self, request):
-        return SynthesisResult(audio=AUDIO, sample_rate=RATE, frames=25)
-
-    def stream(self, request):
-        return _Chunks()
 
 
 @pytest.fixture(scope="module")
 def http():
     args = AppArgs()
     processor = AudioProcessor.func_or_class(args.audio, args.clone)
-    svc = SynthesisService(args, {"CustomVoice": FakeHandle(FakeCustomVoice())},
+    svc = SynthesisService(args, {"CustomVoice": FakeHandle(FakeModel(INFO, AUDIO, RATE, frames=25))},
                            FakeHandle(processor))
     with TestClient(create_http_app(ReplicaServices(svc)),
                     raise_server_exceptions=False) as c:
@@ -270,7 +245,7 @@ async def _messages(texts):
 
 
 def test_a_session_sends_each_sentences_words_after_its_audio_in_session_time():
-    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeCustomVoice())},
+    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeModel(INFO, AUDIO, RATE, frames=25))},
                            FakeHandle(object()))
     texts = ["Hello there, it is 13:45. ", "The total is $5! ", "Bye now."]
     events = session_events(svc, texts)
@@ -290,7 +265,7 @@ def test_a_session_sends_each_sentences_words_after_its_audio_in_session_time():
 
 
 def test_word_timestamps_need_sentence_mode():
-    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeCustomVoice())},
+    svc = SynthesisService(AppArgs(), {"CustomVoice": FakeHandle(FakeModel(INFO, AUDIO, RATE, frames=25))},
                            FakeHandle(object()))
     with pytest.raises(ApiError) as caught:
         session_events(svc, ["Hi."], mode="incremental")
