@@ -32,6 +32,9 @@ ENGINE_ACTIVE_SLOTS = "qtts_engine_active_slots"
 ENGINE_BATCH_SIZE = "qtts_engine_batch_size"
 ENGINE_STEP_SECONDS = "qtts_engine_step_seconds"
 ENGINE_QUEUE_WAIT = "qtts_engine_queue_wait_seconds"
+ENGINE_STREAM_MARGIN = "qtts_engine_stream_margin_seconds"
+ENGINE_LATE_CHUNKS = "qtts_engine_late_chunks"
+ENGINE_REFUSED = "qtts_engine_refused"
 
 #: Where a request waits: admitted by the ingress, or inside a model replica (queued in its
 #: batcher or generating).
@@ -46,6 +49,11 @@ RTF_BOUNDARIES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30]
 BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256]
 #: Seconds of one engine step (one codec frame for every active slot; 80 ms is real time).
 STEP_BOUNDARIES = [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28]
+
+#: Seconds of audio a stream's listener had left when its next chunk left (issue 18's pacing
+#: keeps it above ~0.1 s). Ray's histograms take positive boundaries only: a late chunk (the
+#: listener had run dry) is observed as 0 and counted in qtts_engine_late_chunks.
+MARGIN_BOUNDARIES = [0.001, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10]
 
 _RESERVED_TAG_KEYS = frozenset({"deployment", "replica", "application"})
 
@@ -114,6 +122,18 @@ class TTSMetrics:
             ENGINE_QUEUE_WAIT, "Seconds a request waited for a free engine slot.",
             LATENCY_BOUNDARIES, kind,
         )
+        self.engine_stream_margin = _histogram(
+            ENGINE_STREAM_MARGIN, "Seconds of audio a stream's listener had left (audio sent "
+            "minus playback since its first audio) when its next chunk left; 0: late.",
+            MARGIN_BOUNDARIES, kind,
+        )
+        self.engine_late_chunks = _counter(
+            ENGINE_LATE_CHUNKS, "Stream chunks sent after their listener had run dry (a gap "
+            "the server caused).", kind)
+        self.engine_refused = _counter(
+            ENGINE_REFUSED, "Streaming requests refused (503 + Retry-After) after waiting "
+            "their first-audio bound for a slot that could keep them ahead of their listener.",
+            kind)
 
     # ---------------------------------------------------------------------- recording
     def observe_first_audio(self, model_kind: str, seconds: float) -> None:
@@ -156,6 +176,17 @@ class TTSMetrics:
     def observe_engine_queue_wait(self, model_kind: str, seconds: float) -> None:
         self.engine_queue_wait.observe(seconds, tags={"model_kind": model_kind})
 
+    def observe_engine_chunk(self, model_kind: str, margin_seconds: float, late: bool) -> None:
+        tags = {"model_kind": model_kind}
+        self.engine_stream_margin.observe(max(0.0, margin_seconds), tags=tags)
+        if late:
+            self.engine_late_chunks.inc(tags=tags)
+
+    def count_engine_refused(self, model_kind: str, waited_seconds: float) -> None:
+        tags = {"model_kind": model_kind}
+        self.engine_refused.inc(tags=tags)
+        self.engine_queue_wait.observe(waited_seconds, tags=tags)
+
     def set_engine_active_slots(self, model_kind: str, value: int) -> None:
         self.engine_active_slots.set(value, tags={"model_kind": model_kind})
 
@@ -187,6 +218,9 @@ EXPORTED_NAMES: dict[str, tuple[str, ...]] = {
         ERRORS: ("_total",),
         ENGINE_ACTIVE_SLOTS: ("",),
         ENGINE_BATCH_SIZE: ("_bucket", "_sum", "_count"),
+        ENGINE_STREAM_MARGIN: ("_bucket", "_sum", "_count"),
+        ENGINE_LATE_CHUNKS: ("_total",),
+        ENGINE_REFUSED: ("_total",),
         ENGINE_STEP_SECONDS: ("_bucket", "_sum", "_count"),
         ENGINE_QUEUE_WAIT: ("_bucket", "_sum", "_count"),
     }.items()

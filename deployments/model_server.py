@@ -239,6 +239,12 @@ class _EngineMetrics(StepObserver):
     def on_admit(self, queue_wait_seconds: float) -> None:
         tts_metrics().observe_engine_queue_wait(self._kind, queue_wait_seconds)
 
+    def on_chunk(self, margin_seconds: float, late: bool) -> None:  # codec thread
+        tts_metrics().observe_engine_chunk(self._kind, margin_seconds, late)
+
+    def on_refused(self, queue_wait_seconds: float) -> None:
+        tts_metrics().count_engine_refused(self._kind, queue_wait_seconds)
+
     def on_occupancy(self, active: int, waiting: int) -> None:
         if self._occupancy != (active, waiting):
             self._occupancy = (active, waiting)

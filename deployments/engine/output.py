@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from deployments.engine.codec import StatefulCodecDecoder
-from deployments.engine.request import Job, SlotState, StreamStats
+from deployments.engine.pacing import Pacer
+from deployments.engine.request import Job, LoopStats, SlotState, StreamStats
 from deployments.engine.types import (
     AudioChunk,
     EngineError,
     FinishReason,
+    StepObserver,
     StreamCancelled,
     SynthesisResult,
 )
@@ -43,7 +45,11 @@ class OutputStage:
     stateful_codec = True
 
     def __init__(self, tts: Any, *, sample_rate: int, samples_per_frame: int,
-                 stats: StreamStats, device: torch.device) -> None:
+                 stats: StreamStats, device: torch.device, pacer: Pacer | None = None,
+                 loop_stats: LoopStats | None = None) -> None:
+        self._pacer = pacer
+        self._loop_stats = loop_stats or LoopStats()
+        self.observer = StepObserver()  # the loop's (replaced with it)
         self._speech_tokenizer = tts.model.speech_tokenizer
         self._decoder = StatefulCodecDecoder(tts.model.speech_tokenizer.model.decoder)
         self._sample_rate = sample_rate
@@ -88,16 +94,26 @@ class OutputStage:
             job.tracked = True
 
     def due_chunks(self, slots: list[SlotState], done: dict[int, FinishReason],
-                   read_chars: Callable[[SlotState], int]) -> list:
-        """The chunk windows due this step (loop thread: reads the codes, marks them taken)."""
-        due: list[tuple[SlotState, torch.Tensor, int, bool, int]] = []
+                   read_chars: Callable[[SlotState], int], batch: int = 0) -> list:
+        """The chunk windows due this step (loop thread: reads the codes, marks them taken).
+        The first chunk is `first_chunk_frames`; later ones go out as the pacer's schedule
+        says (`Pacer.chunk_due`: when the listener's margin needs them, at most
+        `chunk_frames`), or every `chunk_frames` with pacing off."""
+        due: list[tuple[SlotState, torch.Tensor, int, bool, int, float]] = []
+        now = time.perf_counter()
         for i, s in enumerate(slots):
             ch = s.job.chunking
             if ch is None or done.get(i) is FinishReason.CANCELLED:
                 continue
             pending = len(s.codes) - s.emitted
-            want = ch.first_chunk_frames if s.chunks_due == 0 else ch.chunk_frames
-            if pending >= want or (i in done and pending > 0):
+            if self._pacer is not None:
+                go = self._pacer.chunk_due(
+                    pending, s.chunks_due == 0,
+                    s.job.clock.margin(now) if s.chunks_due else None, batch or len(slots),
+                    ch.first_chunk_frames, ch.chunk_frames)
+            else:
+                go = pending >= (ch.first_chunk_frames if s.chunks_due == 0 else ch.chunk_frames)
+            if go or (i in done and pending > 0):
                 history = s.codes if s.prefix is None else [*s.prefix, *s.codes]
                 offset = len(history) - len(s.codes)
                 start = offset + s.emitted
@@ -106,7 +122,7 @@ class OutputStage:
                 else:
                     ctx = min(ch.left_context_frames, start)
                 window = torch.stack(history[start - ctx:], dim=0)
-                due.append((s, window, ctx, i in done, read_chars(s)))
+                due.append((s, window, ctx, i in done, read_chars(s), now))
                 s.emitted = len(s.codes)
                 s.chunks_due += 1
         return due
@@ -114,7 +130,7 @@ class OutputStage:
     def deliver(self, due: list, leaving: list[tuple[SlotState, FinishReason]]) -> None:
         """Codec thread: decode the due chunks batched by window length, emit them, then
         finish the jobs that left the loop this step."""
-        groups: dict[tuple[int, int], list[tuple[SlotState, torch.Tensor, int, bool, int]]] = {}
+        groups: dict[tuple[int, int], list[tuple[SlotState, torch.Tensor, int, bool, int, float]]] = {}
         for d in due:
             s = d[0]
             if self.stateful_codec and s.codec is None:
@@ -134,11 +150,13 @@ class OutputStage:
                     s.job.cancel()
                     self.fail(s.job, EngineError(f"codec decode failed: {type(exc).__name__}: {exc}"))
                 continue
-            for j, (s, window, ctx, final, chars) in enumerate(items):
+            for j, (s, window, ctx, final, chars, due_at) in enumerate(items):
                 audio = wav[j, 0, ctx * self._spf:window.shape[0] * self._spf]
                 if final:  # the tail goes out with the final chunk
                     s.tail = audio
                 else:
+                    if self._pacer is not None:
+                        self._pacer.codec_lag.observe(1, time.perf_counter() - due_at)
                     try:
                         self._emit(s, audio, final=False, chars=chars)
                     except Exception as exc:  # noqa: BLE001
@@ -154,6 +172,8 @@ class OutputStage:
             return
         if not np.isfinite(audio).all():
             raise EngineError("model produced non-finite audio")
+        if audio.size:
+            self._clock(job, audio.size / self._sample_rate)
         job.sink(AudioChunk(
             audio=np.ascontiguousarray(audio, dtype=np.float32), sample_rate=self._sample_rate,
             index=s.chunks, frames=audio.size // self._spf, final=final, total_frames=job.frames,
@@ -162,6 +182,18 @@ class OutputStage:
             text_chars=chars,
         ))
         s.chunks += 1
+
+    def _clock(self, job: Job, audio_s: float) -> None:
+        """A chunk of `audio_s` leaves: its listener's margin then, and whether it was late
+        (the listener had run dry: a gap the server caused)."""
+        first = job.clock.first_audio_at is None
+        margin = job.clock.sent(audio_s, time.perf_counter())
+        if first:
+            return
+        late = margin < 0
+        if late:
+            self._loop_stats.late_chunks += 1
+        self.observer.on_chunk(margin, late)
 
     def finish(self, s: SlotState, reason: FinishReason) -> None:
         job = s.job

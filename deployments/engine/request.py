@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deployments.engine.pacing import StreamClock
 from deployments.engine.text_input import SettledTokens, TextInput
 from deployments.engine.types import (
     AudioChunk,
@@ -80,6 +81,8 @@ class PreparedRequest:
     min_frames: int = 0
     sampling: ResolvedSampling | None = None
     non_streaming_mode: bool = True  # how qwen-tts feeds the text (all at once vs interleaved)
+    background: bool = False  # yields its steps to urgent streams (SynthesisRequest.background)
+    arrived_at: float | None = None  # wall clock, SynthesisRequest.arrived_at
 
     @property
     def group_key(self) -> tuple:
@@ -110,6 +113,10 @@ class Job:
         self.text_version = -1  # of the text last settled (loop thread)
         self.submitted_at = time.perf_counter()
         self.started_at = self.submitted_at
+        #: when its first-audio bound started (perf_counter): the service's arrival when the
+        #: request says (time queued before the engine counts), else its submission here
+        self.arrived_at = self.submitted_at - (
+            0.0 if prepared.arrived_at is None else max(0.0, time.time() - prepared.arrived_at))
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.result: SynthesisResult | None = None
@@ -117,7 +124,12 @@ class Job:
         self.frames = 0
         self.queue_wait_s = 0.0
         self.tracked = False  # counted in StreamStats.active
+        self.clock = StreamClock()  # its listener, as the server sees it (streaming)
         self._callbacks: list[Callable[[Job], None]] = []
+
+    @property
+    def background(self) -> bool:
+        return self.prepared.background
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -209,6 +221,8 @@ class LoopStats:
     last_step_seconds: float = 0.0
     admitted: int = 0
     rejected: int = 0
+    refused: int = 0  # waited their first-audio bound without a slot that could keep them
+    late_chunks: int = 0  # chunks that left after their listener had run dry
     waiting_for_text: int = 0  # slots holding their cache until their text arrives
     retokenized: int = 0  # text inputs whose whole-text tokens differed from the settled ones
 

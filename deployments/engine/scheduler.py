@@ -16,16 +16,24 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 import numpy as np
 import torch
 
 from deployments.engine.model_runner import ModelRunner
 from deployments.engine.output import OutputStage
+from deployments.engine.pacing import Decision, Pacer, expected_frames, newcomer, view
 from deployments.engine.prompt_builder import PromptBuilder
 from deployments.engine.request import Job, LoopStats, SlotState, frame_budget
 from deployments.engine.text_input import SettledTokens
-from deployments.engine.types import EngineConfig, EngineError, EngineOverloadedError, FinishReason
+from deployments.engine.types import (
+    EngineConfig,
+    EngineError,
+    EngineOverloadedError,
+    FinishReason,
+    StepObserver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +42,11 @@ class Scheduler:
     """See the module docstring."""
 
     def __init__(self, config: EngineConfig, runner: ModelRunner, prompts: PromptBuilder,
-                 output: OutputStage, stats: LoopStats, tokenizer: object) -> None:
+                 output: OutputStage, stats: LoopStats, tokenizer: object,
+                 pacer: Pacer | None = None) -> None:
         self._config = config
+        self.pacer = pacer or Pacer(config.model_copy(update={"pacing": False}))
+        self.observer: StepObserver = StepObserver()  # the loop's (replaced with it)
         self._runner = runner
         self._prompts = prompts
         self._output = output
@@ -92,8 +103,11 @@ class Scheduler:
         with self._cond:
             while not self._closed and not self._kicked and not self._any_runnable():
                 self._sleeping = True
-                self._cond.wait()
+                # a job waiting on admission is looked at again by its first-audio bound
+                self._cond.wait(0.05 if self._waiting and self.pacer.bound_s else None)
                 self._sleeping = False
+                if self._waiting and self.pacer.bound_s:
+                    break
             if self._closed:
                 return None
             self._kicked = False
@@ -117,20 +131,62 @@ class Scheduler:
     def admissible(self, candidates: list[Job]) -> list[Job]:
         """The waiting jobs that go into free slots now, in order, taken off the queue: a job
         whose text is still arriving goes in once its prompt's text has settled (a cancelled
-        one goes in to be failed)."""
+        one goes in to be failed). With a first-audio bound (pacing), a job goes in only
+        while the running streams' projected margins allow one more (`Pacer.admit`); a
+        foreground stream that has waited the bound is refused (EngineOverloadedError: 503
+        + Retry-After) instead of admitted to stutter."""
         free = self.slots - len(self.rows)
-        chosen = []
+        chosen: list[Job] = []
+        refused: list[Job] = []
+        pacer = self.pacer
+        views = None
+        now = time.perf_counter()
+        if pacer.enabled:  # the most urgent first: streams by deadline, background last
+            candidates = sorted(candidates, key=lambda j: pacer.deadline(j, now))
         for job in candidates:
+            refusable = (job.chunking is not None and not job.background
+                         and job.text_input is None)
+            waited = now - job.arrived_at
+            if job.cancelled.is_set():
+                if len(chosen) < free:
+                    chosen.append(job)
+                continue
             if len(chosen) >= free:
-                break
-            if job.text_input is None or job.cancelled.is_set() or self._prompt_ready(job):
-                chosen.append(job)
-        if chosen:
+                if pacer.overdue(waited, refusable):
+                    refused.append(job)
+                continue
+            if job.text_input is not None and not self._prompt_ready(job):
+                continue
+            if pacer.bound_s is not None:
+                if views is None:
+                    views = [view(s, now) for s in self.rows]
+                decision = pacer.admit(views, expected_frames(job), self._first_frames(job),
+                                       waited, refusable)
+                if decision is Decision.WAIT:
+                    continue
+                if decision is Decision.REFUSE:
+                    refused.append(job)
+                    continue
+                views.append(newcomer(job))
+            chosen.append(job)
+        if chosen or refused:
             with self._cond:
-                for job in chosen:
+                for job in chosen + refused:
                     self._waiting.remove(job)
                 self._stats.waiting = len(self._waiting)
+                self._stats.refused += len(refused)
+        for job in refused:
+            self.observer.on_refused(waited := now - job.arrived_at)
+            err = EngineOverloadedError(
+                f"no synthesis slot could keep this stream ahead of its listener within "
+                f"{pacer.bound_s:g} s (waited {waited:.2f} s; {len(self.rows)} running)",
+                self._config.retry_after_s)
+            self._output.submit(lambda job=job, err=err: self._output.fail(job, err))
         return chosen
+
+    @staticmethod
+    def _first_frames(job: Job) -> int:
+        return job.chunking.first_chunk_frames if job.chunking is not None else 1
 
     def _prompt_ready(self, job: Job) -> bool:
         """Settle the job's text so far; True once the prompt has all the text it holds
@@ -150,15 +206,20 @@ class Scheduler:
         return len(job.settled.ids) >= job.prompt_tokens
 
     def partition(self) -> int:
-        """Put the slots that can step now in rows 0..k-1 (those waiting for text or for
-        the rest of their prefill after them) and return k. A cancelled slot that is waiting for text leaves here (it will
-        not step again)."""
+        """Put the slots that step now in rows 0..k-1 (those waiting for text or for the rest
+        of their prefill, and with pacing those that sit out this step for an urgent stream,
+        after them) and return k. A cancelled slot that is waiting for text leaves here (it
+        will not step again)."""
         for i in range(len(self.rows) - 1, -1, -1):
             s = self.rows[i]
             if not s.ready and s.job.cancelled.is_set():
                 self._output.submit(lambda s=s: self._output.finish(s, FinishReason.CANCELLED))
                 self.release(i)
         ready = [s.ready for s in self.rows]
+        if self.pacer.enabled:  # urgency: who sits out this step (Pacer.hold)
+            now = time.perf_counter()
+            held = self.pacer.hold([view(s, now) for s in self.rows])
+            ready = [r and not h for r, h in zip(ready, held, strict=True)]
         i, j = 0, len(ready) - 1
         while True:
             while i <= j and ready[i]:

@@ -23,6 +23,7 @@ import torch
 
 from deployments.engine.model_runner import ModelRunner
 from deployments.engine.output import OutputStage
+from deployments.engine.pacing import Pacer, view
 from deployments.engine.prompt_builder import PromptBuilder
 from deployments.engine.request import (
     Job,
@@ -55,8 +56,11 @@ class StepLoop:
                  samples_per_frame: int, stats: StreamStats, slots: int | None = None,
                  context: int | None = None, observer: StepObserver | None = None) -> None:
         self._config = config
-        self.observer = observer or StepObserver()
+        self._observer = observer or StepObserver()
         self.loop_stats = LoopStats()
+        self.pacer = Pacer(config)
+        self._last_step_at: float | None = None  # the cadence the pacer's step model reads
+        self._last_batch = 0
         mode = config.compile
         if mode == "auto":
             on_cuda = next(tts.model.talker.parameters()).device.type == "cuda"
@@ -67,13 +71,26 @@ class StepLoop:
         self.prompts = PromptBuilder(tts)
         self.runner.set_tts_pad(self.prompts.tts_pad)
         self.output = OutputStage(tts, sample_rate=sample_rate, samples_per_frame=samples_per_frame,
-                                  stats=stats, device=self.runner.device)
+                                  stats=stats, device=self.runner.device, pacer=self.pacer,
+                                  loop_stats=self.loop_stats)
         self.scheduler = Scheduler(config, self.runner, self.prompts, self.output, self.loop_stats,
-                                   tts.processor.tokenizer)
+                                   tts.processor.tokenizer, pacer=self.pacer)
+        self.observer = self._observer
         self._thread = threading.Thread(target=self._run, name="qtts-step-loop", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ any thread
+    @property
+    def observer(self) -> StepObserver:
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: StepObserver) -> None:
+        """Metrics hooks (the loop's, the scheduler's and the codec thread's)."""
+        self._observer = observer
+        self.scheduler.observer = observer
+        self.output.observer = observer
+
     @property
     def capacity(self) -> int:
         return self.runner.slots
@@ -103,11 +120,17 @@ class StepLoop:
                 with torch.inference_mode():
                     for job in sched.admissible(candidates):
                         self._admit(job)
-                    self._prefill()
+                    now = time.perf_counter()
+                    oldest = max((now - s.job.arrived_at for s in sched.rows
+                                  if s.pending is not None), default=0.0)
+                    if self.pacer.prefill_allowed([view(s, now) for s in sched.rows], oldest):
+                        self._prefill()
                     sched.refresh_text()
                     stepping = sched.partition()
                     if stepping:
                         self._step(stepping)
+                    else:
+                        self._last_step_at = None
             except Exception as exc:  # noqa: BLE001 - a failed step fails its jobs, not the loop
                 log.exception("step loop failure")
                 err = EngineError(f"batched generation failed: {type(exc).__name__}: {exc}")
@@ -252,6 +275,9 @@ class StepLoop:
         """One frame for the slots in rows 0..n-1: run, then one host copy, then the host
         work (frames to jobs, who is done, chunks due)."""
         t0 = time.perf_counter()
+        if self._last_step_at is not None:  # cadence: prefills and host work included
+            self.pacer.steps.observe(self._last_batch, t0 - self._last_step_at)
+        self._last_step_at, self._last_batch = t0, n
         slots = self.scheduler.rows[:n]
         sampling = [s.job.prepared.sampling for s in slots]
         out = self.runner.step(
@@ -274,7 +300,7 @@ class StepLoop:
                 finished[i] = FinishReason.BUDGET if s.budget_bound else FinishReason.LENGTH
         for i in finished:  # arriving text: what it had read (all of it, or a cap ended it)
             slots[i].final_chars = self.scheduler.read_chars(slots[i])
-        due = self.output.due_chunks(slots, finished, self.scheduler.read_chars)
+        due = self.output.due_chunks(slots, finished, self.scheduler.read_chars, batch=n)
         leaving = [(slots[i], finished[i]) for i in sorted(finished)]
         if due or leaving:
             self.output.submit(lambda: self.output.deliver(due, leaving))

@@ -86,6 +86,36 @@ class EngineConfig(BaseModel):
         "codes) is prefilled in chunks of it, one per step, so running streams wait at most "
         "one chunk",
     )
+    pacing: bool = Field(
+        False, description="Batched backend: margin-driven chunks and urgency (docs/streaming.md; "
+        "off by default: over HTTP on a loaded CPU it served less than the fixed schedule): "
+        "a stream's chunks go out when its listener's margin needs them (chunk_frames is the "
+        "largest), and while a stream is below pacing_floor_s prefills wait and non-streaming "
+        "rows sit out the step; False: fixed chunk sizes, every ready row steps",
+    )
+    pacing_reserve_s: float = Field(
+        0.12, ge=0, le=5, description="Batched backend, pacing: the margin (audio sent minus "
+        "playback since the first audio) a stream's next chunk must still leave when it lands")
+    pacing_min_chunk_frames: int = Field(
+        1, ge=1, le=64, description="Batched backend, pacing: the fewest frames a later chunk "
+        "holds (a stream's last chunk excepted). Every chunk costs a hop through the graph, "
+        "an encode and a write on the ingress; 1 lets a thin margin send every frame alone")
+    pacing_floor_s: float = Field(
+        0.06, ge=0, le=5, description="Batched backend, pacing: a stream whose margin (with the "
+        "frames made and not yet sent) is below this is urgent: prefills wait, non-streaming "
+        "and background rows and streams more than pacing_ahead_s ahead sit out the step")
+    pacing_ahead_s: float = Field(
+        1.0, gt=0, le=60, description="Batched backend, pacing: a stream this far ahead of its "
+        "listener sits out steps while another stream is urgent")
+    admission_headroom_s: float = Field(
+        0.15, ge=0, le=5, description="Batched backend, admission (first_audio_bound_s set): a "
+        "waiting request goes into a slot only while every started stream's projected margin "
+        "stays above this with it stepping beside them")
+    first_audio_bound_s: float | None = Field(
+        None, gt=0, le=60, description="Batched backend: admission by what can be kept. A "
+        "streaming request waits for a slot (or for the projected margins to allow one more "
+        "stream) at most this long, then fails with EngineOverloadedError (503 + Retry-After) "
+        "instead of being admitted to stutter; None: admitted whenever a slot is free")
     text_lookahead_tokens: int = Field(
         0, ge=0, le=64, description="Batched backend, text still arriving (incremental input): "
         "settled text tokens that must be buffered beyond the one a step reads before the step "
@@ -155,6 +185,13 @@ class SynthesisRequest:
     #: text token per codec frame beside the audio (the Base default, and the mode text that
     #: is still arriving needs). None: the model kind's qwen-tts default.
     streaming_text: bool | None = None
+    #: Priority class: a background request (an async job's segment) yields its step to
+    #: streams whose listener is about to run dry (batched backend, `EngineConfig.pacing`).
+    background: bool = False
+    #: Wall-clock time (time.time()) the request reached the service (the ingress, for a
+    #: stream): the first-audio bound (EngineConfig.first_audio_bound_s) counts from it, so
+    #: the time it queued before the engine (Serve's router, the replica) is counted too.
+    arrived_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -286,3 +323,7 @@ class StepObserver:
     def on_step(self, batch_size: int, step_seconds: float) -> None: ...
     def on_admit(self, queue_wait_seconds: float) -> None: ...
     def on_occupancy(self, active: int, waiting: int) -> None: ...
+    def on_chunk(self, margin_seconds: float, late: bool) -> None:
+        """A stream's chunk left (codec thread): its listener's margin then (< 0: late)."""
+    def on_refused(self, queue_wait_seconds: float) -> None:
+        """A request was refused after waiting (admission by what can be kept)."""

@@ -115,6 +115,7 @@ class RequestValidator:
             max_new_tokens=min(mnt, limit) if mnt is not None else self.default_max_new_tokens,
             min_frames=mf or 0, sampling=self._resolve_sampling(r.sampling),
             non_streaming_mode=not _streaming_text(r, kind, arriving),
+            background=bool(r.background), arrived_at=r.arrived_at,
         )
 
     def _resolve_sampling(self, sp: SamplingParams | None) -> ResolvedSampling:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -207,7 +208,10 @@ class SynthesisService:
         to bill it. Streams bypass the result cache, count as in flight until they end and
         are metered until then."""
         self.check_capacity()
+        arrived = time.time()  # the engine's first-audio bound counts from here
         call = await self.prepare(inp, text)
+        call = dataclasses.replace(call, request=dataclasses.replace(call.request,
+                                                                    arrived_at=arrived))
         started = time.perf_counter()
         timeout = self.args.ingress.request_timeout_s
         release = contextlib.AsyncExitStack()

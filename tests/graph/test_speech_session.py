@@ -512,9 +512,14 @@ def test_handle_session_takes_text_as_it_is_produced(graph):
     assert events[-1].usage.characters == len(TEXT)
     pcm = b"".join(e.audio for e in audio)
     assert events[-1].usage.audio_seconds == pytest.approx(len(pcm) / 2 / audio[0].sample_rate)
-    # pieces known up front (a list) give the same audio for the same seed and split
+    # pieces known up front (a list) give the same audio for the same seed and split (to one
+    # LSB: the engine's chunk sizes follow each listener's margin, and the codec decodes a
+    # different split to ~2e-7, which can round one sample differently)
     listed = list(ingress.options(stream=True).speech_session.remote(session, words(TEXT)))
-    assert b"".join(e.audio for e in listed if isinstance(e, SessionAudio)) == pcm
+    again = b"".join(e.audio for e in listed if isinstance(e, SessionAudio))
+    assert len(again) == len(pcm)
+    assert np.abs(np.frombuffer(again, "<i2").astype(np.int32)
+                  - np.frombuffer(pcm, "<i2").astype(np.int32)).max() <= 1
     with pytest.raises(ApiError) as err:
         list(ingress.options(stream=True).speech_session.remote(
             SessionSettings(voice="nobody"), ["Hi."]))

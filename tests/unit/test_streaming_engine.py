@@ -18,6 +18,7 @@ from deployments.engine import (
     TTSEngine,
     UnsupportedValueError,
 )
+from deployments.engine.types import EngineOverloadedError
 
 TEXT = "Hello world, this is a streaming test."
 FRAME = 1920
@@ -69,13 +70,25 @@ def test_streamed_pcm_equals_non_streamed_pcm(kind, request):
         assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
-def test_chunk_sizes_follow_the_settings_and_boundaries_add_no_clicks(cv):
+@pytest.mark.parametrize("pacing", [False, True], ids=["fixed", "paced"])
+def test_chunk_sizes_follow_the_settings_and_boundaries_add_no_clicks(cv, tiny_engine, pacing):
+    # fixed schedule (pacing off): first_chunk_frames, then chunk_frames each; paced: the
+    # first is first_chunk_frames and later ones follow the listener's margin, never larger
+    # than chunk_frames (deployments/engine/pacing.py)
+    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True) if pacing else cv
     req = SynthesisRequest(text=TEXT, speaker="ryan", seed=_long_seed(cv, "ryan"),
                            max_new_tokens=15)
-    chunks = list(cv.stream(req, StreamChunking(first_chunk_frames=2, chunk_frames=5)))
+    try:
+        chunks = list(engine.stream(req, StreamChunking(first_chunk_frames=2, chunk_frames=5)))
+    finally:
+        if engine is not cv:
+            engine.close()
     sizes = [c.audio.size // FRAME for c in chunks]
     assert sizes[0] == 2 and len(chunks) >= 3
-    assert all(s == 5 for s in sizes[1:-1])
+    if pacing:
+        assert all(1 <= s <= 5 for s in sizes[1:-1])
+    else:
+        assert all(s == 5 for s in sizes[1:-1])
     assert 0 <= sizes[-1] <= 5
     audio = np.concatenate([c.audio for c in chunks])
     jumps = np.abs(np.diff(audio))
@@ -175,3 +188,27 @@ async def _async_stream_matches_and_closes(cv: TTSEngine) -> None:
     await stream.aclose()
     stream._runner.join(30)
     assert cv.stream_stats.active == 0
+
+
+def test_a_stream_the_loop_cannot_keep_ahead_of_its_listener_is_refused_after_its_bound(tiny_engine):
+    # admission by what can be kept (deployments/engine/pacing.py): with two rows measured
+    # slower than real time, a second stream would make the first one stutter, so it waits
+    # its first-audio bound and is refused (503 + Retry-After at the ingress), never admitted
+    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True, first_audio_bound_s=0.2)
+    try:
+        engine.loop.pacer.steps.estimate = lambda batch: 0.05 if batch <= 1 else 0.2
+        playing = SynthesisRequest(text=TEXT, speaker="vivian", seed=1, min_frames=400,
+                                   max_new_tokens=401)
+        newcomer = SynthesisRequest(text=TEXT, speaker="ryan", seed=2, min_frames=20,
+                                    max_new_tokens=21)
+        with engine.stream(playing) as first:
+            next(first)
+            with pytest.raises(EngineOverloadedError) as refused:
+                next(engine.stream(newcomer))
+            assert refused.value.retry_after_s >= 1
+            assert first.frames < 400  # refused while the first was still playing
+        assert engine.loop.loop_stats.refused == 1
+        # a non-streaming request is never refused: it waits and then yields its steps
+        assert engine.synthesize([newcomer])[0].frames >= 20
+    finally:
+        engine.close()

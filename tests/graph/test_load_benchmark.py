@@ -1,0 +1,36 @@
+"""benchmarks/load.py cannot rot: a short open-loop run (a few seconds at a low rate) over the
+graph's streamed pcm produces its report with every field. Asserts nothing about speed or
+gaps: those are the benchmark's figures."""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks.load import DEFAULT_PROMPTS, HEADER, HttpTransport, load_prompts, row, run_rate
+
+FIELDS = {"requests", "served", "errors", "ttfb_ms", "first_audio_ms", "e2e_ms", "rtf",
+          "with_gap", "gaps", "gap_total_ms", "gap_max_ms", "first_gap_at_s", "audio_s_per_s",
+          "silent", "rate", "transport", "peak_in_flight", "late_dispatches", "wall_s",
+          "load_avg_before", "load_avg_after"}
+
+
+def test_a_short_open_loop_run_reports_every_field(graph):
+    prompts = load_prompts(DEFAULT_PROMPTS)
+    assert len(prompts) == 60
+
+    async def run() -> dict:
+        transport = HttpTransport(graph.base_url, graph.api_key, "audio")
+        await transport.open()
+        try:
+            return await run_rate(transport, prompts, 2.0, seconds=2.0, warmup=0.5,
+                                  arrivals="constant", frames_per_word=1.0, seed=7)
+        finally:
+            await transport.close()
+
+    report = asyncio.run(run())
+    assert FIELDS <= set(report)
+    assert report["requests"] >= 3 and report["served"] + sum(report["errors"].values()) == report["requests"]
+    assert report["served"] >= 1 and report["audio_s_per_s"] > 0
+    assert report["first_audio_ms"]["p95"] is not None
+    assert row("batched", report).count("|") == HEADER.count("|")
+

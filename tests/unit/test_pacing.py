@@ -1,0 +1,165 @@
+"""The pacer (deployments/engine/pacing.py) as a spec: the chunk schedule keeps a listener
+fed, urgent streams step first, prefills wait for them, and admission refuses what it cannot
+keep. Plain numbers, no model: the step loop feeds the pacer measured step times and rows."""
+
+from __future__ import annotations
+
+from deployments.engine.pacing import (
+    FRAME_S,
+    PREFILL_WAIT_S,
+    Decision,
+    Pacer,
+    StreamClock,
+    StreamView,
+)
+from deployments.engine.types import EngineConfig
+
+LAG = 0.01  # codec thread: from a chunk being due to its leaving
+
+
+def pacer(**overrides) -> Pacer:
+    return Pacer(EngineConfig(model="unused", **{"pacing": True, **overrides}))
+
+
+def listen(p: Pacer, step_times: list[float], first: int = 1, largest: int = 6):
+    """One stream through the schedule: a frame per step, chunks as `p` says, each leaving
+    LAG after it is due; returns its listener's clock and the chunk sizes."""
+    clock, t, pending, sizes = StreamClock(), 0.0, 0, []
+    for dt in step_times:
+        t += dt
+        pending += 1
+        p.steps.observe(1, dt)
+        margin = clock.margin(t) if sizes else None
+        if p.chunk_due(pending, not sizes, margin, 1, first, largest):
+            p.codec_lag.observe(1, LAG)
+            clock.sent(pending * FRAME_S, t + LAG)
+            sizes.append(pending)
+            pending = 0
+    return clock, sizes
+
+
+def test_chunks_start_at_one_frame_and_grow_to_the_largest_as_the_margin_allows():
+    clock, sizes = listen(pacer(), [0.03] * 80)  # 30 ms a frame: faster than real time
+    assert sizes[0] == 1 and sizes[1] == 1  # the listener has 80 ms: the next frame at once
+    assert max(sizes) == 6 and sizes.index(6) > 2  # grew as the margin built up
+    assert clock.late_chunks == 0
+
+
+def test_the_fixed_schedule_runs_the_listener_dry_after_its_first_chunk():
+    # main's schedule before issue 18 (pacing off): 1 frame, then 6 that take 180 ms to make
+    clock, sizes = listen(pacer(pacing=False), [0.03] * 80)
+    assert sizes[:3] == [1, 6, 6]
+    assert clock.late_chunks >= 1
+
+
+def test_a_step_time_spike_is_absorbed_by_the_margin_the_schedule_built():
+    steps = [0.03] * 40 + [0.4] + [0.03] * 40  # one 400 ms stall mid-stream
+    clock, _ = listen(pacer(), steps)
+    assert clock.late_chunks == 0
+
+
+def test_a_stream_made_slower_than_real_time_is_sent_every_frame():
+    # nothing to gain by holding frames back: each goes out as soon as it is made
+    _, sizes = listen(pacer(), [0.09] * 30)
+    assert set(sizes) == {1}
+
+
+URGENT = StreamView(margin=0.02, frames_left=40)
+FAR_AHEAD = StreamView(margin=2.0, frames_left=40)
+BACKGROUND = StreamView(margin=None, frames_left=40, streaming=False, yields=True)
+COMFORTABLE = StreamView(margin=0.5, frames_left=40)
+WAITING_FOR_TEXT = StreamView(margin=None, frames_left=0, streaming=False)
+
+
+def test_while_a_stream_is_urgent_background_and_far_ahead_rows_sit_out_the_step():
+    p = pacer()
+    rows = [URGENT, FAR_AHEAD, BACKGROUND, COMFORTABLE, WAITING_FOR_TEXT]
+    assert p.hold(rows) == [False, True, True, False, False]
+    assert p.hold([FAR_AHEAD, BACKGROUND, COMFORTABLE]) == [False] * 3  # nobody urgent
+    assert pacer(pacing=False).hold(rows) == [False] * 5
+
+
+def test_a_prefill_waits_while_a_stream_is_below_the_floor():
+    p = pacer()
+    assert not p.prefill_allowed([COMFORTABLE, URGENT])
+    assert p.prefill_allowed([COMFORTABLE, FAR_AHEAD, BACKGROUND, WAITING_FOR_TEXT])
+    assert pacer(pacing=False).prefill_allowed([URGENT])
+    # but not past half of the waiting job's own first-audio bound: its listener has a deadline
+    bounded = pacer(first_audio_bound_s=0.5)
+    assert not bounded.prefill_allowed([URGENT], oldest_wait_s=0.2)
+    assert bounded.prefill_allowed([URGENT], oldest_wait_s=0.25)
+    # without a bound it still opens: a saturated loop always has some urgent stream
+    assert not p.prefill_allowed([URGENT], oldest_wait_s=0.1)
+    assert p.prefill_allowed([URGENT], oldest_wait_s=PREFILL_WAIT_S)
+
+
+def _measured(p: Pacer, step_1: float, step_2: float) -> Pacer:
+    p.steps.observe(1, step_1)
+    p.steps.observe(2, step_2)
+    return p
+
+
+def test_a_newcomer_goes_in_while_the_running_streams_keep_their_headroom():
+    p = _measured(pacer(first_audio_bound_s=0.5), 0.02, 0.03)
+    assert p.admit([COMFORTABLE], job_frames=50, first_frames=1, waited_s=0.0,
+                   refusable=True) is Decision.ADMIT
+    # a stream just started (one frame sent, under the headroom) that still gains margin
+    # with the newcomer beside it does not keep the newcomer out
+    just_started = StreamView(margin=0.07, frames_left=50)
+    assert p.admit([just_started], job_frames=50, first_frames=1, waited_s=0.0,
+                   refusable=True) is Decision.ADMIT
+    # but one that would run dry during the newcomer's prefill does
+    assert p.admit([StreamView(margin=0.01, frames_left=50)], job_frames=50, first_frames=1,
+                   waited_s=0.0, refusable=True) is Decision.WAIT
+
+
+def test_a_newcomer_that_would_make_a_stream_stutter_waits_then_is_refused():
+    # two rows step slower than real time: the running stream would run dry
+    p = _measured(pacer(first_audio_bound_s=0.5), 0.05, 0.2)
+    args = dict(job_frames=50, first_frames=1)
+    assert p.admit([COMFORTABLE], **args, waited_s=0.1, refusable=True) is Decision.WAIT
+    assert p.admit([COMFORTABLE], **args, waited_s=0.6, refusable=True) is Decision.REFUSE
+    # a non-streaming or background job is never refused: past the bound it goes in and yields
+    assert p.admit([COMFORTABLE], **args, waited_s=0.6, refusable=False) is Decision.ADMIT
+    # nothing stepping (idle, or only slots waiting for text): always in
+    assert p.admit([WAITING_FOR_TEXT], **args, waited_s=0.0, refusable=True) is Decision.ADMIT
+
+
+def test_without_a_bound_or_with_pacing_off_every_free_slot_is_taken():
+    for p in (pacer(), pacer(pacing=False, first_audio_bound_s=0.5)):
+        _measured(p, 0.05, 0.2)
+        assert p.admit([COMFORTABLE], job_frames=50, first_frames=1, waited_s=9.0,
+                       refusable=True) is Decision.ADMIT
+        assert not p.overdue(9.0, refusable=True)
+
+
+def test_a_stream_still_without_a_slot_is_refused_once_it_has_waited_the_bound():
+    p = pacer(first_audio_bound_s=0.5)
+    assert not p.overdue(0.4, refusable=True)
+    assert p.overdue(0.5, refusable=True)
+    assert not p.overdue(5.0, refusable=False)
+
+
+def test_a_chunk_floor_keeps_later_chunks_at_least_that_many_frames():
+    # every chunk crosses the graph (a hop, an encode, a write): with a floor, a thin margin
+    # no longer sends each frame alone; the first chunk stays one frame for first audio
+    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.09] * 30)
+    assert sizes[0] == 1 and min(sizes[1:]) == 3
+    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.03] * 80)
+    assert max(sizes) == 6 and min(sizes[1:]) >= 3
+
+
+def test_the_first_audio_bound_counts_from_the_services_arrival():
+    import time
+
+    from deployments.engine.request import Job, PreparedRequest
+
+    def job(arrived_at):
+        return Job(PreparedRequest(text="Hi.", language="english", speaker=None,
+                                   instruct="", voice_prompt=None, seed=0,
+                                   max_new_tokens=8, arrived_at=arrived_at), chunking=None)
+
+    here = job(None)
+    assert here.arrived_at == here.submitted_at
+    queued = job(time.time() - 0.4)  # it waited 0.4 s in front of the engine
+    assert 0.35 < queued.submitted_at - queued.arrived_at < 5
