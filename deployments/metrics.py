@@ -8,11 +8,17 @@ declares one fails only inside a replica, after the deploy has waited).
 Labels are bounded: `model_kind` is one of the checkpoint kinds, `code` one of the error codes
 of `serve_app.edge.api_errors`, `stage` one of `STAGES`. No text, ids or per-request values as labels.
 cluster/grafana-dashboard.json is checked against `EXPORTED_NAMES` by a test.
+
+Gauges are set again every `GAUGE_REFRESH_S` by a daemon thread (`_GaugeKeeper`): Ray's
+exporter drops a gauge series about 20 s after its last `set` (measured on Ray 2.60: the
+queue-length and active-slot series left /metrics while the replica idled), so a gauge set
+only when its value changes would vanish from the dashboard exactly when nothing happens.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 from ray.serve.metrics import Counter, Gauge, Histogram
@@ -55,6 +61,9 @@ STEP_BOUNDARIES = [0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28]
 #: listener had run dry) is observed as 0 and counted in qtts_engine_late_chunks.
 MARGIN_BOUNDARIES = [0.001, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10]
 
+#: Seconds between re-exports of every gauge's last value (see the module docstring).
+GAUGE_REFRESH_S = 1.0
+
 _RESERVED_TAG_KEYS = frozenset({"deployment", "replica", "application"})
 
 
@@ -73,11 +82,37 @@ def _histogram(name: str, description: str, boundaries: list[float], keys: Itera
     return Histogram(name, description=description, boundaries=boundaries, tag_keys=_tags(*keys))
 
 
+class _GaugeKeeper:
+    """The last value of every (gauge, tags) this process set, set again every
+    `GAUGE_REFRESH_S` on a daemon thread started by the first `set`."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Gauge, float, dict]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def set(self, gauge: Gauge, value: float, tags: dict[str, str]) -> None:
+        with self._lock:  # held while setting, so a refresh never sets an older value last
+            gauge.set(value, tags=tags)
+            self._values[(id(gauge), tuple(sorted(tags.items())))] = (gauge, value, tags)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qtts-gauges", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(GAUGE_REFRESH_S)
+            with self._lock:
+                for gauge, value, tags in self._values.values():
+                    gauge.set(value, tags=tags)
+
+
 class TTSMetrics:
     """One set of metric objects per replica process (Ray registers each name once)."""
 
     def __init__(self) -> None:
         kind = ("model_kind",)
+        self._gauges = _GaugeKeeper()
         self.time_to_first_audio = _histogram(
             TIME_TO_FIRST_AUDIO,
             "Seconds from request arrival at the ingress to the first audio bytes ready "
@@ -166,7 +201,7 @@ class TTSMetrics:
             self.requests.inc(tags={"model_kind": model_kind, "outcome": "error"})
 
     def set_queue_length(self, stage: str, value: int) -> None:
-        self.queue_length.set(value, tags={"stage": stage})
+        self._gauges.set(self.queue_length, value, {"stage": stage})
 
     def observe_engine_step(self, model_kind: str, batch_size: int, seconds: float) -> None:
         tags = {"model_kind": model_kind}
@@ -188,7 +223,7 @@ class TTSMetrics:
         self.engine_queue_wait.observe(waited_seconds, tags=tags)
 
     def set_engine_active_slots(self, model_kind: str, value: int) -> None:
-        self.engine_active_slots.set(value, tags={"model_kind": model_kind})
+        self._gauges.set(self.engine_active_slots, value, {"model_kind": model_kind})
 
 
 _lock = threading.Lock()
