@@ -20,7 +20,8 @@ by a warm-up run of the same shape before it is measured (its compile time is pr
 POST /v1/audio/speech with stream_format "audio", pcm, `min_frames`/`max_new_tokens` in the
 body) on a fresh local Ray (8 logical CPUs, no dashboard, platform auth off, data in a temp
 dir). The CPU profile (configs/cpu-tiny.yaml, CustomVoice only) is deployed once with
-engine.backend reference and once with batched, one after the other in the same run. TTFA is
+engine.backend reference and once with batched, one after the other in the same run
+(`--vs-engine`: batched only, after the same engine config run in this process). TTFA is
 measured to the first audio bytes the client reads; RTF per stream = wall seconds of the
 stream / its audio seconds.
 """
@@ -161,6 +162,10 @@ def http_main(args: argparse.Namespace) -> None:
 
     profile = load_profile(REPO / "configs" / "cpu-tiny.yaml")
     slots = max(args.concurrency)
+    cv = profile.args.custom_voice
+    rows: dict = {}
+    if args.vs_engine:  # the same engine in this process first (before Ray starts)
+        rows.update(_engine_rows(args, cv, slots))
     port = _free_port()
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False)
@@ -171,10 +176,8 @@ def http_main(args: argparse.Namespace) -> None:
           f"chunks as the profile ({profile.args.custom_voice.streaming})")
     print(f"{'streams':>7} | {'backend':>9} | {'audio-s/s':>9} | {'TTFA p50':>9} | "
           f"{'TTFA p95':>9} | {'RTF/stream':>10} | {'wall s':>7}")
-    rows: dict = {}
     try:
-        for backend in ("reference", "batched"):
-            cv = profile.args.custom_voice
+        for backend in ("batched",) if args.vs_engine else ("reference", "batched"):
             engine = cv.engine.model_copy(update={
                 "backend": backend, "max_slots": slots, "max_waiting": slots,
                 "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
@@ -205,9 +208,40 @@ def http_main(args: argparse.Namespace) -> None:
                 print(f"{n:>7}   batched / reference: throughput "
                       f"x{b['audio_s_per_s'] / a['audio_s_per_s']:.1f}, "
                       f"RTF x{b['rtf_p50'] / a['rtf_p50']:.2f}")
+            if (n, "in-proc") in rows and (n, "batched") in rows:
+                a, b = rows[(n, "in-proc")], rows[(n, "batched")]
+                print(f"{n:>7}   HTTP graph / in-process engine: throughput "
+                      f"x{b['audio_s_per_s'] / a['audio_s_per_s']:.2f}, "
+                      f"TTFA p95 x{b['ttfa_p95'] / a['ttfa_p95']:.2f}")
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _engine_rows(args: argparse.Namespace, cv, slots: int) -> dict:
+    """`--vs-engine`: the CPU profile's CustomVoice engine (its config and chunking) in this
+    process, the same requests as the HTTP rows, printed as backend `in-proc`."""
+    from deployments.checkpoints import resolve_checkpoint
+
+    config = cv.engine.model_copy(update={
+        "model": resolve_checkpoint(cv.engine.model), "max_slots": slots, "max_waiting": slots,
+        "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
+    engine = TTSEngine.load(config)
+    chunking = cv.streaming
+    print(f"in-process engine ({config.backend}, {config.num_threads} torch thread(s), "
+          f"chunks {chunking.first_chunk_frames} then {chunking.chunk_frames})")
+    rows = {}
+    try:
+        run(engine, 1, 4, chunking)
+        for n in args.concurrency:
+            if n > 1:
+                run(engine, n, min(args.frames, 32), chunking)  # warm this batch size
+            rows[(n, "in-proc")] = r = run(engine, n, args.frames, chunking)
+            _print_row(n, "in-proc", r)
+    finally:
+        engine.close()
+    return rows
 
 
 def _print_row(n: int, name: str, r: dict) -> None:
@@ -238,6 +272,9 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip the reference backend")
     ap.add_argument("--http", action="store_true",
                     help="through the HTTP graph (CPU profile, tiny CustomVoice) instead")
+    ap.add_argument("--vs-engine", action="store_true",
+                    help="with --http: the batched backend only, in process (the profile's "
+                    "engine config) and then through the HTTP graph, with the ratio")
     args = ap.parse_args()
     if args.http:
         if args.concurrency == [1, 4, 16, 64]:

@@ -183,11 +183,13 @@ class ModelServer:
             pump.cancel()
 
     async def _forward(self, stream) -> AsyncIterator[AudioChunk]:
-        """The chunks of an engine stream (validated when it was made); a failure is noted
-        for health, and the stream is cancelled when the caller stops early (a no-op after
-        its final chunk)."""
+        """The chunks of an engine stream (validated when it was made), those already
+        waiting merged into one item (`AsyncSynthesisStream.coalesced`: a Ray item costs
+        the ingress a hop, an encode and a write, so a replica whose event loop falls behind
+        sends fewer, larger items); a failure is noted for health, and the stream is
+        cancelled when the caller stops early (a no-op after its final chunk)."""
         try:
-            async for chunk in stream:
+            async for chunk in stream.coalesced():
                 yield chunk
         except Exception as exc:
             self._note_failure(exc)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import queue
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
+
+import numpy as np
 
 from deployments.engine.request import Sink
 from deployments.engine.types import AudioChunk
@@ -102,9 +105,45 @@ class AsyncSynthesisStream(AsyncIterator[AudioChunk]):
         self._done = item.final
         return item
 
+    async def coalesced(self) -> AsyncIterator[AudioChunk]:
+        """The same audio, with the chunks that are already waiting when the consumer asks
+        for the next one merged into one (`merge_chunks`; the first chunk always alone).
+        A consumer that keeps up gets every chunk as made; one that falls behind (an event
+        loop shared with other streams, a Ray hop per item) gets fewer, larger items
+        instead of a growing queue of small ones, each of which would cost it a hop, an
+        encode and a write again. An error after waiting chunks is raised after them."""
+        pending: BaseException | None = None
+        async for chunk in self:
+            if chunk.index == 0 or chunk.final:
+                yield chunk
+                continue
+            parts = [chunk]
+            while not parts[-1].final and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, BaseException):
+                    self._done, pending = True, item
+                    break
+                self._done = item.final
+                parts.append(item)
+            yield merge_chunks(parts)
+            if pending is not None:
+                raise pending
+
     def cancel(self) -> None:
         self._done = True
         self._runner.cancel()
 
     async def aclose(self) -> None:
         self.cancel()
+
+
+def merge_chunks(parts: list[AudioChunk]) -> AudioChunk:
+    """Consecutive chunks of one stream as one: their audio in order, the first's index, the
+    frames summed, and the last one's running totals (final, finish reason, frames so far,
+    text read, time)."""
+    if len(parts) == 1:
+        return parts[0]
+    last = parts[-1]
+    return dataclasses.replace(
+        last, audio=np.concatenate([p.audio for p in parts]), index=parts[0].index,
+        frames=sum(p.frames for p in parts))
