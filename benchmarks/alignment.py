@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,28 +109,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, nargs="+", default=[25, 75])
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
-    os.environ["QTTS_DATA_DIR"] = tempfile.mkdtemp(prefix="qtts-bench-")
-    os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-
     import httpx
-    import ray
-    from ray import serve
 
-    from deployments.aligner.tiny import ensure_tiny_aligner
-    from deployments.engine.tiny import default_tiny_models_dir, ensure_tiny_models
-    from serve_app.tools.cli import start_graph
-    from tests.graph.conftest import free_port
-    from tests.graph.tenants import create_tenant_key
+    from benchmarks.cpu_graph import cpu_graph
 
-    root = default_tiny_models_dir()
-    ensure_tiny_models(root)
-    ensure_tiny_aligner(root)
-    os.environ["QTTS_TINY_MODELS_DIR"] = str(root)
-    port = free_port()
-    start_graph(REPO / "configs" / "cpu-tiny.yaml", "127.0.0.1", port, num_cpus=8)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        key = create_tenant_key(base_url, os.environ["ADMIN_TOKEN"], "bench")
+    with cpu_graph(aligner=True) as (base_url, key):
         with httpx.Client(base_url=base_url, timeout=300) as client:
             for ts in ("none", "word"):  # warm both paths
                 timed(client, key, 10_000, 4, ts)
@@ -155,9 +136,6 @@ def main() -> None:
                 print(f"| {frames / 12.5:.1f} | {cell(none)} | {cell(word)} | {added:+.0f} ms |"
                       f" {aligner_ms(frames):.0f} ms | {estimate_ms(frames):.2f} ms |",
                       flush=True)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 if __name__ == "__main__":

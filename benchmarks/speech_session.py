@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -110,26 +108,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--frames", type=int, default=25, help="codec frames per sentence")
     args = ap.parse_args()
-    os.environ["QTTS_DATA_DIR"] = tempfile.mkdtemp(prefix="qtts-bench-")
-    os.environ["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-
-    import ray
-    from ray import serve
-
-    from deployments.engine.tiny import default_tiny_models_dir, ensure_tiny_models
+    from benchmarks.cpu_graph import cpu_graph
+    from deployments.engine.tiny import default_tiny_models_dir
     from serve_app.sessions.sentence_speaker import SentenceSplitter
-    from serve_app.tools.cli import start_graph
-    from tests.graph.conftest import free_port
-    from tests.graph.tenants import create_tenant_key
 
     root = default_tiny_models_dir()
-    ensure_tiny_models(root)
-    os.environ["QTTS_TINY_MODELS_DIR"] = str(root)
-    port = free_port()
-    start_graph(REPO / "configs" / "cpu-tiny.yaml", "127.0.0.1", port, num_cpus=8)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        key = create_tenant_key(base_url, os.environ["ADMIN_TOKEN"], "bench")
+    with cpu_graph() as (base_url, key):
         splitter = SentenceSplitter()
         sentences = len(splitter.feed(REPLY) + splitter.flush())
         from transformers import AutoTokenizer
@@ -159,9 +143,6 @@ def main() -> None:
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(f"| {name} | {med['first_audio'] * 1000:.0f} | "
                   f"{med['close_to_last'] * 1000:.0f} | {med['audio_s']:.2f} |")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 if __name__ == "__main__":
