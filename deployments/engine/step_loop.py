@@ -49,6 +49,11 @@ from deployments.engine.types import (
 log = logging.getLogger(__name__)
 
 
+#: Steps' output the codec thread may hold (one decoding, one queued) before the loop waits
+#: for it: generation overlaps decoding, but never runs ahead of it.
+CODEC_BACKLOG = 2
+
+
 class StepLoop:
     """See the module docstring. Thread-safe `submit`, `wake`, `close`."""
 
@@ -273,7 +278,10 @@ class StepLoop:
 
     def _step(self, n: int) -> None:
         """One frame for the slots in rows 0..n-1: run, then one host copy, then the host
-        work (frames to jobs, who is done, chunks due)."""
+        work (frames to jobs, who is done, chunks due). Waits first while the codec thread
+        has more than `CODEC_BACKLOG` steps' output to decode (`OutputStage.wait_backlog`);
+        the wait counts in the step cadence the pacer measures."""
+        self.output.wait_backlog(CODEC_BACKLOG)
         t0 = time.perf_counter()
         if self._last_step_at is not None:  # cadence: prefills and host work included
             self.pacer.steps.observe(self._last_batch, t0 - self._last_step_at)

@@ -212,3 +212,39 @@ def test_a_stream_the_loop_cannot_keep_ahead_of_its_listener_is_refused_after_it
         assert engine.synthesize([newcomer])[0].frames >= 20
     finally:
         engine.close()
+
+
+def test_the_loop_never_runs_more_than_two_steps_ahead_of_the_codec_thread(tiny_engine):
+    # frames made faster than the codec thread decodes them would only wait in its queue,
+    # where no listener hears them (every first audio then late by the whole backlog):
+    # while decoding is held, the loop stops after CODEC_BACKLOG steps' output
+    from deployments.engine.step_loop import CODEC_BACKLOG
+
+    engine = tiny_engine(ModelKind.CUSTOM_VOICE, backend="batched")
+    output = engine.loop.output
+    held, deliver = threading.Event(), output.deliver
+    calls = []
+
+    def slow_deliver(due, leaving):
+        calls.append(len(due))
+        held.wait(60)
+        deliver(due, leaving)
+
+    output.deliver = slow_deliver
+    try:
+        request = SynthesisRequest(text=TEXT, speaker="vivian", seed=3, min_frames=40,
+                                   max_new_tokens=41)
+        stream = engine.stream(request, StreamChunking(first_chunk_frames=1, chunk_frames=1,
+                                                       left_context_frames=25))
+        deadline = time.monotonic() + 60
+        while len(calls) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        made = engine.stream_stats.frames_generated
+        time.sleep(0.3)  # (a loop that ignored the backlog would make ~all 40 frames here)
+        assert engine.stream_stats.frames_generated - made <= CODEC_BACKLOG
+        held.set()
+        audio = np.concatenate([c.audio for c in stream])
+        assert audio.size == 40 * FRAME
+    finally:
+        held.set()
+        engine.close()
