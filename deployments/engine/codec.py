@@ -154,7 +154,17 @@ class StatefulCodecDecoder(LeanCodecDecoder):
     so the samples are those of one whole-utterance decode, up to float rounding (rotary
     positions count from the context's start instead of the utterance's); left-context
     decoding instead re-decodes 25 earlier frames per chunk and cuts the attention and
-    receptive field at them."""
+    receptive field at them.
+
+    One call serves streams of any context lengths (shorter contexts left-padded and masked),
+    so the output stage makes one call per chunk length, not one per stream: on the tiny
+    checkpoint (one CPU thread, contexts spread over 0..71; `benchmarks/codec_batching.py`)
+    one-frame chunks of 4 / 8 / 16 streams took 6 / 8.5 / 20 ms instead of 13 / 28 / 54 ms
+    (x2.0-3.3); 6-frame chunks x1.6 / x1.9 / x1.05. A second run on a busy machine (load 8,
+    `--reps 20`) gave x2.0 / x2.9 / x1.9 for one-frame chunks and x1.5 / x1.6 / x0.77 for
+    6-frame chunks: 16 streams x 6 frames is compute, not per-op overhead, and padding every
+    context to 71 frames then costs more than the calls it saves. A stream alone takes the
+    unpadded path, as before."""
 
     def __init__(self, decoder: torch.nn.Module) -> None:
         super().__init__(decoder)
@@ -176,7 +186,11 @@ class StatefulCodecDecoder(LeanCodecDecoder):
         from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import SnakeBeta
 
         self._specs: list[tuple[int, int]] = []  # (channels, left inputs) per stateful conv
-        self._window = int(decoder.pre_transformer.config.sliding_window) - 1
+        tr_config = decoder.pre_transformer.config
+        self._sliding = int(tr_config.sliding_window)
+        self._window = self._sliding - 1
+        # the attention functions that take a 4-D mask per stream (flash attention takes none)
+        self._impl = getattr(tr_config, "_attn_implementation", "sdpa") or "sdpa"
         self._width = int(decoder.pre_transformer.config.latent_dim)
         p = next(decoder.parameters())
         self._dtype, self._dev = p.dtype, p.device
@@ -253,24 +267,87 @@ class StatefulCodecDecoder(LeanCodecDecoder):
 
     def step(self, codes: torch.Tensor, states: list[CodecState]) -> torch.Tensor:
         """The waveform (B, 1, T * samples_per_frame) of the new frames `codes` (B, 16, T) of
-        B streams whose transformer contexts have one length; updates `states`."""
+        B streams, whatever their transformer contexts' lengths; updates `states`.
+
+        Streams whose contexts are shorter than the longest are left-padded to it and kept
+        from the padding by `_padded_masks`, so one call serves every stream with a chunk of
+        T frames (a stream's context grows from 0 to 71 frames over its first ~6 s, so
+        streams admitted at different times seldom share a length, and on small models a
+        call costs mostly per-op overhead). Each stream's samples are those of decoding it
+        alone, up to float rounding."""
+        lengths = [s.context.shape[1] for s in states]
+        if len(set(lengths)) > 1 and self._impl not in ("sdpa", "eager"):
+            return self._step_by_context(codes, states, lengths)
         dec = self._decoder
         st = [torch.cat(parts, dim=0) for parts in zip(*(s.convs for s in states), strict=True)]
         hidden = self._rvq(codes[:, :self._n_first], 0)
         if codes.shape[1] > self._n_first:
             hidden += self._rvq(codes[:, self._n_first:], 1)
         hidden = self._pre_conv(hidden, st).transpose(1, 2)  # (B, T, latent)
-        ctx = torch.cat([s.context for s in states], dim=0)
+        longest = max(lengths)
+        ctx = torch.cat([s.context if n == longest else F.pad(s.context, (0, 0, longest - n, 0))
+                         for s, n in zip(states, lengths, strict=True)])
         seq = torch.cat((ctx, hidden), dim=1)
-        out = dec.pre_transformer(inputs_embeds=seq, attention_mask=self._mask(seq)).last_hidden_state
-        hidden = out[:, ctx.shape[1]:].permute(0, 2, 1)
+        if min(lengths) == longest:  # no padding: the module's own masks
+            out = dec.pre_transformer(inputs_embeds=seq, attention_mask=self._mask(seq))
+        else:
+            pads = torch.tensor([longest - n for n in lengths], device=seq.device)
+            masks, positions = self._padded_masks(seq, pads)
+            out = dec.pre_transformer(inputs_embeds=seq, attention_mask=masks,
+                                      position_ids=positions)
+        hidden = out.last_hidden_state[:, longest:].permute(0, 2, 1)
         for part in self._up:
             hidden = part(hidden, st)
         wav = hidden
         for part in self._stack:
             wav = part(wav, st)
-        keep = seq[:, -self._window:]
-        for b, s in enumerate(states):
+        total = seq.shape[1]
+        for b, (s, n) in enumerate(zip(states, lengths, strict=True)):
             s.convs = [x[b:b + 1] for x in st]
-            s.context = keep[b:b + 1]
+            # its own last (window - 1) real frames: no padding is carried on
+            s.context = seq[b:b + 1, max(longest - n, total - self._window):]
         return wav.clamp(min=-1, max=1)
+
+    def _padded_masks(self, seq: torch.Tensor,
+                      pads: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The transformer's masks and rotary positions for `seq` (B, L, latent) whose row b
+        starts with `pads[b]` padding frames. A real query sees what the module's masks let it
+        see (causal; within the sliding window for sliding layers), minus the padding; a
+        padding query sees itself only (no row is empty, so softmax makes no NaN, and nothing
+        reads a padding row's output). Positions count from each row's first real frame, as
+        the stream alone would count them (RoPE is relative, so shifted positions give the
+        same attention up to float rounding; these give the alone call's rounding)."""
+        length = seq.shape[1]
+        pos = torch.arange(length, device=seq.device)
+        query, key = pos[:, None], pos[None, :]
+        real_key = key[None] >= pads[:, None, None]  # (B, 1, L)
+        diagonal = query == key
+
+        def mask(allowed: torch.Tensor) -> torch.Tensor:
+            allowed = ((allowed[None] & real_key) | diagonal)[:, None]  # (B, 1, L, L)
+            if self._impl == "sdpa":
+                return allowed
+            zero = torch.zeros((), dtype=seq.dtype, device=seq.device)
+            return torch.where(allowed, zero, torch.finfo(seq.dtype).min)
+
+        causal = key <= query
+        masks = {"full_attention": mask(causal)}
+        if self._decoder.pre_transformer.has_sliding_layers:
+            masks["sliding_attention"] = mask(causal & (key > query - self._sliding))
+        return masks, (pos[None] - pads[:, None]).clamp(min=0)
+
+    def _step_by_context(self, codes: torch.Tensor, states: list[CodecState],
+                         lengths: list[int]) -> torch.Tensor:
+        """`step` for an attention function that takes no 4-D mask (flash attention): one call
+        per context length, the rows put back in order."""
+        rows: dict[int, list[int]] = {}
+        for b, n in enumerate(lengths):
+            rows.setdefault(n, []).append(b)
+        wav: torch.Tensor | None = None
+        for index in rows.values():
+            part = self.step(codes[index], [states[b] for b in index])
+            if wav is None:
+                wav = part.new_empty((len(states), *part.shape[1:]))
+            wav[index] = part
+        assert wav is not None
+        return wav

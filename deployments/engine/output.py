@@ -1,11 +1,14 @@
 """The output stage: codec frames to audio, on the codec thread, in step order.
 
 Streaming requests get PCM chunks as their frames arrive; the chunks due in a step are decoded
-together (grouped by chunk length and decoder context) by the codec decoder run with
-per-stream state (`codec.StatefulCodecDecoder`: each chunk decodes only its new frames; the
-samples are the whole-utterance decode's up to float rounding), which was measured 2x
-(1 stream) to 7x (16 streams) cheaper than re-decoding 25 frames of left context per chunk
-(`OutputStage.stateful_codec = False` keeps that scheme, the reference backend's).
+by the codec decoder run with per-stream state (`codec.StatefulCodecDecoder`: each chunk
+decodes only its new frames; the samples are the whole-utterance decode's up to float
+rounding), which was measured 2x (1 stream) to 7x (16 streams) cheaper than re-decoding 25
+frames of left context per chunk (`OutputStage.stateful_codec = False` keeps that scheme, the
+reference backend's). One decode call per chunk length, whatever the streams' transformer
+contexts (the decoder pads and masks them): grouping by context length as well made one call
+per stream once streams arrive at different times (tiny checkpoint, one CPU thread: one-frame
+chunks of 8 streams 28 ms that way, 8.5 ms in one call; `benchmarks/codec_batching.py`).
 Non-streaming requests are decoded once, at the end, exactly as qwen-tts decodes them. The
 codec thread also finishes jobs (final chunk, result or error), so a request's sink sees its
 chunks and its end in order.
@@ -146,15 +149,15 @@ class OutputStage:
         return due
 
     def deliver(self, due: list, leaving: list[tuple[SlotState, FinishReason]]) -> None:
-        """Codec thread: decode the due chunks batched by window length, emit them, then
+        """Codec thread: decode the due chunks batched by window length (one call per length:
+        the stateful decoder masks streams' different context lengths), emit them, then
         finish the jobs that left the loop this step."""
-        groups: dict[tuple[int, int], list[tuple[SlotState, torch.Tensor, int, bool, int, float]]] = {}
+        groups: dict[int, list[tuple[SlotState, torch.Tensor, int, bool, int, float]]] = {}
         for d in due:
             s = d[0]
             if self.stateful_codec and s.codec is None:
                 s.codec = self._decoder.new_state()
-            context = s.codec.context.shape[1] if s.codec is not None else 0
-            groups.setdefault((d[1].shape[0], context), []).append(d)
+            groups.setdefault(d[1].shape[0], []).append(d)
         for items in groups.values():
             batch = torch.stack([torch.clamp(d[1], min=0).T for d in items]).to(self._device)
             try:
