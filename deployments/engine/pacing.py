@@ -23,7 +23,9 @@ chunk: its submission + the first-audio bound). Everything here reads margins:
 
 Slots waiting for arriving text (speech-session incremental mode) take no step time and
 their listener is fed by the text's arrival, not by us: they count for none of the above.
-Step times come from the loop itself (`StepModel`, per batch size). Plain Python: the loop
+Step times come from the loop itself (`StepModel`, per batch size; the engine's warm-up
+measures one row, a quarter of the slots and all of them before the first request, and a wait
+for work is no step's time). Plain Python: the loop
 gives it numbers and rows, it gives decisions; its unit tests need no model.
 """
 
@@ -86,6 +88,11 @@ class StepModel:
     def observe(self, batch: int, seconds: float) -> None:
         old = self._by_size.get(batch)
         self._by_size[batch] = seconds if old is None else old + self._alpha * (seconds - old)
+
+    @property
+    def measured(self) -> dict[int, float]:
+        """Seconds per step at each batch size measured so far."""
+        return dict(self._by_size)
 
     def estimate(self, batch: int) -> float | None:
         """The step time at `batch` rows: measured, or from the nearest measured sizes (linear

@@ -120,7 +120,11 @@ class StepLoop:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         sched = self.scheduler
-        while (candidates := sched.wait_for_work()) is not None:
+        while True:
+            if not sched.rows:  # going idle: the wait for the next job is no step's time
+                self._last_step_at = None
+            if (candidates := sched.wait_for_work()) is None:
+                break
             try:
                 with torch.inference_mode():
                     for job in sched.admissible(candidates):
