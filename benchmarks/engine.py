@@ -19,11 +19,16 @@ by a warm-up run of the same shape before it is measured (its compile time is pr
 `--http`: the same table through the whole serve graph (proxy -> ingress -> CustomVoice,
 POST /v1/audio/speech with stream_format "audio", pcm, `min_frames`/`max_new_tokens` in the
 body) on a fresh local Ray (8 logical CPUs, no dashboard, platform auth off, data in a temp
-dir). The CPU profile (configs/cpu-tiny.yaml, CustomVoice only) is deployed once with
-engine.backend reference and once with batched, one after the other in the same run
-(`--vs-engine`: batched only, after the same engine config run in this process). TTFA is
-measured to the first audio bytes the client reads; RTF per stream = wall seconds of the
-stream / its audio seconds.
+dir, the shipped Ray Serve settings of serve_app/tools/ray_env.py unless `--ray-defaults`).
+The CPU profile (configs/cpu-tiny.yaml, CustomVoice only) is deployed once with
+engine.backend reference and once with batched, one after the other in the same run.
+`--vs-engine`: batched only, and the same engine config also loaded in this process; per
+concurrency, `--rounds` alternating rounds of in-process then HTTP (a shared machine drifts
+by tens of percent within a minute), then the ratio of the medians. TTFA is measured to the
+first audio bytes the client reads; RTF per stream = wall seconds of the stream / its audio
+seconds.
+
+    .venv/bin/python benchmarks/engine.py --http --vs-engine --concurrency 1 16 --frames 200
 """
 
 from __future__ import annotations
@@ -159,19 +164,22 @@ def http_main(args: argparse.Namespace) -> None:
 
     from serve_app.app.builder import build_graph
     from serve_app.tools.profiles import load_profile
+    from serve_app.tools.ray_env import apply_serve_env
 
     profile = load_profile(REPO / "configs" / "cpu-tiny.yaml")
     slots = max(args.concurrency)
     cv = profile.args.custom_voice
     rows: dict = {}
-    if args.vs_engine:  # the same engine in this process first (before Ray starts)
-        rows.update(_engine_rows(args, cv, slots))
+    local = _local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
     port = _free_port()
+    if not args.ray_defaults:
+        apply_serve_env()  # the shipped Ray Serve settings (serve_app/tools/ray_env.py)
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     base_url = f"http://127.0.0.1:{port}"
-    print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores), "
+    print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores, Ray Serve "
+          f"settings: {'Ray defaults' if args.ray_defaults else 'serve_app/tools/ray_env.py'}), "
           f"{args.frames} frames per request ({args.frames * 0.08:.1f} s), streaming pcm, "
           f"chunks as the profile ({profile.args.custom_voice.streaming})")
     print(f"{'streams':>7} | {'backend':>9} | {'audio-s/s':>9} | {'TTFA p50':>9} | "
@@ -198,9 +206,20 @@ def http_main(args: argparse.Namespace) -> None:
                     continue
                 if backend == "batched" and n > 1:
                     http_run(base_url, n, min(args.frames, 32))  # warm this batch size
-                r = http_run(base_url, n, args.frames)
-                rows[(n, backend)] = r
-                _print_row(n, backend, r)
+                    if local is not None:
+                        run(local[0], n, min(args.frames, 32), local[1])
+                if local is None:
+                    rows[(n, backend)] = r = http_run(base_url, n, args.frames)
+                    _print_row(n, backend, r)
+                    continue
+                # --vs-engine: rounds of in-process then HTTP, so both see the same machine
+                for _ in range(args.rounds):
+                    r = run(local[0], n, args.frames, local[1])
+                    rows.setdefault((n, "in-proc"), []).append(r)
+                    _print_row(n, "in-proc", r)
+                    r = http_run(base_url, n, args.frames)
+                    rows.setdefault((n, "batched"), []).append(r)
+                    _print_row(n, backend, r)
             serve.delete(profile.app_name)
         for n in args.concurrency:
             if (n, "reference") in rows and (n, "batched") in rows:
@@ -209,39 +228,36 @@ def http_main(args: argparse.Namespace) -> None:
                       f"x{b['audio_s_per_s'] / a['audio_s_per_s']:.1f}, "
                       f"RTF x{b['rtf_p50'] / a['rtf_p50']:.2f}")
             if (n, "in-proc") in rows and (n, "batched") in rows:
-                a, b = rows[(n, "in-proc")], rows[(n, "batched")]
-                print(f"{n:>7}   HTTP graph / in-process engine: throughput "
-                      f"x{b['audio_s_per_s'] / a['audio_s_per_s']:.2f}, "
+                a, b = _median_row(rows[(n, "in-proc")]), _median_row(rows[(n, "batched")])
+                print(f"{n:>7}   medians of {args.rounds} rounds: in-process "
+                      f"{a['audio_s_per_s']:.1f} audio-s/s, HTTP graph {b['audio_s_per_s']:.1f}: "
+                      f"HTTP / in-process x{b['audio_s_per_s'] / a['audio_s_per_s']:.2f}, "
                       f"TTFA p95 x{b['ttfa_p95'] / a['ttfa_p95']:.2f}")
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
+        if local is not None:
+            local[0].close()
         serve.shutdown()
         ray.shutdown()
 
 
-def _engine_rows(args: argparse.Namespace, cv, slots: int) -> dict:
+def _local_engine(args: argparse.Namespace, cv, slots: int) -> tuple[TTSEngine, StreamChunking]:
     """`--vs-engine`: the CPU profile's CustomVoice engine (its config and chunking) in this
-    process, the same requests as the HTTP rows, printed as backend `in-proc`."""
+    process, run on the same requests as the HTTP rows (printed as backend `in-proc`)."""
     from deployments.checkpoints import resolve_checkpoint
 
     config = cv.engine.model_copy(update={
         "model": resolve_checkpoint(cv.engine.model), "max_slots": slots, "max_waiting": slots,
         "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
     engine = TTSEngine.load(config)
-    chunking = cv.streaming
     print(f"in-process engine ({config.backend}, {config.num_threads} torch thread(s), "
-          f"chunks {chunking.first_chunk_frames} then {chunking.chunk_frames})")
-    rows = {}
-    try:
-        run(engine, 1, 4, chunking)
-        for n in args.concurrency:
-            if n > 1:
-                run(engine, n, min(args.frames, 32), chunking)  # warm this batch size
-            rows[(n, "in-proc")] = r = run(engine, n, args.frames, chunking)
-            _print_row(n, "in-proc", r)
-    finally:
-        engine.close()
-    return rows
+          f"chunks {cv.streaming.first_chunk_frames} then {cv.streaming.chunk_frames})")
+    run(engine, 1, 4, cv.streaming)
+    return engine, cv.streaming
+
+
+def _median_row(rs: list[dict]) -> dict:
+    return {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
 
 
 def _print_row(n: int, name: str, r: dict) -> None:
@@ -274,7 +290,13 @@ def main() -> None:
                     help="through the HTTP graph (CPU profile, tiny CustomVoice) instead")
     ap.add_argument("--vs-engine", action="store_true",
                     help="with --http: the batched backend only, in process (the profile's "
-                    "engine config) and then through the HTTP graph, with the ratio")
+                    "engine config) and through the HTTP graph, in alternating rounds, with "
+                    "the ratio of their medians")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --vs-engine: rounds of (in process, HTTP) per concurrency")
+    ap.add_argument("--ray-defaults", action="store_true",
+                    help="with --http: Ray Serve's default settings instead of the shipped "
+                    "ones (serve_app/tools/ray_env.py), to measure what they change")
     args = ap.parse_args()
     if args.http:
         if args.concurrency == [1, 4, 16, 64]:

@@ -398,9 +398,11 @@ class Graph:
         import ray
         from ray import serve
 
+        from serve_app.tools.ray_env import apply_serve_env
         from tests.graph.conftest import free_port
 
         self.port = free_port()
+        apply_serve_env()  # the shipped Ray Serve settings (serve_app/tools/ray_env.py)
         ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": self.port})

@@ -122,6 +122,7 @@ def main() -> None:
 
     from serve_app.app.builder import build_graph
     from serve_app.tools.profiles import load_profile
+    from serve_app.tools.ray_env import apply_serve_env
     from serve_app.wyoming.wyoming_args import WyomingArgs
     from tests.graph.conftest import free_port
 
@@ -134,6 +135,7 @@ def main() -> None:
         "wyoming": wyoming,
         "platform": profile.args.platform.model_copy(update={"trusted_networks": ["127.0.0.0/8"]}),
     })
+    apply_serve_env()  # the shipped Ray Serve settings (serve_app/tools/ray_env.py)
     ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})

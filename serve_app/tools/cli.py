@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from serve_app.tools.ray_env import apply_serve_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = REPO_ROOT / "configs" / "cpu-tiny.yaml"
 DEMO_TEXT = "其实我真的有发现，我是一个特别善于观察别人情绪的人。"
@@ -47,6 +49,7 @@ def start_graph(
 
     profile = load_profile(profile_path)
     if not ray.is_initialized():
+        apply_serve_env()  # read by the processes this Ray starts
         # quiet: replica logs stay in Ray's log directory instead of the console
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=not quiet)
@@ -193,6 +196,7 @@ def _interrupt(*_: object) -> None:
 
 def _demo_environment(args: argparse.Namespace) -> None:
     _quiet_environment()
+    apply_serve_env()  # before the demo's ray.init
     if args.open:
         os.environ["AUTH_ENABLED"] = "false"  # read by the settings, here and in the replicas
     if args.wyoming:

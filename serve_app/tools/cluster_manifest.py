@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.tools.profiles import validate_config
+from serve_app.tools.ray_env import SERVE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "cluster" / "rayservice.template.yaml"
@@ -148,9 +149,12 @@ def check_fits(serve_config: dict, values: ClusterValues) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- rendering
-def _secret_env(secret: str) -> list[dict]:
-    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-            for var, key in SECRET_ENV.items()]
+def _pod_env(secret: str) -> list[dict]:
+    """Every Ray container's env: Ray Serve's settings (the proxy reads them too, which the
+    serve config's runtime_env does not reach), then the platform's secrets."""
+    return [*({"name": var, "value": value} for var, value in SERVE_ENV.items()),
+            *({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+              for var, key in SECRET_ENV.items())]
 
 
 def _size_container(container: dict, size: PodSize, image: str, env: list[dict],
@@ -195,7 +199,7 @@ def render(values: ClusterValues, repo_root: Path = REPO_ROOT) -> list[dict]:
     spec = service["spec"]
     spec["serveConfigV2"] = yaml.safe_dump(serve_config, sort_keys=False, allow_unicode=True)
     cluster = spec["rayClusterConfig"]
-    env = _secret_env(values.secret_name)
+    env = _pod_env(values.secret_name)
 
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     _size_container(head, values.head, values.image, env)

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serve_app.tools.ray_env import SERVE_ENV
 from tests.cluster.fake_cluster import LocalAutoscalingCluster, free_port
 from tests.graph.tenants import create_tenant_key
 
@@ -136,6 +137,7 @@ def cluster(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
         "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
         "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+        **SERVE_ENV,  # the shipped Ray Serve settings, as the KubeRay pods get them
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():

@@ -21,6 +21,7 @@ from serve_app.tools.cluster_manifest import (
     serve_config_of,
 )
 from serve_app.tools.profiles import validate_config
+from serve_app.tools.ray_env import SERVE_ENV
 
 SIZES = sorted(p.stem for p in (REPO_ROOT / "cluster" / "values").glob("*.yaml"))
 needs_crds = pytest.mark.skipif(
@@ -176,6 +177,18 @@ def test_pods_have_shm_secrets_and_the_head_runs_no_replicas(size):
         assert set(secrets) == set(SECRET_ENV), group
         assert not any(e.get("value") for e in container["env"] if e["name"] in SECRET_ENV)
         assert "metrics" in {p["name"] for p in container["ports"]}, group
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_ray_process_gets_the_shipped_ray_serve_settings(size):
+    # the serve config's runtime_env reaches the replicas; the proxy reads the pod's env
+    service = ray_service(committed(size))
+    for group, _pod, container in containers(service):
+        values = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: values.get(k) for k in SERVE_ENV} == SERVE_ENV, group
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    env_vars = config["applications"][0]["runtime_env"]["env_vars"]
+    assert {k: env_vars.get(k) for k in SERVE_ENV} == SERVE_ENV
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from serve_app.app.args import ALL_DEPLOYMENTS, MODEL_DEPLOYMENTS, PUBLISHED_CHECKPOINTS
 from serve_app.tools.profiles import ConfigError, load_profile, validate_config
+from serve_app.tools.ray_env import SERVE_ENV, apply_serve_env
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = [REPO / "serve_config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -102,3 +104,21 @@ def test_the_ingress_has_serve_slots_beyond_what_its_gates_let_work_hold(path):
     slots = profile.overrides["TTSIngress"].get(
         "max_ongoing_requests", TTSIngress._deployment_config.max_ongoing_requests)
     assert slots >= profile.args.ingress.min_serve_slots, (slots, profile.args.ingress)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_gives_its_replicas_the_shipped_ray_serve_settings(path):
+    # serve_app/tools/ray_env.py is the one source: `serve deploy` of any config runs its
+    # replicas with it, as the demo, the tests and the benchmarks do (apply_serve_env)
+    env_vars = raw(path)["applications"][0].get("runtime_env", {}).get("env_vars", {})
+    assert {k: env_vars.get(k) for k in SERVE_ENV} == SERVE_ENV
+
+
+def test_the_ray_serve_settings_fill_only_what_the_operator_left_unset(monkeypatch):
+    name = next(iter(SERVE_ENV))
+    for var in SERVE_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(name, "1")
+    apply_serve_env()
+    assert os.environ[name] == "1"
+    assert all(os.environ[v] == SERVE_ENV[v] for v in SERVE_ENV if v != name)

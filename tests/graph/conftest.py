@@ -103,7 +103,9 @@ def graph(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     import ray
 
     from serve_app.tools.cli import start_graph
+    from serve_app.tools.ray_env import apply_serve_env
 
+    apply_serve_env()  # the shipped Ray Serve settings, as `qtts demo` starts Ray with them
     redis = _platform_environment(tmp_path_factory.mktemp("platform"))
     port, metrics_port = free_port(), free_port()
     # logical CPUs: the profile's fractional replicas fit whatever the machine has; logical

@@ -1,0 +1,34 @@
+"""Ray Serve's own settings for this graph's serving path, in one place.
+
+Ray reads these from the environment when a process starts (a replica, the proxy, a driver
+holding handles), so they go in before `ray.init` when we start Ray ourselves
+(`apply_serve_env`: the demo, `qtts serve`, the tests and benchmarks), into every config's
+`runtime_env.env_vars` (the replicas of a `serve deploy`; a test keeps the configs equal to
+`SERVE_ENV`) and into the KubeRay pods' env (`cluster_manifest`: the proxy too).
+
+- `RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0` and `RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0`:
+  a replica runs its handlers and its handles' router on its main event loop instead of a
+  thread and a loop of their own, so a streamed chunk crosses no extra threads (Ray's
+  "throughput-optimized serving"; docs.ray.io serve/advanced-guides/performance). Measured
+  on the CPU demo, 16 streams of 16 s through HTTP: 64.6 and 67.7 audio-s/s against 51.7 and
+  47.7 with Ray's defaults (docs/streaming.md). Our handlers never block their loop for
+  long: model work runs on the engine's threads, so health checks still get the loop.
+
+An operator's own value wins: `apply_serve_env` only fills what is unset.
+"""
+
+from __future__ import annotations
+
+import os
+
+SERVE_ENV: dict[str, str] = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
+
+
+def apply_serve_env() -> None:
+    """Put `SERVE_ENV` into this process's environment (before `ray.init` starts a local
+    Ray, whose processes inherit it); values already set are kept."""
+    for name, value in SERVE_ENV.items():
+        os.environ.setdefault(name, value)
