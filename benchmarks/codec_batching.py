@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from deployments.engine import EngineConfig, ModelKind, TTSEngine  # noqa: E402
 from deployments.engine.codec import CodecState, StatefulCodecDecoder  # noqa: E402
-from deployments.engine.tiny import default_tiny_models_dir, ensure_tiny_models  # noqa: E402
+from deployments.engine.tiny import ensure_tiny_models  # noqa: E402
 
 
 def _states(decoder: StatefulCodecDecoder, contexts: list[int],
@@ -98,9 +98,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = args.model
     if model is None:
-        root = default_tiny_models_dir()
-        ensure_tiny_models(root)
-        model = str(root / ModelKind.CUSTOM_VOICE.value)
+        model = str(ensure_tiny_models()[ModelKind.CUSTOM_VOICE])
     engine = TTSEngine.load(EngineConfig(backend="reference", model=model, device=args.device,
                                          dtype=args.dtype, warmup=False))
     device = torch.device(engine.info.device)

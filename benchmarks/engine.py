@@ -306,9 +306,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = args.model
     if model is None:
-        root = default_tiny_models_dir()
-        ensure_tiny_models(root)
-        model = str(root / ModelKind.CUSTOM_VOICE.value)
+        model = str(ensure_tiny_models()[ModelKind.CUSTOM_VOICE])
     slots = max(args.concurrency)
     base = {"model": model, "device": args.device, "dtype": args.dtype, "warmup": False,
             "max_slots": slots, "max_waiting": slots, "max_new_tokens": args.frames + 8}

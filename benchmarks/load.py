@@ -26,10 +26,11 @@ Per request (benchmarks/listener.py): time to first byte, audible first audio (t
 length), end-to-end time and RTF (end-to-end / audio seconds). Per rate: p50/p95/p99 of
 those, requests with a gap, total and largest gap, audio seconds received per second, peak
 in flight, late dispatches (the generator itself sent a request > 20 ms after its time:
-its figures then say less), errors by status. `--sweep`: per backend, the rates in order
-until one fails the gate (every request served, no gap, p95 audible first audio within
---bound-ms); the highest that passed is the result. Prints a table and the load average;
-asserts nothing.
+its figures then say less), errors by status (a 429 or 503 without Retry-After counts as an
+error of its own, not as a refusal). `--sweep`: per backend, the rates in order until one
+fails the gate (every request served, no gap, p95 audible first audio within --bound-ms);
+the highest that passed is the result. Prints a table and the load average; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class HttpTransport(Transport):
                                        json=_body(call, self._format)) as r:
             if r.status_code != 200:
                 await r.aread()
-                return str(r.status_code), []
+                return refusal_status(r.status_code, r.headers), []
             if self._format == "audio":
                 async for data in r.aiter_raw():
                     pcm.add(time.perf_counter() - t0, data)
@@ -171,6 +172,14 @@ class HttpTransport(Transport):
                     elif event["type"] == "error":
                         return f"sse {event.get('error', {}).get('code', 'error')}", pcm.pieces
         return "ok", pcm.pieces
+
+
+def refusal_status(status: int, headers) -> str:
+    """An HTTP refusal's status; overload (429/503) counts as a refusal only with the
+    Retry-After that tells the client when to come back, else it is an error of its own."""
+    if status in (429, 503) and not headers.get("retry-after"):
+        return f"{status} without Retry-After"
+    return str(status)
 
 
 class SessionTransport(Transport):
@@ -210,7 +219,7 @@ class SessionTransport(Transport):
                     if event["type"] == "error":
                         return f"ws {event.get('error', {}).get('code', 'error')}", pcm.pieces
         except InvalidStatus as exc:
-            return str(exc.response.status_code), []
+            return refusal_status(exc.response.status_code, exc.response.headers), []
         return "ok", pcm.pieces
 
 
@@ -346,7 +355,7 @@ HEADER = ("| backend | via | rate/s | served | refused 503 | other errors | TTFB
 
 def row(backend: str, r: dict) -> str:
     fa = r["first_audio_ms"]
-    refused = r["errors"].get("503", 0)
+    refused = r["errors"].get("503", 0)  # with Retry-After (`refusal_status`)
     other = sum(v for k, v in r["errors"].items() if k != "503")
     gap_share = f"{r['with_gap']} ({100 * r['with_gap'] / max(1, r['served']):.0f}%)"
     return (f"| {backend} | {r['transport']} | {r['rate']:g} | {r['served']}/{r['requests']} | "

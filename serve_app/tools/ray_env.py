@@ -2,9 +2,10 @@
 
 Ray reads these from the environment when a process starts (a replica, the proxy, a driver
 holding handles), so they go in before `ray.init` when we start Ray ourselves
-(`apply_serve_env`: the demo, `qtts serve`, the tests and benchmarks), into every config's
+(`apply_serve_env`: `qtts demo`, the tests and the benchmarks), into every config's
 `runtime_env.env_vars` (the replicas of a `serve deploy`; a test keeps the configs equal to
-`SERVE_ENV`) and into the KubeRay pods' env (`cluster_manifest`: the proxy too).
+`SERVE_ENV`), and into the KubeRay pods' and the docker compose container's env (the proxy
+reads its node's environment, which runtime_env does not reach).
 
 - `RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0` and `RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0`:
   a replica runs its handlers and its handles' router on its main event loop instead of a

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from serve_app.app.settings import ENVIRONMENT
+from serve_app.tools.ray_env import SERVE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -120,7 +121,12 @@ def test_secrets_come_from_the_env_file_only():
             assert not re.search(r"PASSWORD|TOKEN|KEY|SECRET|DATABASE_URL", key), (name, key)
     assert TTS["env_file"] == ["qtts.env"]
     assert "qtts.env" in (REPO / ".gitignore").read_text().split()
-    assert set(TTS["environment"]) <= set(ENVIRONMENT) | {"HF_HOME", "RAY_AUTH_MODE"}
+    assert set(TTS["environment"]) <= set(ENVIRONMENT) | {"HF_HOME", "RAY_AUTH_MODE", *SERVE_ENV}
+
+
+def test_ray_serve_runs_with_the_shipped_settings_proxy_included():
+    # `serve run` starts the container's Ray: its proxy reads the container's environment
+    assert {k: TTS["environment"].get(k) for k in SERVE_ENV} == SERVE_ENV
 
 
 def _dockerignore_excludes(path: str) -> bool:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.load import DEFAULT_PROMPTS, HEADER, HttpTransport, load_prompts, row, run_rate
+from benchmarks.load import (
+    DEFAULT_PROMPTS,
+    HEADER,
+    HttpTransport,
+    load_prompts,
+    refusal_status,
+    row,
+    run_rate,
+)
 
 FIELDS = {"requests", "served", "errors", "ttfb_ms", "first_audio_ms", "e2e_ms", "rtf",
           "with_gap", "gaps", "gap_total_ms", "gap_max_ms", "first_gap_at_s", "audio_s_per_s",
@@ -34,3 +42,12 @@ def test_a_short_open_loop_run_reports_every_field(graph):
     assert report["first_audio_ms"]["p95"] is not None
     assert row("batched", report).count("|") == HEADER.count("|")
 
+
+
+def test_overload_counts_as_refused_only_with_a_retry_after():
+    # the done criterion: every request served without a gap or refused with 503 +
+    # Retry-After; a bare 503 is an error of its own in the report
+    assert refusal_status(503, {"retry-after": "1"}) == "503"
+    assert refusal_status(503, {}) == "503 without Retry-After"
+    assert refusal_status(429, {}) == "429 without Retry-After"
+    assert refusal_status(400, {}) == "400"

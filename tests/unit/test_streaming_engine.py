@@ -4,6 +4,7 @@ cancellation within a frame, the lock handed back, errors before anything runs."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -218,15 +219,13 @@ def test_warm_up_measures_the_step_time_of_one_row_a_quarter_and_every_slot(tiny
     # admission projects margins from step times by batch size: measured only at one row,
     # it extrapolated a row's time per row and refused 13 of a burst of 16 streams on an
     # idle 16-slot replica, so the warm-up measures the sizes a burst reaches first
-    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True, first_audio_bound_s=0.5,
-                         max_slots=8, max_waiting=8)
-    try:
+    with contextlib.closing(tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True,
+                                        first_audio_bound_s=0.5, max_slots=8,
+                                        max_waiting=8)) as engine:
         assert engine.loop.pacer.steps.measured == {}
         engine.warmup()
         assert set(engine.loop.pacer.steps.measured) == {1, 2, 8}
         assert engine.loop.pacer.bound_s == 0.5  # admission is back on after it
-    finally:
-        engine.close()
 
 
 def test_a_burst_of_streams_on_an_idle_paced_engine_runs_together(tiny_engine):
@@ -234,11 +233,11 @@ def test_a_burst_of_streams_on_an_idle_paced_engine_runs_together(tiny_engine):
     # stream's first audio comes before any stream ends), none waits its bound or is refused.
     # Fails too when the loop counts its wait between two requests as a step (the warm-up's
     # back-to-back batches then measure 50-110 ms "steps")
-    engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True, first_audio_bound_s=2.0,
-                         max_slots=8, max_waiting=8)
-    try:
+    first, ended = [0.0] * 8, [0.0] * 8
+    with contextlib.closing(tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True,
+                                        first_audio_bound_s=2.0, max_slots=8,
+                                        max_waiting=8)) as engine:
         engine.warmup()
-        first, ended = [0.0] * 8, [0.0] * 8
 
         def listen(i: int) -> None:
             request = SynthesisRequest(text=TEXT, speaker="vivian", seed=i, min_frames=40,
@@ -255,8 +254,6 @@ def test_a_burst_of_streams_on_an_idle_paced_engine_runs_together(tiny_engine):
             t.join(120)
         assert all(ended) and max(first) < min(ended)
         assert engine.loop.loop_stats.refused == 0
-    finally:
-        engine.close()
 
 
 def test_the_loop_never_runs_more_than_two_steps_ahead_of_the_codec_thread(tiny_engine):
