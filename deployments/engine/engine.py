@@ -320,10 +320,10 @@ class TTSEngine:
         """Pacing: measure the step loop's cadence at one row, a quarter of the slots and every
         slot before the first request (`frames` steps each, `request` with a forced length,
         after the warm-up's cold steps), so admission's projection interpolates between
-        measured batch sizes. Without it the projection
-        extrapolated a batch of one per row, and a burst of 16 streams on an idle 16-slot
-        replica had 13 refused with 3 running. Admission is open while it runs (start-up:
-        nothing else is in the loop). A no-op without pacing or with one slot."""
+        measured batch sizes. Without it the projection extrapolated a batch of one per row,
+        and a burst of 16 streams on an idle 16-slot replica had 13 refused with 3 running.
+        Admission is open while it runs (start-up: nothing else is in the loop). A no-op
+        without pacing or with one slot."""
         loop = self._loop
         if loop is None or not loop.pacer.enabled or loop.capacity <= 1:
             return

@@ -11,9 +11,12 @@ reads its node's environment, which runtime_env does not reach).
   a replica runs its handlers and its handles' router on its main event loop instead of a
   thread and a loop of their own, so a streamed chunk crosses no extra threads (Ray's
   "throughput-optimized serving"; docs.ray.io serve/advanced-guides/performance). Measured
-  on the CPU demo, 16 streams of 16 s through HTTP: 64.6 and 67.7 audio-s/s against 51.7 and
-  47.7 with Ray's defaults (docs/streaming.md). Our handlers never block their loop for
-  long: model work runs on the engine's threads, so health checks still get the loop.
+  on the CPU demo (docs/streaming.md), 16 streams of 16 s through HTTP, medians of three
+  rounds in two runs a minute apart: 46.0 audio-s/s against 42.0 with Ray's defaults; in
+  an open-loop run at 4 and 8 req/s, no stream gapped where the defaults gapped 20% and
+  12%. The price: a handler that blocks its loop now also delays the replica's own calls
+  (health checks, metrics). Model work runs on the engine's threads; the ingress's platform
+  calls (database, Redis) hold its loop for milliseconds.
 
 An operator's own value wins: `apply_serve_env` only fills what is unset.
 """
