@@ -24,9 +24,9 @@ chunk: its submission + the first-audio bound). Everything here reads margins:
 Slots waiting for arriving text (speech-session incremental mode) take no step time and
 their listener is fed by the text's arrival, not by us: they count for none of the above.
 Step times come from the loop itself (`StepModel`, per batch size; the engine's warm-up
-measures one row, a quarter of the slots and all of them before the first request, and a wait
-for work is no step's time). Plain Python: the loop gives it numbers and rows, it gives
-decisions; its unit tests need no model.
+measures one row and every slot before the first request, and a wait for work is no step's
+time). Plain Python: the loop gives it numbers and rows, it gives decisions; its unit tests
+need no model.
 """
 
 from __future__ import annotations
