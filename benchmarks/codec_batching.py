@@ -53,11 +53,7 @@ def _sync(device: torch.device) -> None:
 def per_context(decoder: StatefulCodecDecoder, codes: torch.Tensor,
                 states: list[CodecState]) -> None:
     """The old grouping: one `step` per context length."""
-    rows: dict[int, list[int]] = {}
-    for b, s in enumerate(states):
-        rows.setdefault(s.context.shape[1], []).append(b)
-    for index in rows.values():
-        decoder.step(codes[index], [states[b] for b in index]).cpu()
+    decoder.step_by_context(codes, states).cpu()
 
 
 def padded(decoder: StatefulCodecDecoder, codes: torch.Tensor,

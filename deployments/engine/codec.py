@@ -277,7 +277,7 @@ class StatefulCodecDecoder(LeanCodecDecoder):
         alone, up to float rounding."""
         lengths = [s.context.shape[1] for s in states]
         if len(set(lengths)) > 1 and self._impl not in ("sdpa", "eager"):
-            return self._step_by_context(codes, states, lengths)
+            return self.step_by_context(codes, states)
         dec = self._decoder
         st = [torch.cat(parts, dim=0) for parts in zip(*(s.convs for s in states), strict=True)]
         hidden = self._rvq(codes[:, :self._n_first], 0)
@@ -336,13 +336,13 @@ class StatefulCodecDecoder(LeanCodecDecoder):
             masks["sliding_attention"] = mask(causal & (key > query - self._sliding))
         return masks, (pos[None] - pads[:, None]).clamp(min=0)
 
-    def _step_by_context(self, codes: torch.Tensor, states: list[CodecState],
-                         lengths: list[int]) -> torch.Tensor:
-        """`step` for an attention function that takes no 4-D mask (flash attention): one call
-        per context length, the rows put back in order."""
+    def step_by_context(self, codes: torch.Tensor, states: list[CodecState]) -> torch.Tensor:
+        """`step` without padding: one call per context length, the rows put back in order
+        (for an attention function that takes no 4-D mask, flash attention; and the grouping
+        `benchmarks/codec_batching.py` measures the padded call against)."""
         rows: dict[int, list[int]] = {}
-        for b, n in enumerate(lengths):
-            rows.setdefault(n, []).append(b)
+        for b, s in enumerate(states):
+            rows.setdefault(s.context.shape[1], []).append(b)
         wav: torch.Tensor | None = None
         for index in rows.values():
             part = self.step(codes[index], [states[b] for b in index])
