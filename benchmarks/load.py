@@ -26,7 +26,9 @@ Per request (benchmarks/listener.py): time to first byte, audible first audio (t
 length), end-to-end time and RTF (end-to-end / audio seconds). Per rate: p50/p95/p99 of
 those, requests with a gap, total and largest gap, audio seconds received per second, peak
 in flight, late dispatches (the generator itself sent a request > 20 ms after its time:
-its figures then say less), errors by status (a 429 or 503 without Retry-After counts as an
+its figures then say less), server late chunks (chunks the engine sent after its own clock
+said the listener had run dry, read from the replica: a client gap without them was made
+on the way to the client), errors by status (a 429 or 503 without Retry-After counts as an
 error of its own, not as a refusal). `--sweep`: per backend, the rates in order until one
 fails the gate (every request served, no gap, p95 audible first audio within --bound-ms);
 the highest that passed is the result. Prints a table and the load average; asserts
@@ -45,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +127,13 @@ class Transport:
     async def send(self, call: Call, t0: float) -> tuple[str, list[tuple[float, np.ndarray]]]:
         raise NotImplementedError
 
+    #: reads the server's counters (`late_chunks`, `refused`), where it can (`server_counters`)
+    counters: Callable[[], dict | None] | None = None
+
     def server_counters(self) -> dict | None:
-        """The server's own counters where this transport can read them (in process)."""
-        return None
+        """The server's own counters where this transport can read them: in process, or the
+        local graph's model replica through a Ray handle; None for a server given by --url."""
+        return self.counters() if self.counters is not None else None
 
 
 def _body(call: Call, stream_format: str) -> dict:
@@ -264,7 +271,7 @@ async def run_rate(transport: Transport, prompts: list[Prompt], rate: float, *, 
     in_flight = peak = 0
     start = time.perf_counter()
     load_before = os.getloadavg()
-    counters_before = transport.server_counters()
+    counters_before = await asyncio.to_thread(transport.server_counters)  # may block on Ray
 
     async def one(i: int, offset: float) -> None:
         nonlocal in_flight, peak
@@ -298,10 +305,11 @@ async def run_rate(transport: Transport, prompts: list[Prompt], rate: float, *, 
                   wall_s=round(time.perf_counter() - start, 2),
                   load_avg_before=[round(x, 2) for x in load_before],
                   load_avg_after=[round(x, 2) for x in os.getloadavg()])
-    after = transport.server_counters()
-    # in process: chunks the engine itself sent after their listener had run dry (warm-up
-    # included), and its refusals; None over HTTP (see the replica's metrics instead)
-    report["server"] = (None if after is None else
+    after = await asyncio.to_thread(transport.server_counters)
+    # chunks the engine itself sent after their listener had run dry (warm-up included), and
+    # its refusals: a client gap with none here was made on the way (replica loop, Ray,
+    # ingress, proxy), not by the engine; None where the server's counters are out of reach
+    report["server"] = (None if after is None or counters_before is None else
                         {k: after[k] - counters_before[k] for k in after})
     return report
 
@@ -350,7 +358,7 @@ def passes(report: dict, bound_ms: float) -> bool:
 # ---------------------------------------------------------------------------- output
 HEADER = ("| backend | via | rate/s | served | refused 503 | other errors | TTFB p95 | first audio "
           "p50/p95/p99 ms | with gap | largest gap ms | gap total ms | audio-s/s | peak in "
-          "flight | late dispatch | load avg |")
+          "flight | late dispatch | server late chunks | load avg |")
 
 
 def row(backend: str, r: dict) -> str:
@@ -358,10 +366,12 @@ def row(backend: str, r: dict) -> str:
     refused = r["errors"].get("503", 0)  # with Retry-After (`refusal_status`)
     other = sum(v for k, v in r["errors"].items() if k != "503")
     gap_share = f"{r['with_gap']} ({100 * r['with_gap'] / max(1, r['served']):.0f}%)"
+    server_late = "-" if r.get("server") is None else r["server"]["late_chunks"]
     return (f"| {backend} | {r['transport']} | {r['rate']:g} | {r['served']}/{r['requests']} | "
             f"{refused} | {other} | {r['ttfb_ms']['p95']} | {fa['p50']}/{fa['p95']}/{fa['p99']} | "
             f"{gap_share} | {r['gap_max_ms']} | {r['gap_total_ms']} | {r['audio_s_per_s']} | "
-            f"{r['peak_in_flight']} | {r['late_dispatches']} | {r['load_avg_after'][0]} |")
+            f"{r['peak_in_flight']} | {r['late_dispatches']} | {server_late} | "
+            f"{r['load_avg_after'][0]} |")
 
 
 # ---------------------------------------------------------------------------- servers
@@ -431,6 +441,16 @@ class Graph:
         serve.run(build_graph(app_args, profile.overrides), name=profile.app_name,
                   route_prefix=profile.route_prefix)
 
+    def server_counters(self) -> dict | None:
+        """The CustomVoice replica's late chunks and refusals (`ModelServer.stream_stats`);
+        None for the reference backend, whose replica keeps neither."""
+        from ray import serve
+
+        handle = serve.get_deployment_handle("CustomVoice", app_name=_profile().app_name)
+        stats = handle.stream_stats.remote().result(timeout_s=30)
+        return ({"late_chunks": stats["late_chunks"], "refused": stats["refused"]}
+                if "late_chunks" in stats else None)
+
     def close(self) -> None:
         import ray
         from ray import serve
@@ -439,7 +459,8 @@ class Graph:
         ray.shutdown()
 
 
-def _transports(names: list[str], url: str, key: str | None) -> list[Transport]:
+def _transports(names: list[str], url: str, key: str | None,
+                counters: Callable[[], dict | None] | None = None) -> list[Transport]:
     out: list[Transport] = []
     for name in names:
         if name == "pcm":
@@ -448,6 +469,8 @@ def _transports(names: list[str], url: str, key: str | None) -> list[Transport]:
             out.append(HttpTransport(url, key, "sse"))
         elif name == "ws":
             out.append(SessionTransport(url, key))
+    for transport in out:
+        transport.counters = counters
     return out
 
 
@@ -523,7 +546,7 @@ def main() -> None:
     plan: list[tuple[str, str, dict, list[float]]] = []  # label, backend, overrides, rates
     for name in args.schedules:
         overrides = dict(SCHEDULES[name])
-        if name in ("paced", "paced-min3") and args.first_audio_bound is not None:
+        if name.startswith("paced") and "open" not in name and args.first_audio_bound is not None:
             overrides["first_audio_bound_s"] = args.first_audio_bound
         label = "batched" if len(args.schedules) == 1 else f"batched/{name}"
         plan.append((label, "batched", overrides, args.rates))
@@ -546,8 +569,8 @@ def main() -> None:
             graph = Graph()
             for label, backend, overrides, rates in plan:
                 graph.deploy(backend, overrides)
-                reports += asyncio.run(_rates(label, _transports(args.transports, graph.url, None),
-                                              rates, prompts, args))
+                transports = _transports(args.transports, graph.url, None, graph.server_counters)
+                reports += asyncio.run(_rates(label, transports, rates, prompts, args))
         if args.engine:
             for label, backend, overrides, rates in plan:
                 engine, transport = _in_process(backend, overrides)

@@ -199,8 +199,15 @@ class ModelServer:
 
     async def stream_stats(self) -> dict:
         """Streaming counters of this replica (frames generated, streams started/cancelled,
-        active): how tests and operators see that a dropped stream stopped generating."""
-        return dataclasses.asdict(self._engine.stream_stats)
+        active): how tests and operators see that a dropped stream stopped generating. The
+        batched backend adds its step loop's `late_chunks` (chunks that left after their
+        listener had run dry) and `refused` (503 after the first-audio bound): what a load
+        benchmark needs to tell a gap made here from one made on the way to the listener."""
+        stats = dataclasses.asdict(self._engine.stream_stats)
+        loop = self._engine.loop
+        if loop is not None:
+            stats.update(late_chunks=loop.loop_stats.late_chunks, refused=loop.loop_stats.refused)
+        return stats
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _synthesize_batch(self, requests: list[SynthesisRequest]) -> list[SynthesisResult]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from ray import serve
+
 from benchmarks.load import (
     DEFAULT_PROMPTS,
     HEADER,
@@ -25,9 +27,15 @@ FIELDS = {"requests", "served", "errors", "ttfb_ms", "first_audio_ms", "e2e_ms",
 def test_a_short_open_loop_run_reports_every_field(graph):
     prompts = load_prompts(DEFAULT_PROMPTS)
     assert len(prompts) == 60
+    replica = serve.get_deployment_handle("CustomVoice", graph.app_name)
+
+    def counters() -> dict:  # as load.py's Graph reads them
+        stats = replica.stream_stats.remote().result(timeout_s=30)
+        return {"late_chunks": stats["late_chunks"], "refused": stats["refused"]}
 
     async def run() -> dict:
         transport = HttpTransport(graph.base_url, graph.api_key, "audio")
+        transport.counters = counters
         await transport.open()
         try:
             return await run_rate(transport, prompts, 2.0, seconds=2.0, warmup=0.5,
@@ -41,7 +49,9 @@ def test_a_short_open_loop_run_reports_every_field(graph):
     assert report["served"] >= 1 and report["audio_s_per_s"] > 0
     assert report["first_audio_ms"]["p95"] is not None
     assert row("batched", report).count("|") == HEADER.count("|")
-
+    # the engine's own late chunks and refusals over the window, read from the replica
+    assert set(report["server"]) == {"late_chunks", "refused"}
+    assert all(isinstance(v, int) and v >= 0 for v in report["server"].values())
 
 
 def test_overload_counts_as_refused_only_with_a_retry_after():
