@@ -5,6 +5,8 @@
         --seconds 30 --warmup 5 --json out.json
     .venv/bin/python benchmarks/load.py --rates 1 2 4 8 16 --sweep --bound-ms 250
     .venv/bin/python benchmarks/load.py --transports pcm sse ws --engine --rates 4
+    .venv/bin/python benchmarks/load.py --transports --engine --schedules paced paced-1 \
+        --reference-rates --rates 4 8 --seconds 12 --warmup 3 --rounds 3   # A/B, interleaved
 
 Requests arrive at --rates per second (Poisson, or --arrivals constant), independent of
 completions, for --warmup seconds (not counted) and then --seconds (measured); the run then
@@ -389,22 +391,30 @@ def _engine_config(backend: str, overrides: dict):
     return engine.model_copy(update={"backend": backend, "model": model, **overrides})
 
 
-#: --schedules: the batched backend's engine settings under each name. "fixed": the shipped
-#: default (pacing off: first_chunk_frames, then chunk_frames); "paced": issue 18's scheduler
-#: with admission by a 0.5 s first-audio bound (the profile's first_audio_bound_s, or
-#: --first-audio-bound); "paced-open": pacing without admission (no bound); "-min3": later
-#: chunks at least 3 frames (pacing_min_chunk_frames)
+#: --schedules: the batched backend's settings under each name: engine overrides, and under
+#: "streaming" the chunking's. "paced": the CPU profile as shipped (issue 18's scheduler:
+#: pacing, 3-frame first and smallest chunks, admission within a 0.5 s first-audio bound, or
+#: --first-audio-bound); "paced-1": the same with one-frame first and smallest chunks (the
+#: profile before stop 36); "fixed": pacing off (first_chunk_frames, then chunk_frames);
+#: "paced-open": pacing without admission (no bound); "-nohold": no far-ahead hold
+#: (pacing_ahead_s 60: a held stream keeps its slot longer)
 SCHEDULES = {"fixed": {"pacing": False},
              "paced": {"pacing": True},
-             "paced-min3": {"pacing": True, "pacing_min_chunk_frames": 3},
+             "paced-1": {"pacing": True, "pacing_min_chunk_frames": 1,
+                         "streaming": {"first_chunk_frames": 1}},
              "paced-open": {"pacing": True, "first_audio_bound_s": None},
-             "paced-open-min3": {"pacing": True, "first_audio_bound_s": None,
-                                 "pacing_min_chunk_frames": 3},
-             # no far-ahead hold (pacing_ahead_s 60): a held stream keeps its slot longer
              "paced-open-nohold": {"pacing": True, "first_audio_bound_s": None,
-                                   "pacing_ahead_s": 60},
-             "paced-open-nohold-min3": {"pacing": True, "first_audio_bound_s": None,
-                                        "pacing_ahead_s": 60, "pacing_min_chunk_frames": 3}}
+                                   "pacing_ahead_s": 60}}
+
+
+def _split(schedule: dict) -> tuple[dict, dict]:
+    """A schedule's (engine overrides, streaming overrides)."""
+    engine = {k: v for k, v in schedule.items() if k != "streaming"}
+    return engine, dict(schedule.get("streaming", {}))
+
+
+def _streaming(overrides: dict):
+    return _profile().args.custom_voice.streaming.model_copy(update=overrides)
 
 
 class Graph:
@@ -434,9 +444,11 @@ class Graph:
 
         profile = _profile()
         cv = profile.args.custom_voice
+        engine, streaming = _split(overrides)
         app_args = profile.args.model_copy(update={
             "custom_voice": cv.model_copy(update={
-                "engine": cv.engine.model_copy(update={"backend": backend, **overrides})}),
+                "engine": cv.engine.model_copy(update={"backend": backend, **engine}),
+                "streaming": _streaming(streaming)}),
             "voice_design": None, "voice_clone": None})
         serve.run(build_graph(app_args, profile.overrides), name=profile.app_name,
                   route_prefix=profile.route_prefix)
@@ -500,8 +512,48 @@ async def _rates(backend: str, transports: list[Transport], rates: list[float],
 def _in_process(backend: str, overrides: dict):
     from deployments.engine import TTSEngine
 
-    engine = TTSEngine.load(_engine_config(backend, overrides))
-    return engine, EngineTransport(engine, _profile().args.custom_voice.streaming)
+    engine_overrides, streaming = _split(overrides)
+    engine = TTSEngine.load(_engine_config(backend, engine_overrides))
+    return engine, EngineTransport(engine, _streaming(streaming))
+
+
+async def _interleaved(plan: list[tuple[str, str, dict, list[float]]], prompts: list[Prompt],
+                       args: argparse.Namespace) -> list[dict]:
+    """--rounds N with the in-process engine only: every schedule's engine loaded side by side,
+    then N rounds of (each rate, each schedule in turn), each round with its own arrivals
+    (seed + round): a shared machine drifts by tens of percent within a minute, and this way
+    every schedule sees the same drift. Rows per round, then per schedule and rate the sums."""
+    loaded = [(label, *_in_process(backend, overrides), rates)
+              for label, backend, overrides, rates in plan]
+    reports: list[dict] = []
+    try:
+        for round_ in range(args.rounds):
+            for rate in sorted({r for *_, rates in loaded for r in rates}):
+                for label, _, transport, rates in loaded:
+                    if rate not in rates:
+                        continue
+                    r = await run_rate(transport, prompts, rate, seconds=args.seconds,
+                                       warmup=args.warmup, arrivals=args.arrivals,
+                                       frames_per_word=args.frames_per_word,
+                                       seed=args.seed + round_)
+                    r.update(backend=label, round=round_, passes=passes(r, args.bound_ms))
+                    reports.append(r)
+                    print(row(label, r), flush=True)
+    finally:
+        for _, engine, *_ in loaded:
+            engine.close()
+    print(f"\nsums over {args.rounds} rounds (in process)\n\n| backend | rate/s | served | "
+          "refused 503 | with gap | server late chunks | p95 first audio ms per round |\n"
+          "|---|---|---|---|---|---|---|")
+    for label, *_, rates in loaded:
+        for rate in rates:
+            rs = [r for r in reports if r["backend"] == label and r["rate"] == rate]
+            print(f"| {label} | {rate:g} | {sum(r['served'] for r in rs)}/"
+                  f"{sum(r['requests'] for r in rs)} | {sum(r['errors'].get('503', 0) for r in rs)}"
+                  f" | {sum(r['with_gap'] for r in rs)} | "
+                  f"{sum(r['server']['late_chunks'] for r in rs if r['server'])} | "
+                  f"{', '.join(str(r['first_audio_ms']['p95']) for r in rs)} |")
+    return reports
 
 
 def main() -> None:
@@ -525,6 +577,9 @@ def main() -> None:
                     help="paced: engine first_audio_bound_s (default: the profile's)")
     ap.add_argument("--engine", action="store_true",
                     help="also the in-process engine (no HTTP), beside the HTTP transports")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with --engine and no --transports: rounds of every schedule in turn "
+                    "per rate (the schedules' engines loaded side by side), and their sums")
     ap.add_argument("--sweep", action="store_true",
                     help="per backend, stop at the first rate that fails the gate")
     ap.add_argument("--bound-ms", type=float, default=250.0,
@@ -571,7 +626,9 @@ def main() -> None:
                 graph.deploy(backend, overrides)
                 transports = _transports(args.transports, graph.url, None, graph.server_counters)
                 reports += asyncio.run(_rates(label, transports, rates, prompts, args))
-        if args.engine:
+        if args.engine and args.rounds > 1 and not args.transports:
+            reports += asyncio.run(_interleaved(plan, prompts, args))
+        elif args.engine:
             for label, backend, overrides, rates in plan:
                 engine, transport = _in_process(backend, overrides)
                 try:
