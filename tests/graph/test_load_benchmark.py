@@ -11,7 +11,11 @@ from ray import serve
 from benchmarks.load import (
     DEFAULT_PROMPTS,
     HEADER,
+    SCHEDULES,
     HttpTransport,
+    _profile,
+    _split,
+    _streaming,
     load_prompts,
     refusal_status,
     row,
@@ -61,3 +65,15 @@ def test_overload_counts_as_refused_only_with_a_retry_after():
     assert refusal_status(503, {}) == "503 without Retry-After"
     assert refusal_status(429, {}) == "429 without Retry-After"
     assert refusal_status(400, {}) == "400"
+
+
+def test_paced_is_the_profile_as_shipped_and_paced_1_its_one_frame_chunks():
+    # the A/B of stop 36: "paced" takes the CPU profile's chunking, "paced-1" overrides the
+    # first and smallest chunks with one frame and keeps everything else
+    cv = _profile().args.custom_voice
+    engine, streaming = _split(SCHEDULES["paced"])
+    assert engine == {"pacing": True} and _streaming(streaming) == cv.streaming
+    engine, streaming = _split(SCHEDULES["paced-1"])
+    assert engine == {"pacing": True, "pacing_min_chunk_frames": 1}
+    assert _streaming(streaming) == cv.streaming.model_copy(update={"first_chunk_frames": 1})
+    assert cv.streaming.first_chunk_frames == cv.engine.pacing_min_chunk_frames == 3
