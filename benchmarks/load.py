@@ -417,6 +417,15 @@ def _streaming(overrides: dict):
     return _profile().args.custom_voice.streaming.model_copy(update=overrides)
 
 
+def replica_counters(handle) -> dict | None:
+    """The late chunks and refusals of the CustomVoice replica behind `handle` (a deployment
+    handle made on the driver's main thread), read through `ModelServer.stream_stats`; None
+    for the reference backend, which keeps neither. Blocks: call it off the event loop."""
+    stats = handle.stream_stats.remote().result(timeout_s=30)
+    return ({"late_chunks": stats["late_chunks"], "refused": stats["refused"]}
+            if "late_chunks" in stats else None)
+
+
 class Graph:
     """The CPU profile's graph (CustomVoice only, auth off) on a fresh local Ray."""
 
@@ -452,16 +461,10 @@ class Graph:
             "voice_design": None, "voice_clone": None})
         serve.run(build_graph(app_args, profile.overrides), name=profile.app_name,
                   route_prefix=profile.route_prefix)
+        self._replica = serve.get_deployment_handle("CustomVoice", app_name=profile.app_name)
 
     def server_counters(self) -> dict | None:
-        """The CustomVoice replica's late chunks and refusals (`ModelServer.stream_stats`);
-        None for the reference backend, whose replica keeps neither."""
-        from ray import serve
-
-        handle = serve.get_deployment_handle("CustomVoice", app_name=_profile().app_name)
-        stats = handle.stream_stats.remote().result(timeout_s=30)
-        return ({"late_chunks": stats["late_chunks"], "refused": stats["refused"]}
-                if "late_chunks" in stats else None)
+        return replica_counters(self._replica)
 
     def close(self) -> None:
         import ray
