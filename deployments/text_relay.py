@@ -77,7 +77,8 @@ class TextRelay:
         while len(entry.text) <= cursor and not entry.closed:
             entry.changed.clear()
             try:
-                await asyncio.wait_for(entry.changed.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await entry.changed.wait()
             except TimeoutError:
                 return "", False
         return entry.text[cursor:], entry.closed

@@ -172,7 +172,8 @@ async def _first_message(websocket: WebSocket, svc, principal):
     principal (from their `api_key` when the handshake carried no key)."""
     deadline = svc.args.ingress.session_start_timeout_s
     try:
-        raw = await asyncio.wait_for(_receive_json(websocket), deadline)
+        async with asyncio.timeout(deadline):
+            raw = await _receive_json(websocket)
     except TimeoutError:
         raise ApiError(408, START_TIMEOUT, f"no session message within {deadline:g} s of "
                        "connecting (ingress.session_start_timeout_s): send "
@@ -218,7 +219,8 @@ async def _run(websocket: WebSocket, session: SpeechSession) -> None:
         text_open = True
         while True:
             try:  # while the text is open, a silent client ends the session (raised: sent)
-                raw = await asyncio.wait_for(_receive_json(websocket), idle_s if text_open else None)
+                async with asyncio.timeout(idle_s if text_open else None):
+                    raw = await _receive_json(websocket)
             except TimeoutError:
                 raise ApiError(408, "session_idle", f"no message for {idle_s:g} s "
                                "(ingress.session_idle_timeout_s); the session ended") from None

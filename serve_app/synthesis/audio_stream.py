@@ -113,7 +113,8 @@ class ModelStream:
                 yield chunk
                 if finished:
                     return
-                chunk = await asyncio.wait_for(self._source.__anext__(), self._idle_timeout_s)
+                async with asyncio.timeout(self._idle_timeout_s):
+                    chunk = await self._source.__anext__()
         except StopAsyncIteration:
             self._usage.failed()
             raise ApiError(500, "stream_incomplete",
@@ -141,7 +142,8 @@ async def open_model_stream(source: Any, request_id: str, started: float, timeou
     """Wait for the first chunk of `source` (errors raise here; the caller releases), then
     wrap it."""
     try:
-        first = await asyncio.wait_for(source.__anext__(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            first = await source.__anext__()
     except BaseException:
         with contextlib.suppress(Exception):
             source.cancel()

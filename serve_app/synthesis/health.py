@@ -167,13 +167,15 @@ class ModelDetails:
                 self._asking[name] = task
             if known is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(task), FIRST_DETAIL_WAIT_S)
+                    async with asyncio.timeout(FIRST_DETAIL_WAIT_S):
+                        await asyncio.shield(task)
                 known = self._known.get(name)
         return known[1] if known is not None else {"loaded": False, "error": "no answer yet"}
 
     async def _ask(self, name: str, handle: DeploymentHandle) -> None:
         try:
-            detail = await asyncio.wait_for(handle.status.remote(), STATUS_TIMEOUT_S)
+            async with asyncio.timeout(STATUS_TIMEOUT_S):
+                detail = await handle.status.remote()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             detail = {"loaded": False, "error": type(exc).__name__}
         self._known[name] = (time.monotonic(), detail)

@@ -180,9 +180,8 @@ class SynthesisService:
         """Audio rendered as every result is: packed here when it is WAV/PCM at the model's
         rate, else by the AudioProcessor."""
         if needs_processing(options, sample_rate):
-            return await asyncio.wait_for(
-                self._audio.render.remote(audio, sample_rate, options),
-                self.args.ingress.request_timeout_s)
+            async with asyncio.timeout(self.args.ingress.request_timeout_s):
+                return await self._audio.render.remote(audio, sample_rate, options)
         # WAV/PCM packing at the model's rate: cheaper here than a hop to AudioProcessor.
         return render(audio, sample_rate, options)
 
@@ -221,8 +220,9 @@ class SynthesisService:
                                                   characters=characters)))
             release.enter_context(self.counted())
             with self._watching(call.deployment):
-                source = await asyncio.wait_for(
-                    call.invoke(self.handle(call.deployment), self._audio, stream=True), timeout)
+                async with asyncio.timeout(timeout):
+                    source = await call.invoke(self.handle(call.deployment), self._audio,
+                                               stream=True)
                 stream = await self._unless_down(call.deployment, open_model_stream(
                     source, request_id, started, timeout, release, usage))
         except BaseException as exc:
@@ -346,8 +346,8 @@ class SynthesisService:
                                             stream=False))
 
         with self._watching(call.deployment):
-            return await asyncio.wait_for(self._unless_down(call.deployment, invoke()),
-                                          self.args.ingress.request_timeout_s)
+            async with asyncio.timeout(self.args.ingress.request_timeout_s):
+                return await self._unless_down(call.deployment, invoke())
 
     async def _run(self, call: ModelCall, output: RenderOptions, request_id: str,
                    timed: SpeechInput | None = None) -> AudioOutput:
@@ -414,10 +414,9 @@ class SynthesisService:
         the manifest signed by the AudioProcessor (the mark is inside what it signs)."""
         data = embed_mark(data, fmt, mark)
         if self.args.audio.signs_outputs() and AudioFormat(fmt) in C2PA_FORMATS:
-            data = await asyncio.wait_for(
-                self._audio.sign.remote(data, AudioFormat(fmt).value, mark.model_kind,
-                                        mark.request_id),
-                self.args.ingress.request_timeout_s)
+            async with asyncio.timeout(self.args.ingress.request_timeout_s):
+                data = await self._audio.sign.remote(data, AudioFormat(fmt).value,
+                                                     mark.model_kind, mark.request_id)
         return data
 
     # ------------------------------------------------------------------------ read models

@@ -186,9 +186,10 @@ class WordTimer:
         times, source = None, "estimate"
         if self.aligner is not None and spoken.words:
             try:
-                raw = await asyncio.wait_for(self.aligner.align.remote(
-                    np.asarray(audio, dtype=np.float32), sample_rate,
-                    [w.text for w in spoken.words]), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    raw = await self.aligner.align.remote(
+                        np.asarray(audio, dtype=np.float32), sample_rate,
+                        [w.text for w in spoken.words])
                 if len(raw) == len(spoken.words):
                     times, source = repair(raw, model_duration), "aligner"
                 else:

@@ -152,8 +152,9 @@ class JobRunner:
                 busy = False
             if not busy:
                 self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.args.poll_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.args.poll_interval_s):
+                        await self._wake.wait()
 
     async def run_available(self) -> bool:
         """Claim what fits in the free slots (and due webhooks) and start it; True if any."""
