@@ -145,34 +145,39 @@ def _body(call: Call, stream_format: str) -> dict:
 
 
 class HttpTransport(Transport):
+    """POST /v1/audio/speech, read by aiohttp (Ray Serve's own HTTP client library, C
+    parser): the listeners share this machine's cores with the graph, and httpx's pure-Python
+    reading cost several times as much CPU per stream (docs/streaming.md)."""
+
     def __init__(self, base_url: str, key: str | None, stream_format: str) -> None:
         self.name = "pcm" if stream_format == "audio" else "sse"
         self._url, self._key, self._format = base_url, key, stream_format
         self._client = None
 
     async def open(self) -> None:
-        import httpx
+        import aiohttp
 
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self._url, timeout=300, headers=headers,
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
+        self._client = aiohttp.ClientSession(
+            base_url=self._url, headers=headers, connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=300),
+            read_bufsize=1 << 20)  # an SSE line carries a whole chunk (base64)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     async def send(self, call: Call, t0: float) -> tuple[str, list[tuple[float, np.ndarray]]]:
         pcm = Pcm16Pieces()
-        async with self._client.stream("POST", "/v1/audio/speech",
-                                       json=_body(call, self._format)) as r:
-            if r.status_code != 200:
-                await r.aread()
-                return refusal_status(r.status_code, r.headers), []
+        async with self._client.post("/v1/audio/speech", json=_body(call, self._format)) as r:
+            if r.status != 200:
+                await r.read()
+                return refusal_status(r.status, r.headers), []
             if self._format == "audio":
-                async for data in r.aiter_raw():
+                async for data in r.content.iter_any():
                     pcm.add(time.perf_counter() - t0, data)
             else:
-                async for line in r.aiter_lines():
+                async for raw in r.content:
+                    line = raw.decode().rstrip("\r\n")
                     if not line.startswith("data: "):
                         continue
                     event = json.loads(line[6:])
