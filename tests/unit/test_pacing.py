@@ -125,6 +125,34 @@ def test_a_newcomer_that_would_make_a_stream_stutter_waits_then_is_refused():
     assert p.admit([WAITING_FOR_TEXT], **args, waited_s=0.0, refusable=True) is Decision.ADMIT
 
 
+def test_a_size_measured_long_ago_does_not_keep_its_row_out_for_good():
+    # 15 rows once stepped slowly (a burst of prefills); since then admission kept the
+    # loop at 14 rows, which step at 30 ms: a 15th row costs no more per row than those
+    p = pacer(first_audio_bound_s=0.5)
+    p.steps.observe(1, 0.02)
+    p.steps.observe(15, 0.085)
+    for _ in range(20):
+        p.steps.observe(14, 0.03)
+    assert p.steps.estimate(15) == 0.085  # what was measured at 15 stays as measured
+    assert abs(p.steps.one_more(14) - 0.03 * 15 / 14) < 1e-9
+    running = [StreamView(margin=0.2, frames_left=40)] * 14
+    assert p.admit(running, job_frames=50, first_frames=3, waited_s=0.0,
+                   refusable=True) is Decision.ADMIT
+    # measured again after 14 (the loop did step 15 rows since): that figure stands
+    p.steps.observe(15, 0.09)
+    assert p.steps.one_more(14) == p.steps.estimate(15)
+    assert p.admit(running, job_frames=50, first_frames=3, waited_s=0.6,
+                   refusable=True) is Decision.REFUSE
+
+
+def test_one_more_row_never_steps_faster_than_the_rows_stepping_now():
+    p = pacer(first_audio_bound_s=0.5)
+    p.steps.observe(5, 0.01)  # a quiet minute, long ago
+    for _ in range(20):
+        p.steps.observe(4, 0.06)  # contention now
+    assert p.steps.one_more(4) == 0.06
+
+
 def test_without_a_bound_or_with_pacing_off_every_free_slot_is_taken():
     for p in (pacer(), pacer(pacing=False, first_audio_bound_s=0.5)):
         _measured(p, 0.05, 0.2)
