@@ -89,8 +89,8 @@ def test_an_open_cancelled_as_the_first_chunk_arrives_stops():
     asyncio.run(main())
 
 
-def test_the_service_code_has_no_asyncio_wait_for():
-    """The guard itself: ruff's banned-api (TID251) covers every file but the tests."""
+def test_ruff_bans_asyncio_wait_for_outside_the_tests():
+    """The guard: ruff (run by .ci/run) bans it by TID251 everywhere but tests/."""
     import tomllib
     from pathlib import Path
 
