@@ -197,7 +197,10 @@ def test_a_stream_the_loop_cannot_keep_ahead_of_its_listener_is_refused_after_it
     # its first-audio bound and is refused (503 + Retry-After at the ingress), never admitted
     engine = tiny_engine(ModelKind.CUSTOM_VOICE, pacing=True, first_audio_bound_s=0.2)
     try:
-        engine.loop.pacer.steps.estimate = lambda batch: 0.05 if batch <= 1 else 0.2
+        steps = engine.loop.pacer.steps
+        steps.estimate = lambda batch: 0.05 if batch <= 1 else 0.2
+        # admission's figure for one row more (the loop's own one-row cadence would bound it)
+        steps.one_more = lambda batch: steps.estimate(batch + 1)
         playing = SynthesisRequest(text=TEXT, speaker="vivian", seed=1, min_frames=400,
                                    max_new_tokens=401)
         newcomer = SynthesisRequest(text=TEXT, speaker="ryan", seed=2, min_frames=20,
