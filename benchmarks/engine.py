@@ -137,7 +137,7 @@ def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000) -> d
     async def main() -> float:
         async with aiohttp.ClientSession(
                 base_url=base_url, connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=600)) as session:
+                timeout=aiohttp.ClientTimeout(sock_connect=600, sock_read=600)) as session:
             go = asyncio.Event()
             tasks = [asyncio.create_task(one(session, go, i)) for i in range(n)]
             await asyncio.sleep(0)  # every request waits at the start line

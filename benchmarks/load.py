@@ -160,7 +160,7 @@ class HttpTransport(Transport):
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         self._client = aiohttp.ClientSession(
             base_url=self._url, headers=headers, connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=300),
+            timeout=aiohttp.ClientTimeout(sock_connect=300, sock_read=300),  # per read, as before
             read_bufsize=1 << 20)  # an SSE line carries a whole chunk (base64)
 
     async def close(self) -> None:
