@@ -89,10 +89,10 @@ class LeanCodecDecoder:
 
         They depend on the sequence's length only, not on its batch: built once for one row
         (transformers builds them through `vmap`, 5-7 ms a call on the CPU demo, as much as a
-        small decode) and expanded to the batch, a view with the same values. Keyed by
-        (batch, length) they were rebuilt on most streaming calls: a paced stream's chunk
-        and context lengths and a step's batch vary, so few calls repeat a shape (measured:
-        19% of the codec thread's time at 16 streams through HTTP)."""
+        small decode) and expanded to the batch, a view with the same values. (Keyed by
+        batch and length they were rebuilt on most streaming calls: py-spy of a replica at 16
+        streams through HTTP had 19% of the codec thread in the builder. Streaming decodes
+        with sdpa or eager attention now make their masks directly: `_padded_masks`.)"""
         key = (embeds.shape[1], embeds.dtype, embeds.device)
         masks = self._masks.get(key)
         if masks is None:
@@ -284,7 +284,10 @@ class StatefulCodecDecoder(LeanCodecDecoder):
         T frames (a stream's context grows from 0 to 71 frames over its first ~6 s, so
         streams admitted at different times seldom share a length, and on small models a
         call costs mostly per-op overhead). Each stream's samples are those of decoding it
-        alone, up to float rounding."""
+        alone, up to float rounding. Without padding the same masks are the module's own
+        (`_padded_masks` with no padding): made here on every call, they cost a few tensor
+        comparisons, where transformers' builder takes 5-7 ms on the CPU demo (through
+        `vmap`) and a cache of its masks missed on a fresh replica's first lengths."""
         lengths = [s.context.shape[1] for s in states]
         if len(set(lengths)) > 1 and self._impl not in ("sdpa", "eager"):
             return self.step_by_context(codes, states)
@@ -298,9 +301,9 @@ class StatefulCodecDecoder(LeanCodecDecoder):
         ctx = torch.cat([s.context if n == longest else F.pad(s.context, (0, 0, longest - n, 0))
                          for s, n in zip(states, lengths, strict=True)])
         seq = torch.cat((ctx, hidden), dim=1)
-        if min(lengths) == longest:  # no padding: the module's own masks
+        if self._impl not in ("sdpa", "eager"):  # no 4-D mask (one length): the module's
             out = dec.pre_transformer(inputs_embeds=seq, attention_mask=self._mask(seq))
-        else:
+        else:  # padded or not, masks made here: a few comparisons, no vmap
             pads = torch.tensor([longest - n for n in lengths], device=seq.device)
             masks, positions = self._padded_masks(seq, pads)
             out = dec.pre_transformer(inputs_embeds=seq, attention_mask=masks,

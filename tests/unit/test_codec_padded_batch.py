@@ -129,37 +129,48 @@ def test_attention_without_4d_masks_decodes_one_call_per_context_length(stock):
     _assert_same_streams(alone, batched, heard_alone, heard_batched)
 
 
-def test_the_transformer_masks_are_built_once_per_length_whatever_the_batch(stock, monkeypatch):
-    """Streams at one context length decode with the module's own masks, built once per
-    sequence length (transformers builds them through vmap, as long as a small decode on the
-    CPU) and shared by every batch size: calls at one length with 1, 2 and 1 streams build
-    them once, a new length once more, and the streams hear what they would alone."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_without_padding_the_masks_made_here_are_the_modules_own(stock, attention):
+    """Streams of one context length decode with masks made by `_padded_masks` (nothing
+    padded): the values transformers' builder gives for the module, at lengths within and
+    beyond the 72-frame sliding window and at any batch, and the module's own positions."""
+    config = stock.pre_transformer.config
+    before = config._attn_implementation
+    config._attn_implementation = attention
+    try:
+        decoder = StatefulCodecDecoder(stock)
+        for length in (1, 5, 40, 71, 72, 95):
+            for rows in (1, 3):
+                seq = torch.zeros(rows, length, config.hidden_size)
+                made, positions = decoder._padded_masks(seq, torch.zeros(rows, dtype=torch.long))
+                theirs = decoder._mask(seq)
+                assert set(made) == set(theirs)
+                for name, mask in theirs.items():
+                    assert mask is not None, (name, length)
+                    assert made[name].shape == mask.shape and made[name].dtype == mask.dtype
+                    assert torch.equal(made[name], mask), (attention, name, length, rows)
+                assert torch.equal(positions, torch.arange(length).expand(rows, length))
+    finally:
+        config._attn_implementation = before
+
+
+def test_streaming_decodes_never_call_transformers_mask_builder(stock, monkeypatch):
+    """The builder takes 5-7 ms a call on the CPU (through vmap), as long as a small decode:
+    streamed chunks of one length or of several, alone or three together, build no mask there,
+    and every stream hears what it would alone."""
     from qwen_tts.core.tokenizer_12hz import modeling_qwen3_tts_tokenizer_v2 as mod
 
     built: list[int] = []
-    causal = mod.create_causal_mask
-    monkeypatch.setattr(mod, "create_causal_mask",
-                        lambda **kw: built.append(kw["input_embeds"].shape[1]) or causal(**kw))
-    decoder = StatefulCodecDecoder(stock)
-    codes = torch.randint(0, 64, (3, 16, 12), generator=torch.Generator().manual_seed(5))
-    with torch.inference_mode():
-        batched = [decoder.new_state() for _ in range(3)]
-        alone = [decoder.new_state() for _ in range(3)]
-        heard_batched = [decoder.step(codes[:1, :, :4], batched[:1])[0]]
-        heard_alone = [decoder.step(codes[:1, :, :4], alone[:1])[0]]
-        wav = decoder.step(codes[1:3, :, :4], batched[1:])  # two fresh streams: length 4
-        heard_batched += [wav[0], wav[1]]
-        heard_alone += [decoder.step(codes[b:b + 1, :, :4], [alone[b]])[0] for b in (1, 2)]
-        assert built == [4]  # one build for length 4, at batch 1, 2 and 1 again
-        context = batched[0].context.shape[1]
-        assert [s.context.shape[1] for s in batched] == [context] * 3
-        wav = decoder.step(codes[:, :, 4:8], batched)  # the three together: length context + 4
-        alone_next = [decoder.step(codes[b:b + 1, :, 4:8], [alone[b]])[0] for b in range(3)]
-    assert built == [4, context + 4]
-    for b in range(3):
-        np.testing.assert_allclose(heard_batched[b].numpy(), heard_alone[b].numpy(),
-                                   atol=1e-5, rtol=0)
-        np.testing.assert_allclose(wav[b].numpy(), alone_next[b].numpy(), atol=1e-5, rtol=0)
+    for name in ("create_causal_mask", "create_sliding_window_causal_mask"):
+        original = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda _f=original, **kw: built.append(1) or _f(**kw))
+    codes = torch.randint(0, 64, (3, 16, 110), generator=torch.Generator().manual_seed(5))
+    for warm_up in ([4, 4, 4], [0, 0, 9]):  # one length in every call; then padded calls
+        with torch.inference_mode():
+            alone, batched, heard_alone, heard_batched, _ = _alone_and_batched(
+                StatefulCodecDecoder(stock), codes, warm_up)
+        _assert_same_streams(alone, batched, heard_alone, heard_batched)
+    assert built == []
 
 
 @pytest.mark.parametrize("stateful", [True, False], ids=["stateful", "left-context"])
