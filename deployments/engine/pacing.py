@@ -260,8 +260,9 @@ class Pacer:
     def projected_ok(self, views: Sequence[StreamView], job_frames: int, first_frames: int) -> bool:
         """With one more row stepping, every started stream keeps `headroom_s` after the
         newcomer's prefill, and no stream (the newcomer included) runs dry over the frames it
-        has left (streams lose margin only where a step takes longer than a frame's audio).
-        Before any step was measured: yes."""
+        has left (streams lose margin only where a step takes longer than a frame's audio),
+        nor between its first chunk and its second, which takes the chunk floor's steps and
+        the codec's lag (`second_chunk_in_time`). Before any step was measured: yes."""
         step = self.steps.one_more(len(views))
         if step is None:
             return True
@@ -273,7 +274,7 @@ class Pacer:
                 continue
             drift = min(0.0, gain * v.frames_left)
             if v.margin is None:  # not playing yet: it must not run dry once it does
-                if start + drift < 0:
+                if start + drift < 0 or not self.second_chunk_in_time(start, step, v.frames_left):
                     return False
                 continue
             after = v.margin - prefill  # just after the newcomer's prefill
@@ -283,7 +284,21 @@ class Pacer:
             # even at 1 req/s)
             if after < 0 or after + drift < min(self.headroom_s, after):
                 return False
-        return start + min(0.0, gain * job_frames) >= 0
+        return (start + min(0.0, gain * job_frames) >= 0
+                and self.second_chunk_in_time(start, step, job_frames - first_frames))
+
+    def second_chunk_in_time(self, start: float, step: float, frames_after_first: int) -> bool:
+        """Whether a listener's first chunk (`start` seconds of audio) lasts until its second
+        is made: at least the chunk floor's steps (fewer if the stream has no more), then the
+        codec's lag. A stream that gains margin in the long run (steps under 80 ms) can still
+        run dry here: 3-frame first chunks and a 3-frame floor (the CPU profile) at 75 ms a
+        step and 40 ms of lag leave the listener 25 ms short. Without this check, every
+        admitted stream that gapped at 12 req/s over HTTP did so 0.24 s in, right after its
+        first chunk (docs/streaming.md, "Admission")."""
+        frames = max(0, min(self.min_chunk, frames_after_first))
+        if frames == 0:
+            return True
+        return start >= frames * step + (self.codec_lag.estimate(1) or 0.0)
 
 
 def expected_frames(job: Job) -> int:

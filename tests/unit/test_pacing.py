@@ -125,6 +125,31 @@ def test_a_newcomer_that_would_make_a_stream_stutter_waits_then_is_refused():
     assert p.admit([WAITING_FOR_TEXT], **args, waited_s=0.0, refusable=True) is Decision.ADMIT
 
 
+def test_a_newcomer_whose_second_chunk_would_come_after_its_first_has_played_waits():
+    # the CPU profile's schedule: 3-frame first chunks (240 ms) and a 3-frame floor. At 75 ms
+    # a step every stream gains margin in the long run, but a newcomer's second chunk takes 3
+    # steps and the codec's 40 ms: 265 ms, 25 ms after its first chunk has played
+    def loaded(step: float) -> Pacer:
+        p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3)
+        p.steps.observe(1, step)
+        p.steps.observe(2, step)
+        p.codec_lag.observe(1, 0.04)
+        return p
+
+    running = [StreamView(margin=0.6, frames_left=40)]
+    args = dict(job_frames=50, first_frames=3, refusable=True)
+    assert loaded(0.075).admit(running, **args, waited_s=0.0) is Decision.WAIT
+    assert loaded(0.075).admit(running, **args, waited_s=0.5) is Decision.REFUSE
+    # at 50 ms a step the second chunk is out at 190 ms: in
+    assert loaded(0.05).admit(running, **args, waited_s=0.0) is Decision.ADMIT
+    # one admitted and not yet heard is held to it as well, and a job that fits in its
+    # first chunk has no second to wait for
+    assert loaded(0.075).admit([StreamView(margin=None, frames_left=40)], job_frames=3,
+                               first_frames=3, refusable=True, waited_s=0.0) is Decision.WAIT
+    assert loaded(0.075).admit(running, job_frames=3, first_frames=3, refusable=True,
+                               waited_s=0.0) is Decision.ADMIT
+
+
 def test_a_size_measured_long_ago_does_not_keep_its_row_out_for_good():
     # 15 rows once stepped slowly (a burst of prefills); since then admission kept the
     # loop at 14 rows, which step at 30 ms: a 15th row costs no more per row than those
