@@ -5,8 +5,10 @@ time, so the server knows each stream's *margin*: audio sent minus playback time
 first audio (`StreamClock`). Its *deadline* is when that listener runs dry (before its first
 chunk: its submission + the first-audio bound). Everything here reads margins:
 
-- the chunk schedule (`Pacer.chunk_due`): the first chunk is `first_chunk_frames`; later a
-  stream gathers only as many frames as it can make while its listener keeps `reserve_s`
+- the chunk schedule (`Pacer.chunk_due`): the first chunk is `first_chunk_frames` (more
+  while steps are so slow that, with a chunk floor, the second chunk would come after the
+  first had played: `first_target`); later a stream gathers only as many frames as it can
+  make while its listener keeps `reserve_s`
   (`chunk_target`: margin beyond the reserve and the codec's lag, over the step time), at
   most `chunk_frames`. Chunks start at a frame and grow only as fast as the margin does,
   and every frame made goes out within one chunk, so the listener's buffer keeps what the
@@ -32,6 +34,7 @@ need no model.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -182,12 +185,28 @@ class Pacer:
         if pending <= 0:
             return False
         if first:
-            return pending >= first_frames
+            return pending >= self.first_target(first_frames, batch)
         if not self.enabled:
             return pending >= max_frames
         if margin is None:  # the first chunk has not left yet: send what there is
             return pending >= min(first_frames, max_frames)
         return pending >= self.chunk_target(margin, batch, max_frames)
+
+    def first_target(self, first_frames: int, batch: int) -> int:
+        """The frames of a stream's first chunk: `first_frames`, or more while the loop steps
+        so slowly that the second chunk (the chunk floor's frames, one step each, then the
+        codec's lag) would come after the first had played with less than `floor_s` to
+        spare: the listener would run dry right after its first word (at 60-80 ms a step,
+        half the gapped streams on a slow machine gapped 0.24 s in, after a 3-frame first
+        chunk). Without a floor (`pacing_min_chunk_frames` 1) the next frame follows at once
+        and the first chunk stays as set."""
+        if not self.enabled or self.min_chunk <= 1:
+            return first_frames
+        step = self.steps.estimate(batch)
+        if step is None:
+            return first_frames
+        second = self.min_chunk * step + (self.codec_lag.estimate(1) or 0.0) + self.floor_s
+        return max(first_frames, math.ceil(second / FRAME_S))
 
     def chunk_target(self, margin: float, batch: int, max_frames: int) -> int:
         """The frames a stream may gather into its next chunk with `margin` left: as many as

@@ -99,7 +99,9 @@ class EngineConfig(BaseModel):
     pacing_min_chunk_frames: int = Field(
         1, ge=1, le=64, description="Batched backend, pacing: the fewest frames a later chunk "
         "holds (a stream's last chunk excepted). Every chunk costs a hop through the graph, "
-        "an encode and a write on the ingress; 1 lets a thin margin send every frame alone")
+        "an encode and a write on the ingress; 1 lets a thin margin send every frame alone. "
+        "Above 1, a first chunk also holds more than first_chunk_frames while steps are so "
+        "slow that the floor's frames would come after it had played")
     pacing_floor_s: float = Field(
         0.06, ge=0, le=5, description="Batched backend, pacing: a stream whose margin (with the "
         "frames made and not yet sent) is below this is urgent: prefills wait, non-streaming "

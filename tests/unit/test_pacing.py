@@ -195,11 +195,29 @@ def test_a_stream_still_without_a_slot_is_refused_once_it_has_waited_the_bound()
 
 def test_a_chunk_floor_keeps_later_chunks_at_least_that_many_frames():
     # every chunk crosses the graph (a hop, an encode, a write): with a floor, a thin margin
-    # no longer sends each frame alone; the first chunk stays one frame for first audio
-    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.09] * 30)
-    assert sizes[0] == 1 and min(sizes[1:]) == 3
-    _, sizes = listen(pacer(pacing_min_chunk_frames=3), [0.03] * 80)
-    assert max(sizes) == 6 and min(sizes[1:]) >= 3
+    # no longer sends each frame alone (the CPU profile: 3-frame first chunks and floor)
+    floor = dict(pacing_min_chunk_frames=3)
+    clock, sizes = listen(pacer(**floor), [0.05] * 60, first=3)
+    assert min(sizes) == 3 and clock.late_chunks == 0
+    _, sizes = listen(pacer(**floor), [0.09] * 30, first=3)  # slower than real time
+    assert min(sizes[1:]) == 3
+    _, sizes = listen(pacer(**floor), [0.03] * 80, first=3)
+    assert max(sizes) == 6 and min(sizes) >= 3
+
+
+def test_with_a_chunk_floor_the_first_chunk_lasts_until_the_second_can_follow():
+    # at 75 ms a step (barely faster than real time) a 3-frame first chunk plays out in
+    # 240 ms while the floor's 3 frames take 225 ms and the codec's lag: the listener ran dry
+    # right after its first word. The first chunk takes a frame more there; on a fast loop
+    # it stays at first_chunk_frames, so first audio is no later
+    floor = dict(pacing_min_chunk_frames=3)
+    clock, sizes = listen(pacer(**floor), [0.075] * 60, first=3)
+    assert sizes[0] == 4 and clock.late_chunks == 0
+    clock, sizes = listen(pacer(**floor), [0.04] * 60, first=3)
+    assert sizes[0] == 3 and clock.late_chunks == 0
+    # without a floor the next frame follows the first at once: first chunks stay as set
+    _, sizes = listen(pacer(), [0.075] * 30)
+    assert sizes[0] == 1
 
 
 def test_the_first_audio_bound_counts_from_the_services_arrival():
