@@ -208,8 +208,9 @@ def test_a_chunk_floor_keeps_later_chunks_at_least_that_many_frames():
 def test_with_a_chunk_floor_the_first_chunk_lasts_until_the_second_can_follow():
     # at 75 ms a step (barely faster than real time) a 3-frame first chunk plays out in
     # 240 ms while the floor's 3 frames take 225 ms and the codec's lag: the listener ran dry
-    # right after its first word. The first chunk takes a frame more there; on a fast loop
-    # it stays at first_chunk_frames, so first audio is no later
+    # right after its first word. The first chunk takes a frame more there (LAG here is
+    # 10 ms; with 40 ms it takes two); on a fast loop it stays at first_chunk_frames, so
+    # first audio is no later
     floor = dict(pacing_min_chunk_frames=3)
     clock, sizes = listen(pacer(**floor), [0.075] * 60, first=3)
     assert sizes[0] == 4 and clock.late_chunks == 0
