@@ -205,8 +205,13 @@ class Pacer:
         step = self.steps.estimate(batch)
         if step is None:
             return first_frames
-        second = self.min_chunk * step + (self.codec_lag.estimate(1) or 0.0) + self.floor_s
+        second = self.second_chunk_s(self.min_chunk, step) + self.floor_s
         return max(first_frames, math.ceil(second / FRAME_S))
+
+    def second_chunk_s(self, frames: int, step: float) -> float:
+        """Seconds from a stream's first chunk leaving to its second leaving, when the second
+        holds `frames` frames: one step each, then the codec's lag."""
+        return frames * step + (self.codec_lag.estimate(1) or 0.0)
 
     def chunk_target(self, margin: float, batch: int, max_frames: int) -> int:
         """The frames a stream may gather into its next chunk with `margin` left: as many as
@@ -317,7 +322,7 @@ class Pacer:
         frames = max(0, min(self.min_chunk, frames_after_first))
         if frames == 0:
             return True
-        return start >= frames * step + (self.codec_lag.estimate(1) or 0.0)
+        return start >= self.second_chunk_s(frames, step)
 
 
 def expected_frames(job: Job) -> int:
