@@ -152,6 +152,7 @@ class OutputStage:
         """Codec thread: decode the due chunks batched by window length (one call per length:
         the stateful decoder masks streams' different context lengths), emit them, then
         finish the jobs that left the loop this step."""
+        started = time.perf_counter()
         groups: dict[int, list[tuple[SlotState, torch.Tensor, int, bool, int, float]]] = {}
         for d in due:
             s = d[0]
@@ -177,7 +178,7 @@ class OutputStage:
                     s.tail = audio
                 else:
                     if self._pacer is not None:
-                        self._pacer.codec_lag.observe(1, time.perf_counter() - due_at)
+                        self._pacer.chunk_left(due_at, started, time.perf_counter())
                     try:
                         self._emit(s, audio, final=False, chars=chars)
                     except Exception as exc:  # noqa: BLE001

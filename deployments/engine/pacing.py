@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,6 +49,9 @@ FRAME_S = 0.08
 #: Without a first-audio bound, the longest an admitted job's prefill waits for urgent
 #: streams (measured: with no limit, new streams on a saturated loop waited 11 s at p95)
 PREFILL_WAIT_S = 0.25
+#: The codec lag's memory (`StepModel.half_life_s`, `Pacer.lag_s`): every this many seconds
+#: without a chunk leaving, the lag last measured counts half as much
+LAG_HALF_LIFE_S = 0.5
 
 
 class StreamClock:
@@ -82,19 +86,38 @@ class StreamClock:
 class StepModel:
     """Seconds per step by batch size: an exponential average of the loop's cadence (start of
     one step to the start of the next, so prefills, host work and the codec thread's share of
-    the cores are in it)."""
+    the cores are in it).
 
-    def __init__(self, alpha: float = 0.2) -> None:
+    `half_life_s`, for a figure that depends on the load of the moment rather than on a batch
+    size (the codec's lag): an old figure's weight against a new observation also halves
+    every `half_life_s` since it was last observed (`age` tells how long that is)."""
+
+    def __init__(self, alpha: float = 0.2, half_life_s: float | None = None) -> None:
         self._alpha = alpha
+        self._half_life_s = half_life_s
         self._by_size: dict[int, float] = {}
         self._observed = 0  # observations so far: which size's figure is the fresher
         self._last_seen: dict[int, int] = {}
+        self._seen_at: dict[int, float] = {}
 
-    def observe(self, batch: int, seconds: float) -> None:
+    def observe(self, batch: int, seconds: float, now: float | None = None) -> None:
         old = self._by_size.get(batch)
-        self._by_size[batch] = seconds if old is None else old + self._alpha * (seconds - old)
+        alpha = self._alpha
+        if self._half_life_s is not None:
+            now = time.perf_counter() if now is None else now
+            age = now - self._seen_at.get(batch, now)
+            alpha = max(alpha, 1.0 - 0.5 ** (age / self._half_life_s))
+            self._seen_at[batch] = now
+        self._by_size[batch] = seconds if old is None else old + alpha * (seconds - old)
         self._observed += 1
         self._last_seen[batch] = self._observed
+
+    def age(self, batch: int, now: float | None = None) -> float:
+        """Seconds since `batch` was last observed (with `half_life_s`; else 0)."""
+        seen = self._seen_at.get(batch)
+        if seen is None:
+            return 0.0
+        return (time.perf_counter() if now is None else now) - seen
 
     @property
     def measured(self) -> dict[int, float]:
@@ -174,7 +197,11 @@ class Pacer:
         self.headroom_s = config.admission_headroom_s
         self.bound_s = config.first_audio_bound_s if config.pacing else None
         self.steps = StepModel()
-        self.codec_lag = StepModel()  # seconds from a chunk's being due to its leaving
+        # seconds from a chunk's being due to its leaving
+        self.codec_lag = StepModel(half_life_s=LAG_HALF_LIFE_S)
+        # seconds from the codec's starting on a step's due chunks to one of them leaving:
+        # the lag a chunk sees on an idle codec, what `lag_s` falls back to
+        self.codec_decode = StepModel()
 
     # ------------------------------------------------------------------ the chunk schedule
     def chunk_due(self, pending: int, first: bool, margin: float | None, batch: int,
@@ -211,7 +238,26 @@ class Pacer:
     def second_chunk_s(self, frames: int, step: float) -> float:
         """Seconds from a stream's first chunk leaving to its second leaving, when the second
         holds `frames` frames: one step each, then the codec's lag."""
-        return frames * step + (self.codec_lag.estimate(1) or 0.0)
+        return frames * step + self.lag_s()
+
+    def chunk_left(self, due_at: float, decode_started: float, left: float) -> None:
+        """A chunk due at `due_at` left at `left`; the codec started on its step's chunks at
+        `decode_started` (codec thread)."""
+        self.codec_lag.observe(1, left - due_at, now=left)
+        self.codec_decode.observe(1, left - decode_started)
+
+    def lag_s(self, now: float | None = None) -> float:
+        """The codec's lag for a chunk due now: the lag chunks have been seeing, and the
+        longer none has left, the closer to what a chunk sees on an idle codec (the queue a
+        lag measured under load holds is gone by then). Read as it was last measured, a lag
+        from sixteen in-phase streams' 24-frame chunks queued together (0.38 s) outlived
+        their burst by seconds; admission took it for the lag of a newcomer's 3-frame second
+        chunk and kept 15 of the next 16 requests waiting until it refused them (stop 39)."""
+        lag = self.codec_lag.estimate(1)
+        if lag is None:
+            return 0.0
+        idle = min(lag, self.codec_decode.estimate(1) or 0.0)
+        return idle + (lag - idle) * 0.5 ** (self.codec_lag.age(1, now) / LAG_HALF_LIFE_S)
 
     def chunk_target(self, margin: float, batch: int, max_frames: int) -> int:
         """The frames a stream may gather into its next chunk with `margin` left: as many as
@@ -220,7 +266,7 @@ class Pacer:
         real time gains margin with every chunk, so its chunks grow; a stream that gains none
         is sent every frame as soon as it is made."""
         step = self.steps.estimate(batch) or FRAME_S
-        lag = self.codec_lag.estimate(1) or 0.0
+        lag = self.lag_s()
         room = (margin - self.reserve_s - lag) / max(step, 1e-3)
         return max(min(self.min_chunk, max_frames), min(max_frames, int(room)))
 

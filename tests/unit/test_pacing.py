@@ -4,6 +4,8 @@ keep. Plain numbers, no model: the step loop feeds the pacer measured step times
 
 from __future__ import annotations
 
+import time
+
 from deployments.engine.pacing import (
     FRAME_S,
     PREFILL_WAIT_S,
@@ -148,6 +150,33 @@ def test_a_newcomer_whose_second_chunk_would_come_after_its_first_has_played_wai
                                first_frames=3, refusable=True, waited_s=0.0) is Decision.WAIT
     assert loaded(0.075).admit(running, job_frames=3, first_frames=3, refusable=True,
                                waited_s=0.0) is Decision.ADMIT
+
+
+def test_a_codec_lag_measured_under_a_burst_does_not_outlive_it():
+    # sixteen in-phase streams' 24-frame chunks queued together at the codec: the last left
+    # 380 ms after it was due, though decoding took 30 ms. Right after, a newcomer's second
+    # chunk (3 steps of 15 ms, then that lag) would come after its 240 ms first chunk had
+    # played: it waits. Two seconds later, with no chunk since, the queue is long gone
+    p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3)
+    p.steps.observe(1, 0.015)
+    p.steps.observe(2, 0.015)
+    running = [StreamView(margin=None, frames_left=190)]
+    args = dict(job_frames=200, first_frames=3, refusable=True, waited_s=0.0)
+    now = time.perf_counter()
+    p.chunk_left(due_at=now - 0.38, decode_started=now - 0.03, left=now)
+    assert p.admit(running, **args) is Decision.WAIT
+    assert abs(p.lag_s(now=now + 0.5) - (0.03 + 0.35 / 2)) < 1e-9  # half-way to idle
+    p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3)
+    p.steps.observe(1, 0.015)
+    p.steps.observe(2, 0.015)
+    then = time.perf_counter() - 2.0
+    p.chunk_left(due_at=then - 0.38, decode_started=then - 0.03, left=then)
+    assert p.lag_s() < 0.03 + 0.35 / 16
+    assert p.admit(running, **args) is Decision.ADMIT
+    # and the first chunk that leaves weighs 15/16 against the old figure, not a fifth
+    now = time.perf_counter()
+    p.chunk_left(due_at=now - 0.02, decode_started=now - 0.02, left=now)
+    assert p.codec_lag.estimate(1) < 0.05
 
 
 def test_a_size_measured_long_ago_does_not_keep_its_row_out_for_good():
