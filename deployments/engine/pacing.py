@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,11 +90,14 @@ class StepModel:
 
     `half_life_s`, for a figure that depends on the load of the moment rather than on a batch
     size (the codec's lag): an old figure's weight against a new observation also halves
-    every `half_life_s` since it was last observed (`age` tells how long that is)."""
+    every `half_life_s` since it was last observed (`age` tells how long that is, on
+    `clock`)."""
 
-    def __init__(self, alpha: float = 0.2, half_life_s: float | None = None) -> None:
+    def __init__(self, alpha: float = 0.2, half_life_s: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._alpha = alpha
         self._half_life_s = half_life_s
+        self._clock = clock
         self._by_size: dict[int, float] = {}
         self._observed = 0  # observations so far: which size's figure is the fresher
         self._last_seen: dict[int, int] = {}
@@ -104,8 +107,8 @@ class StepModel:
         old = self._by_size.get(batch)
         alpha = self._alpha
         if self._half_life_s is not None:
-            now = time.perf_counter() if now is None else now
-            age = now - self._seen_at.get(batch, now)
+            now = self._clock() if now is None else now
+            age = max(0.0, now - self._seen_at.get(batch, now))
             alpha = max(alpha, 1.0 - 0.5 ** (age / self._half_life_s))
             self._seen_at[batch] = now
         self._by_size[batch] = seconds if old is None else old + alpha * (seconds - old)
@@ -117,7 +120,7 @@ class StepModel:
         seen = self._seen_at.get(batch)
         if seen is None:
             return 0.0
-        return (time.perf_counter() if now is None else now) - seen
+        return max(0.0, (self._clock() if now is None else now) - seen)
 
     @property
     def measured(self) -> dict[int, float]:
@@ -186,9 +189,11 @@ class Pacer:
     """The decisions of the module docstring, for one step loop. With `EngineConfig.pacing`
     False every decision is the fixed schedule's (main's behaviour before issue 18): chunks of
     `chunk_frames`, every ready row steps, prefills whenever pending, admission whenever a
-    slot is free."""
+    slot is free. `clock`: the seconds the codec lag's age is counted in (`chunk_left`'s
+    times are on it; tests pass their own)."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, clock: Callable[[], float] = time.perf_counter
+                 ) -> None:
         self.enabled = config.pacing
         self.reserve_s = config.pacing_reserve_s
         self.min_chunk = config.pacing_min_chunk_frames
@@ -198,7 +203,7 @@ class Pacer:
         self.bound_s = config.first_audio_bound_s if config.pacing else None
         self.steps = StepModel()
         # seconds from a chunk's being due to its leaving
-        self.codec_lag = StepModel(half_life_s=LAG_HALF_LIFE_S)
+        self.codec_lag = StepModel(half_life_s=LAG_HALF_LIFE_S, clock=clock)
         # seconds from the codec's starting on a step's due chunks to one of them leaving:
         # the lag a chunk sees on an idle codec, what `lag_s` falls back to
         self.codec_decode = StepModel()

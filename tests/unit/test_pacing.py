@@ -4,8 +4,6 @@ keep. Plain numbers, no model: the step loop feeds the pacer measured step times
 
 from __future__ import annotations
 
-import time
-
 from deployments.engine.pacing import (
     FRAME_S,
     PREFILL_WAIT_S,
@@ -19,8 +17,9 @@ from deployments.engine.types import EngineConfig
 LAG = 0.01  # codec thread: from a chunk being due to its leaving
 
 
-def pacer(**overrides) -> Pacer:
-    return Pacer(EngineConfig(model="unused", **{"pacing": True, **overrides}))
+def pacer(clock=None, **overrides) -> Pacer:
+    config = EngineConfig(model="unused", **{"pacing": True, **overrides})
+    return Pacer(config) if clock is None else Pacer(config, clock=clock)
 
 
 def listen(p: Pacer, step_times: list[float], first: int = 1, largest: int = 6):
@@ -157,26 +156,23 @@ def test_a_codec_lag_measured_under_a_burst_does_not_outlive_it():
     # 380 ms after it was due, though decoding took 30 ms. Right after, a newcomer's second
     # chunk (3 steps of 15 ms, then that lag) would come after its 240 ms first chunk had
     # played: it waits. Two seconds later, with no chunk since, the queue is long gone
-    p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3)
+    now = [100.0]  # the pacer's clock (perf_counter seconds)
+    p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3, clock=lambda: now[0])
     p.steps.observe(1, 0.015)
     p.steps.observe(2, 0.015)
     running = [StreamView(margin=None, frames_left=190)]
     args = dict(job_frames=200, first_frames=3, refusable=True, waited_s=0.0)
-    now = time.perf_counter()
-    p.chunk_left(due_at=now - 0.38, decode_started=now - 0.03, left=now)
+    p.chunk_left(due_at=now[0] - 0.38, decode_started=now[0] - 0.03, left=now[0])
+    assert abs(p.lag_s() - 0.38) < 1e-9
     assert p.admit(running, **args) is Decision.WAIT
-    assert abs(p.lag_s(now=now + 0.5) - (0.03 + 0.35 / 2)) < 1e-9  # half-way to idle
-    p = pacer(first_audio_bound_s=0.5, pacing_min_chunk_frames=3)
-    p.steps.observe(1, 0.015)
-    p.steps.observe(2, 0.015)
-    then = time.perf_counter() - 2.0
-    p.chunk_left(due_at=then - 0.38, decode_started=then - 0.03, left=then)
-    assert p.lag_s() < 0.03 + 0.35 / 16
+    now[0] += 0.5
+    assert abs(p.lag_s() - (0.03 + 0.35 / 2)) < 1e-9  # half-way to the idle codec's
+    now[0] += 1.5
+    assert abs(p.lag_s() - (0.03 + 0.35 / 16)) < 1e-9
     assert p.admit(running, **args) is Decision.ADMIT
-    # and the first chunk that leaves weighs 15/16 against the old figure, not a fifth
-    now = time.perf_counter()
-    p.chunk_left(due_at=now - 0.02, decode_started=now - 0.02, left=now)
-    assert p.codec_lag.estimate(1) < 0.05
+    # the first chunk to leave then weighs 15/16 against the old figure, not a fifth
+    p.chunk_left(due_at=now[0] - 0.02, decode_started=now[0] - 0.02, left=now[0])
+    assert abs(p.codec_lag.estimate(1) - (0.38 + 15 / 16 * (0.02 - 0.38))) < 1e-9
 
 
 def test_a_size_measured_long_ago_does_not_keep_its_row_out_for_good():
