@@ -90,8 +90,7 @@ class StepModel:
 
     `half_life_s`, for a figure that depends on the load of the moment rather than on a batch
     size (the codec's lag): an old figure's weight against a new observation also halves
-    every `half_life_s` since it was last observed (`age` tells how long that is, on
-    `clock`)."""
+    every `half_life_s` since it was last observed, on `clock` (`kept`)."""
 
     def __init__(self, alpha: float = 0.2, half_life_s: float | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -108,19 +107,20 @@ class StepModel:
         alpha = self._alpha
         if self._half_life_s is not None:
             now = self._clock() if now is None else now
-            age = max(0.0, now - self._seen_at.get(batch, now))
-            alpha = max(alpha, 1.0 - 0.5 ** (age / self._half_life_s))
+            alpha = max(alpha, 1.0 - self.kept(batch, now))
             self._seen_at[batch] = now
         self._by_size[batch] = seconds if old is None else old + alpha * (seconds - old)
         self._observed += 1
         self._last_seen[batch] = self._observed
 
-    def age(self, batch: int, now: float | None = None) -> float:
-        """Seconds since `batch` was last observed (with `half_life_s`; else 0)."""
+    def kept(self, batch: int, now: float | None = None) -> float:
+        """What `batch`'s figure still weighs after the time since it was last observed: half
+        per `half_life_s` (1 without `half_life_s`, or before any observation)."""
         seen = self._seen_at.get(batch)
-        if seen is None:
-            return 0.0
-        return max(0.0, (self._clock() if now is None else now) - seen)
+        if seen is None or self._half_life_s is None:
+            return 1.0
+        age = max(0.0, (self._clock() if now is None else now) - seen)
+        return 0.5 ** (age / self._half_life_s)
 
     @property
     def measured(self) -> dict[int, float]:
@@ -262,7 +262,7 @@ class Pacer:
         if lag is None:
             return 0.0
         idle = min(lag, self.codec_decode.estimate(1) or 0.0)
-        return idle + (lag - idle) * 0.5 ** (self.codec_lag.age(1, now) / LAG_HALF_LIFE_S)
+        return idle + (lag - idle) * self.codec_lag.kept(1, now)
 
     def chunk_target(self, margin: float, batch: int, max_frames: int) -> int:
         """The frames a stream may gather into its next chunk with `margin` left: as many as
