@@ -26,7 +26,10 @@ engine.backend reference and once with batched, one after the other in the same 
 concurrency, `--rounds` alternating rounds of in-process then HTTP (a shared machine drifts
 by tens of percent within a minute), then the ratio of the medians. TTFA is measured to the
 first audio bytes the client reads; RTF per stream = wall seconds of the stream / its audio
-seconds.
+seconds. With the medians, the machine's CPU seconds per second of audio made in each mode
+(every process's, from /proc/stat) and the share of its cores busy: on a machine whose cores
+the in-process engine already fills, HTTP's throughput ratio is about the inverse of its CPU
+ratio.
 
     .venv/bin/python benchmarks/engine.py --http --vs-engine --concurrency 1 16 --frames 200
 """
@@ -152,6 +155,29 @@ def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000) -> d
     return _summary(ttfa, spans, audio_s, wall)
 
 
+def _machine_busy_s() -> float | None:
+    """CPU seconds every process on this machine has spent busy so far (Linux /proc/stat;
+    None elsewhere): a round's difference counts the client, proxy, ingress and replica of an
+    HTTP round alike, and the engine's threads of an in-process one."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def _with_cpu(measure) -> dict:
+    """A round's row with `cpu_per_audio_s` (machine CPU seconds per second of audio made)
+    and `cores_busy` (the share of the machine's cores busy during the round)."""
+    before, t0 = _machine_busy_s(), time.perf_counter()
+    r = measure()
+    after, wall = _machine_busy_s(), time.perf_counter() - t0
+    if before is not None and after is not None and r["audio"] > 0:
+        r["cpu_per_audio_s"] = (after - before) / r["audio"]
+        r["cores_busy"] = (after - before) / (wall * (os.cpu_count() or 1))
+    return r
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -221,10 +247,10 @@ def http_main(args: argparse.Namespace) -> None:
                     continue
                 # --vs-engine: rounds of in-process then HTTP, so both see the same machine
                 for _ in range(args.rounds):
-                    r = run(local[0], n, args.frames, local[1])
+                    r = _with_cpu(lambda n=n: run(local[0], n, args.frames, local[1]))
                     rows.setdefault((n, "in-proc"), []).append(r)
                     _print_row(n, "in-proc", r)
-                    r = http_run(base_url, n, args.frames)
+                    r = _with_cpu(lambda n=n: http_run(base_url, n, args.frames))
                     rows.setdefault((n, "batched"), []).append(r)
                     _print_row(n, backend, r)
             serve.delete(profile.app_name)
@@ -240,6 +266,11 @@ def http_main(args: argparse.Namespace) -> None:
                       f"{a['audio_s_per_s']:.1f} audio-s/s, HTTP graph {b['audio_s_per_s']:.1f}: "
                       f"HTTP / in-process x{b['audio_s_per_s'] / a['audio_s_per_s']:.2f}, "
                       f"TTFA p95 x{b['ttfa_p95'] / a['ttfa_p95']:.2f}")
+                if "cpu_per_audio_s" in a and "cpu_per_audio_s" in b:
+                    print(f"{n:>7}   machine CPU-s per audio-s: in-process "
+                          f"{a['cpu_per_audio_s']:.3f}, HTTP graph {b['cpu_per_audio_s']:.3f} "
+                          f"(x{b['cpu_per_audio_s'] / a['cpu_per_audio_s']:.2f}); cores busy: "
+                          f"in-process {a['cores_busy']:.0%}, HTTP graph {b['cores_busy']:.0%}")
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         if local is not None:
@@ -264,7 +295,7 @@ def _local_engine(args: argparse.Namespace, cv, slots: int) -> tuple[TTSEngine, 
 
 
 def _median_row(rs: list[dict]) -> dict:
-    return {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+    return {k: float(np.median([r[k] for r in rs])) for k in rs[0] if all(k in r for r in rs)}
 
 
 def _print_row(n: int, name: str, r: dict) -> None:
