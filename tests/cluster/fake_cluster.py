@@ -23,17 +23,17 @@ import atexit
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 from ray.cluster_utils import AutoscalingCluster
+
+from tests.processes import group_processes, stop_process_group
 
 HEAD_TYPE = "ray.head.default"
 #: The autoscaler's cluster config around the node types (what the fake provider's
@@ -130,25 +130,12 @@ class LocalAutoscalingCluster(AutoscalingCluster):
             raise RuntimeError(f"ray start failed:\n{output}")
 
     def processes(self) -> list[psutil.Process]:
-        if self._pgid is None:
-            return []
-        found = []
-        for proc in psutil.process_iter(["pid"]):
-            # a process may end between the listing and the question (getpgid's ESRCH)
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if os.getpgid(proc.pid) == self._pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-        return found
+        return [] if self._pgid is None else group_processes(self._pgid)
 
     def shutdown(self):
         if self._pgid is None:
             return
-        for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._pgid, sig)
-            deadline = time.monotonic() + wait_s
-            while self.processes() and time.monotonic() < deadline:
-                time.sleep(0.2)
+        stop_process_group(self._pgid)
         self._pgid = None
 
     def kill_node(self, node_id: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
+from tests.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -101,11 +102,8 @@ def test_serve_deploy_of_the_cpu_profile_serves_requests(tmp_path, tiny_models_d
                               headers={"X-API-Key": key})
         assert response.status_code == 200 and response.json()["success"] is True
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_process_group(head.pid)
+        head.wait(timeout=30)
 
 
 def _wait(check, timeout_s: float) -> None:
