@@ -139,6 +139,11 @@ def http(graph: Graph) -> Iterator[httpx.Client]:
         yield client
 
 
+#: Deployment options of the tests' own apps: deleting one waits for its replicas to wind
+#: down, 2 s a replica by Ray Serve's defaults (its graceful-shutdown poll); a test app has
+#: nothing in flight to drain by then.
+QUICK_SHUTDOWN = {"graceful_shutdown_wait_loop_s": 0.1, "graceful_shutdown_timeout_s": 2}
+
 #: A second, small application on the shared Ray (CustomVoice, AudioProcessor, ingress), for
 #: tests that must change settings or kill a replica without disturbing the main graph.
 EDGE_APP = "edge"
@@ -159,9 +164,10 @@ def small_app(graph: Graph, name: str, *, ingress_replicas: int = 1, **updates) 
 
     profile = load_profile(CPU_PROFILE)
     args = profile.args.model_copy(update={"voice_design": None, "voice_clone": None, "aligner": None, **updates})
-    small = {"ray_actor_options": {"num_cpus": 0.1}}
-    overrides = {"CustomVoice": {**profile.overrides["CustomVoice"],
+    small = {"ray_actor_options": {"num_cpus": 0.1}, **QUICK_SHUTDOWN}
+    overrides = {"CustomVoice": {**profile.overrides["CustomVoice"], **QUICK_SHUTDOWN,
                                  "ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}},
+                 "VoiceClone": QUICK_SHUTDOWN, "VoiceDesign": QUICK_SHUTDOWN,
                  "AudioProcessor": {"num_replicas": 1, **small},
                  "TTSIngress": {"num_replicas": ingress_replicas, **small}}
     serve.run(build_graph(args, overrides), name=name, route_prefix=f"/{name}")

@@ -12,13 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.graph.conftest import QUICK_SHUTDOWN
+
 APP, PREFIX = "autoscale", "/autoscale"
 FAST = {"metrics_interval_s": 0.5, "look_back_period_s": 1, "upscale_delay_s": 0.5, "downscale_delay_s": 2,
         "target_ongoing_requests": 1}
 
 
 def _model(min_replicas: int, **extra) -> dict:
-    return {"ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0.25},
+    return {"ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0.25}, **QUICK_SHUTDOWN,
             "max_ongoing_requests": 8,
             "autoscaling_config": {"min_replicas": min_replicas, "max_replicas": 2, **FAST, **extra}}
 
@@ -36,8 +38,9 @@ def autoscale_app(graph) -> Iterator[str]:
         "CustomVoice": _model(1),
         "VoiceClone": _model(1),
         "VoiceDesign": _model(0, initial_replicas=1, downscale_to_zero_delay_s=2),
-        "AudioProcessor": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}},
-        "TTSIngress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}},
+        "AudioProcessor": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1},
+                           **QUICK_SHUTDOWN},
+        "TTSIngress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}, **QUICK_SHUTDOWN},
     }
     serve.run(build_graph(args, overrides), name=APP, route_prefix=PREFIX)
     try:
