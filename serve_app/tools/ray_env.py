@@ -18,6 +18,17 @@ reads its node's environment, which runtime_env does not reach).
   (health checks, metrics). Model work runs on the engine's threads; the ingress's platform
   calls (database, Redis) hold its loop for milliseconds.
 
+- `RAY_max_direct_call_object_size=1048576` (Ray's default: 100 KiB): a Ray item up to 1 MiB
+  travels inline in the reply instead of through the node's object store. A streamed chunk
+  is such an item twice (the model replica's float PCM to the ingress, 368 KB for 48 frames;
+  the ingress's encoded audio to the proxy, 184 KB as pcm), and through the object store
+  each costs a put, a seal, a fetch and the raylet's bookkeeping. The sender decides, so the
+  replicas' runtime_env carries it to the replicas of a `serve deploy`. Measured on the CPU
+  demo (`benchmarks/engine.py --http --vs-engine --concurrency 16 --frames 200 --rounds 6`,
+  three runs each, in turn): HTTP against in process x0.83, x0.90, x0.84 with it, x0.67,
+  x0.73, x0.76 without; the machine's CPU per second of audio through HTTP x1.16-1.21 of in
+  process against x1.28-1.40 (docs/streaming.md).
+
 An operator's own value wins: `apply_serve_env` only fills what is unset.
 """
 
@@ -28,6 +39,7 @@ import os
 SERVE_ENV: dict[str, str] = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_max_direct_call_object_size": "1048576",
 }
 
 
