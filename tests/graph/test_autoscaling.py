@@ -32,7 +32,9 @@ def autoscale_app(graph) -> Iterator[str]:
     from serve_app.app.builder import build_graph
     from serve_app.tools.profiles import load_profile
     profile = load_profile(Path(__file__).resolve().parents[2] / "configs" / "cpu-tiny.yaml")
-    args = profile.args.model_copy(update={"ingress": profile.args.ingress.model_copy(
+    # no ForcedAligner: nothing here asks for word times, and its replica's start (qwen-asr's
+    # imports) would only add seconds
+    args = profile.args.model_copy(update={"aligner": None, "ingress": profile.args.ingress.model_copy(
         update={"cache_enabled": False})})
     overrides = {
         "CustomVoice": _model(1),

@@ -178,3 +178,34 @@ def test_a_client_that_disconnects_stops_generation(graph, http):
     assert frames - before["frames_generated"] < 1999
     r = http.post("/v1/audio/speech", json=speech(response_format="pcm", max_new_tokens=8))
     assert r.status_code == 200  # the replica serves the next request
+
+
+def _object_store_created_bytes() -> int:
+    """Bytes ever created in the local Ray's object store (every node's, cumulative)."""
+    import ray
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+    state = get_state_from_address(ray.get_runtime_context().gcs_address)
+    return get_memory_info_reply(state).store_stats.cumulative_created_bytes
+
+
+def test_streamed_chunks_travel_inline_not_through_the_object_store(http):
+    """SERVE_ENV's `RAY_max_direct_call_object_size` (1 MiB): a chunk is a Ray item twice (the
+    replica's float PCM to the ingress, up to 368 KB at 48 frames; the ingress's pcm to the
+    proxy, half that), and each goes in its reply instead of through the object store (a
+    put, a seal, a fetch). With Ray's 100 KiB those of 13 frames and more went there: about
+    three times the pcm's bytes for this stream. Up to three tries, each with a seed of its
+    own (no cache hit): another test's leftover work may create objects meanwhile."""
+    created = []
+    for seed in range(3):
+        before = _object_store_created_bytes()
+        body = speech(response_format="pcm", stream_format="audio", seed=100 + seed,
+                      min_frames=300, max_new_tokens=301)
+        with http.stream("POST", "/v1/audio/speech", json=body) as r:
+            assert r.status_code == 200
+            size = sum(len(piece) for piece in r.iter_bytes())
+        assert size == 300 * 1920 * 2  # 24 s of 16-bit samples at 24 kHz
+        created.append(_object_store_created_bytes() - before)
+        if created[-1] < size // 4:
+            break
+    assert min(created) < size // 4, f"object store grew by {created} bytes per {size}-byte stream"
