@@ -27,7 +27,9 @@ reads its node's environment, which runtime_env does not reach).
   demo (`benchmarks/engine.py --http --vs-engine --concurrency 16 --frames 200 --rounds 6`,
   three runs each, in turn): HTTP against in process x0.83, x0.90, x0.84 with it, x0.67,
   x0.73, x0.76 without; the machine's CPU per second of audio through HTTP x1.16-1.21 of in
-  process against x1.28-1.40 (docs/streaming.md).
+  process against x1.28-1.40 (docs/streaming.md). What a slow reader has not read yet
+  waits in the ingress's and the proxy's memory instead of the object store (the same
+  bytes; the object store could have spilled them to disk).
 
 An operator's own value wins: `apply_serve_env` only fills what is unset.
 """
