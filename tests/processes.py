@@ -24,8 +24,8 @@ def group_processes(pgid: int) -> list[psutil.Process]:
 def stop_process_group(pgid: int, grace_s: float = 3.0, kill_bound_s: float = 30.0) -> None:
     """SIGTERM to the group, then SIGKILL to what is left after `grace_s`; returns once no
     process of the group is left (or after `kill_bound_s`). A Ray head started with
-    `ray start --block` takes ~30 s to wind down on SIGTERM (its raylet waits on replicas
-    that are going too): a test's cluster holds nothing that needs a graceful end."""
+    `ray start --block` took ~30 s to wind down on SIGTERM (its raylet, GCS and Serve
+    replicas lingered that long): a test's cluster holds nothing that needs a graceful end."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_bound_s)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)

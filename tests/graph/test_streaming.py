@@ -193,8 +193,8 @@ def test_streamed_chunks_travel_inline_not_through_the_object_store(http):
     """SERVE_ENV's `RAY_max_direct_call_object_size` (1 MiB): a chunk is a Ray item twice (the
     replica's float PCM to the ingress, up to 368 KB at 48 frames; the ingress's pcm to the
     proxy, half that), and each goes in its reply instead of through the object store (a
-    put, a seal, a fetch). With Ray's 100 KiB those of 13 frames and more went there: about
-    three times the pcm's bytes for this stream. Up to three tries, each with a seed of its
+    put, a seal, a fetch). With Ray's 100 KiB every item over it (from about 13 frames of
+    float PCM) went there: about three times the pcm's bytes for this stream. Up to three tries, each with a seed of its
     own (no cache hit): another test's leftover work may create objects meanwhile."""
     created = []
     for seed in range(3):
