@@ -41,7 +41,10 @@ TENANT_TABLES_0004 = ("api_keys", "tenant_limits", "usage_records", "voices", "j
 TENANT_TABLES_0005 = ("tenant_consent", "consent_statements", "audit_events")
 #: ... and 0006's pronunciation dictionaries.
 TENANT_TABLES_0006 = ("pronunciation_dictionaries",)
-TENANT_TABLES = TENANT_TABLES_0004 + TENANT_TABLES_0005 + TENANT_TABLES_0006
+#: ... and 0007's running usage totals.
+TENANT_TABLES_0007 = ("usage_totals",)
+TENANT_TABLES = TENANT_TABLES_0004 + TENANT_TABLES_0005 + TENANT_TABLES_0006 + \
+    TENANT_TABLES_0007
 #: Shared tables the application reads and never writes.
 READ_ONLY_TABLES = ("tenants", "plans", "plan_versions")
 

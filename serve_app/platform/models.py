@@ -141,6 +141,24 @@ class UsageRecordRow(Base):
     cost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
+class UsageTotalRow(Base):
+    """A tenant's running totals for one month, plan version and model kind: what its usage
+    rows add up to, kept in the transaction that writes each row (pricing.add_to_totals), so
+    pricing a row reads one small row instead of summing the month's usage rows."""
+
+    __tablename__ = "usage_totals"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    month: Mapped[datetime] = mapped_column(primary_key=True)  # its first instant (UTC)
+    plan_version_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "": no plan
+    model: Mapped[str] = mapped_column(String(32), primary_key=True)
+    characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    audio_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    voices: Mapped[int] = mapped_column(BigInteger, default=0)  # rows of operation "voice"
+    billable_characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    billable_audio_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class VoiceRow(Base):
     __tablename__ = "voices"
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_voices_tenant_name"),)

@@ -14,6 +14,12 @@ kind under the same plan version earlier in the month. The rows of a month
 then add up to exactly the rounded-down price of its total: an invoice is a sum, never a
 re-pricing. Writers of one tenant are serialized (a transaction-scoped advisory lock on
 PostgreSQL; BEGIN IMMEDIATE on SQLite), so two concurrent rows never see the same totals.
+
+The month's totals (what the included quotas have used, and each meter's billable units per
+plan version and model kind) are kept in `usage_totals`, one small row per tenant, month,
+plan version and model kind, added to in the transaction that writes each usage row
+(`add_to_totals`): pricing a row reads those instead of summing the month's usage rows, so
+its cost does not grow with the tenant's traffic.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from serve_app.platform.models import UsageRecordRow
+from serve_app.platform.models import UsageTotalRow
 from serve_app.platform.plans import PlanGrant, grant_at
 
 Operation = Literal["synthesis", "voice", "job"]
@@ -97,17 +105,49 @@ def lock_tenant_usage(session: Session, tenant_id: str) -> None:
                         {"space": USAGE_LOCK_SPACE, "tenant": tenant_id})
 
 
-def included_used(session: Session, tenant_id: str, start: datetime, end: datetime
-                  ) -> dict[str, int]:
-    """What the tenant used of each included quota in [start, end): characters, audio in
-    milliseconds, voices saved."""
-    t = UsageRecordRow
+def included_used(session: Session, tenant_id: str, month: datetime) -> dict[str, int]:
+    """What the tenant used of each included quota in the month that starts at `month`
+    (`month_bounds(...)[0]`): characters, audio in milliseconds, voices saved."""
+    t = UsageTotalRow
     chars, audio_ms, voices = session.execute(
         select(func.coalesce(func.sum(t.characters), 0), func.coalesce(func.sum(t.audio_ms), 0),
-               func.coalesce(func.sum(case((t.operation == "voice", 1), else_=0)), 0))
-        .where(t.tenant_id == tenant_id, t.created_at >= start, t.created_at < end)).one()
+               func.coalesce(func.sum(t.voices), 0))
+        .where(t.tenant_id == tenant_id, t.month == month)).one()
     return {"characters": int(chars), "audio_seconds": int(audio_ms),
             "voice_clones": int(voices)}
+
+
+def _billed_before(session: Session, tenant_id: str, month: datetime, version_id: str,
+                   model: str) -> tuple[int, int]:
+    """Billable characters and audio milliseconds of the month so far, under one plan version
+    and model kind."""
+    t = UsageTotalRow
+    row = session.execute(
+        select(t.billable_characters, t.billable_audio_ms)
+        .where(t.tenant_id == tenant_id, t.month == month, t.plan_version_id == version_id,
+               t.model == model)).one_or_none()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+#: What `add_to_totals` adds up (the columns of `usage_totals` past its key).
+TOTALS = ("characters", "audio_ms", "voices", "billable_characters", "billable_audio_ms")
+
+
+def add_to_totals(session: Session, *, tenant_id: str, model: str, operation: Operation,
+                  characters: int, audio_ms: int, at: datetime, priced: Priced) -> None:
+    """Add a written usage row to its month's running totals (in the row's transaction)."""
+    key = {"tenant_id": tenant_id, "month": month_bounds(at)[0],
+           "plan_version_id": priced.plan_version_id or "", "model": model}
+    amounts = {"characters": characters, "audio_ms": audio_ms,
+               "voices": 1 if operation == "voice" else 0,
+               "billable_characters": priced.billable_characters,
+               "billable_audio_ms": priced.billable_audio_ms}
+    table = UsageTotalRow.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).values(**key, **amounts)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key), set_={c: table.c[c] + statement.excluded[c] for c in TOTALS})
+    session.connection().execute(statement)
 
 
 def included_amounts(grant: PlanGrant) -> dict[str, int | None]:
@@ -125,32 +165,28 @@ def price_row(session: Session, *, tenant_id: str, model: str, operation: Operat
     grant = grant_at(session, tenant_id, at)
     if grant is None:
         return Priced()
-    start, end = month_bounds(at)
-    used = included_used(session, tenant_id, start, end)
+    start = month_bounds(at)[0]
+    used = included_used(session, tenant_id, start)
     included = included_amounts(grant)
     amounts = {"characters": characters, "audio_seconds": audio_ms,
                "voice_clones": 1 if operation == "voice" else 0}
     quotas = {q: QuotaUse(used[q], used[q] + amounts[q], included[q] or 0)  # type: ignore[arg-type]
               for q in QUOTAS if included[q]}
     prices = grant.terms.prices
-    t = UsageRecordRow
-    same = (t.tenant_id == tenant_id, t.created_at >= start, t.created_at < end,
-            t.plan_version_id == grant.version_id)
+    chars_before, audio_before = _billed_before(session, tenant_id, start, grant.version_id,
+                                                model)
 
     billable_chars = past_included(included["characters"], used["characters"], characters)
     cost_chars = 0
     char_price = prices.per_1k_characters.get(model, 0)
     if billable_chars and char_price:
-        before = session.scalar(select(func.coalesce(func.sum(t.billable_characters), 0))
-                                .where(*same, t.model == model))
-        cost_chars = running_price(int(before), billable_chars, char_price, CHARACTERS_PER_PRICE)
+        cost_chars = running_price(chars_before, billable_chars, char_price,
+                                   CHARACTERS_PER_PRICE)
 
     billable_audio = past_included(included["audio_seconds"], used["audio_seconds"], audio_ms)
     cost_audio = 0
     if billable_audio and prices.per_audio_minute:
-        before = session.scalar(select(func.coalesce(func.sum(t.billable_audio_ms), 0))
-                                .where(*same, t.model == model))
-        cost_audio = running_price(int(before), billable_audio, prices.per_audio_minute,
+        cost_audio = running_price(audio_before, billable_audio, prices.per_audio_minute,
                                    MS_PER_PRICE)
 
     billable_ops, cost_op = 0, 0

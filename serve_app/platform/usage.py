@@ -26,6 +26,7 @@ from serve_app.platform.plans import grant_at
 from serve_app.platform.pricing import (
     Operation,
     Priced,
+    add_to_totals,
     included_amounts,
     included_used,
     month_bounds,
@@ -151,6 +152,11 @@ class UsageMeter:
                 **values, **priced.columns()).on_conflict_do_nothing(
                 index_elements=["request_id"]).returning(UsageRecordRow.__table__.c.id)
             recorded = session.connection().execute(statement).first() is not None
+            if recorded:
+                add_to_totals(session, tenant_id=usage.tenant_id, model=usage.model,
+                              operation=usage.operation, characters=usage.characters,
+                              audio_ms=values["audio_ms"], at=values["created_at"],
+                              priced=priced)
             alerts = open_alerts(session, usage.tenant_id, values["created_at"], priced) \
                 if recorded else 0
         return Recorded(recorded, priced, alerts)
@@ -165,7 +171,7 @@ class UsageMeter:
             included = grant.terms.included.voice_clones
             start, end = month_bounds(at)
             if included is None or \
-                    included_used(session, tenant_id, start, end)["voice_clones"] < included:
+                    included_used(session, tenant_id, start)["voice_clones"] < included:
                 return
         retry = max(1, math.ceil((end - at).total_seconds()))
         raise LimitExceeded(
@@ -199,7 +205,7 @@ class UsageMeter:
                     plan = {"name": grant.plan_name, "version": grant.version,
                             "overage": grant.terms.overage}
                     included = _included(grant, included_used(session, tenant_id,
-                                                              *month_bounds(start)))
+                                                              month_bounds(start)[0]))
         by_model: dict[str, dict[str, float]] = {}
         by_status: dict[str, int] = {}
         totals = [0, 0, 0.0, 0]

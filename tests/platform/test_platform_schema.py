@@ -15,13 +15,13 @@ def test_migrations_create_every_table_the_models_use(database_url):
     try:
         assert db.current_revision() is None
         db.migrate()
-        assert db.current_revision() == "0006"
+        assert db.current_revision() == "0007"
         tables = set(inspect(db.engine).get_table_names())
         assert set(Base.metadata.tables) <= tables
         with db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": False})
             assert compare_metadata(context, Base.metadata) == []
         db.migrate()  # a second run is a no-op
-        assert db.current_revision() == "0006"
+        assert db.current_revision() == "0007"
     finally:
         db.dispose()
