@@ -141,7 +141,10 @@ class UsageMeter:
         """Price and store the record, and open the quota warnings it crosses, in one
         transaction (its cost is final)."""
         values = usage.model_dump()
-        values["created_at"] = values["created_at"] or utcnow()
+        created = values["created_at"] or utcnow()
+        # in UTC: the month it is priced and totalled in is a UTC month (pricing.month_bounds);
+        # a naive time is refused by its column, as before
+        values["created_at"] = created.astimezone(UTC) if created.tzinfo else created
         values["audio_ms"] = round(usage.audio_seconds * 1000)
         insert = pg_insert if self._db.is_postgresql else sqlite_insert
         with self._db.transaction(usage.tenant_id) as session:

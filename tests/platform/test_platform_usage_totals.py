@@ -6,7 +6,7 @@ them."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from platform_testing import MARCH, at, record, terms
 from sqlalchemy import event, insert, select
@@ -61,6 +61,17 @@ def test_the_totals_equal_what_the_rows_add_up_to(platform):
     assert stored[(acme.id, march, version, "CustomVoice")][3] == 200 + 50
     assert stored[(acme.id, march, version, "VoiceClone")][2] == 2  # two voices saved
     assert stored[(acme.id, march, "", "CustomVoice")] == (400, 3500, 0, 0, 0)
+
+
+def test_a_row_stamped_in_another_time_zone_counts_in_its_utc_month(platform):
+    tenant = platform.tenants.create("acme")
+    # 1 April 01:00 at UTC+2 is 31 March 23:00 UTC
+    record(platform, tenant.id, "tz", datetime(2025, 4, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+           characters=10)
+    with platform.db.admin_transaction() as session:
+        stored = stored_totals(session)
+        assert stored == rows_added_up(session)
+    assert list(stored) == [(tenant.id, MARCH, "", "CustomVoice")]
 
 
 def test_pricing_a_row_reads_the_totals_not_the_months_rows(platform):
