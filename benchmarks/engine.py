@@ -29,7 +29,9 @@ first audio bytes the client reads; RTF per stream = wall seconds of the stream 
 seconds. With the medians, the machine's CPU seconds per second of audio made in each mode
 (every process's, from /proc/stat) and the share of its cores busy: on a machine whose cores
 the in-process engine already fills, HTTP's throughput ratio is about the inverse of its CPU
-ratio.
+ratio. And each graph process's CPU milliseconds per request through HTTP (the replica,
+ingress, proxy, Serve controller, raylet and GCS; read with psutil, so run it on a machine
+with no other Ray): what a request costs the graph beside the model's work.
 
     .venv/bin/python benchmarks/engine.py --http --vs-engine --concurrency 1 16 --frames 200
 """
@@ -166,15 +168,54 @@ def _machine_busy_s() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
-def _with_cpu(measure) -> dict:
+#: The graph's processes whose CPU an HTTP round reads, by what their title holds.
+GRAPH_PROCESSES = {"replica": "ServeReplica:qwen3-tts:CustomVoice",
+                   "ingress": "ServeReplica:qwen3-tts:TTSIngress", "proxy": "ProxyActor",
+                   "controller": "ServeController", "raylet": "raylet", "gcs": "gcs_server"}
+
+
+def _graph_processes() -> dict:
+    """The local graph's processes (psutil), by role (the keys of GRAPH_PROCESSES)."""
+    import psutil
+
+    found = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        for role, mark in GRAPH_PROCESSES.items():
+            if mark in title.split(" ", 1)[0]:
+                found[role] = proc
+    return found
+
+
+def _process_cpu_s(processes: dict) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for role, proc in processes.items():
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # gone (a replica replaced): left out
+            continue
+        out[role] = times.user + times.system
+    return out
+
+
+def _with_cpu(measure, processes: dict | None = None, requests: int = 0) -> dict:
     """A round's row with `cpu_per_audio_s` (machine CPU seconds per second of audio made)
-    and `cores_busy` (the share of the machine's cores busy during the round)."""
+    and `cores_busy` (the share of the machine's cores busy during the round); with
+    `processes` (`_graph_processes()`), `cpu_ms_<role>`: each one's CPU milliseconds per
+    request of the round."""
     before, t0 = _machine_busy_s(), time.perf_counter()
+    per_process = _process_cpu_s(processes) if processes else {}
     r = measure()
     after, wall = _machine_busy_s(), time.perf_counter() - t0
     if before is not None and after is not None and r["audio"] > 0:
         r["cpu_per_audio_s"] = (after - before) / r["audio"]
         r["cores_busy"] = (after - before) / (wall * (os.cpu_count() or 1))
+    if per_process and requests:
+        for role, cpu_s in _process_cpu_s(processes).items():
+            if role in per_process:
+                r[f"cpu_ms_{role}"] = (cpu_s - per_process[role]) * 1000 / requests
     return r
 
 
@@ -232,6 +273,7 @@ def http_main(args: argparse.Namespace) -> None:
             serve.run(build_graph(app_args, overrides), name=profile.app_name,
                       route_prefix=profile.route_prefix)
             http_run(base_url, 1, 4)  # warm the path
+            graph = _graph_processes()
             print(f"{'':>7}   ({backend}: graph up and warm in {time.perf_counter() - t0:.0f} s)")
             for n in args.concurrency:
                 if backend == "reference" and n > args.reference_max:
@@ -250,7 +292,7 @@ def http_main(args: argparse.Namespace) -> None:
                     r = _with_cpu(lambda n=n: run(local[0], n, args.frames, local[1]))
                     rows.setdefault((n, "in-proc"), []).append(r)
                     _print_row(n, "in-proc", r)
-                    r = _with_cpu(lambda n=n: http_run(base_url, n, args.frames))
+                    r = _with_cpu(lambda n=n: http_run(base_url, n, args.frames), graph, n)
                     rows.setdefault((n, "batched"), []).append(r)
                     _print_row(n, backend, r)
             serve.delete(profile.app_name)
@@ -271,6 +313,10 @@ def http_main(args: argparse.Namespace) -> None:
                           f"{a['cpu_per_audio_s']:.3f}, HTTP graph {b['cpu_per_audio_s']:.3f} "
                           f"(x{b['cpu_per_audio_s'] / a['cpu_per_audio_s']:.2f}); cores busy: "
                           f"in-process {a['cores_busy']:.0%}, HTTP graph {b['cores_busy']:.0%}")
+                roles = [role for role in GRAPH_PROCESSES if f"cpu_ms_{role}" in b]
+                if roles:
+                    print(f"{n:>7}   CPU ms per request through HTTP: " + ", ".join(
+                        f"{role} {b[f'cpu_ms_{role}']:.1f}" for role in roles))
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         if local is not None:
