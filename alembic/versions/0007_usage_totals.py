@@ -20,7 +20,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 
 from alembic import op
-from serve_app.platform.isolation import APP_ROLE, POLICY, TENANT_TABLES_0007, policy_expression
+from serve_app.platform.isolation import TENANT_TABLES_0007, secure_new_tenant_tables
 from serve_app.platform.models import UTCDateTime
 
 revision = "0007"
@@ -42,16 +42,7 @@ def upgrade() -> None:
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in TOTALS),
     )
     _fill(totals)
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    role_exists = op.get_bind().exec_driver_sql(
-        f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}'").scalar() is not None
-    for table in TENANT_TABLES_0007:
-        if role_exists:
-            op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"CREATE POLICY {POLICY} ON {table} USING ({policy_expression()}) "
-                   f"WITH CHECK ({policy_expression()})")
+    secure_new_tenant_tables(op, TENANT_TABLES_0007)
 
 
 def _fill(totals: sa.Table) -> None:

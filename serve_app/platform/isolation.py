@@ -53,6 +53,23 @@ def policy_expression() -> str:
     return f"tenant_id = current_setting('{TENANT_SETTING}', true)"
 
 
+def secure_new_tenant_tables(op, tables: tuple[str, ...]) -> None:
+    """What a migration that adds tenant tables runs for them (`op`: Alembic's; PostgreSQL
+    only): the application role's grants, when the role exists, and row-level security with
+    the one policy."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    role_exists = bind.exec_driver_sql(
+        f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}'").scalar() is not None
+    for table in tables:
+        if role_exists:
+            op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
+        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY {POLICY} ON {table} USING ({policy_expression()}) "
+                   f"WITH CHECK ({policy_expression()})")
+
+
 @dataclass(frozen=True)
 class Isolation:
     """Which guarantee a connection gets."""
