@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +59,12 @@ def _sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def dialect_insert(session: Session):
+    """The INSERT construct of `session`'s database, with its ON CONFLICT clauses
+    (`on_conflict_do_nothing` / `on_conflict_do_update`): PostgreSQL's or SQLite's."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 #: The transaction-local setting PostgreSQL's row-level security policies read

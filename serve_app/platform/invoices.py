@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from serve_app.platform.db import Database
+from serve_app.platform.db import Database, dialect_insert
 from serve_app.platform.errors import Conflict, InvalidRequest, NotFound
 from serve_app.platform.models import (
     InvoiceRow,
@@ -172,9 +170,9 @@ class Invoices:
         if end > (now or utcnow()):
             raise Conflict(f"the period {period} ends at {end.isoformat()}: close it after",
                            param="period")
-        insert = pg_insert if self._db.is_postgresql else sqlite_insert
         out: list[Invoice] = []
         with self._db.admin_transaction() as session:
+            insert = dialect_insert(session)
             with_usage = select(UsageRecordRow.tenant_id).where(
                 UsageRecordRow.created_at >= start, UsageRecordRow.created_at < end)
             with_plan = select(TenantPlanRow.tenant_id).where(TenantPlanRow.effective_from < end)

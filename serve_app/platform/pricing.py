@@ -29,10 +29,9 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from serve_app.platform.db import dialect_insert
 from serve_app.platform.models import UsageTotalRow
 from serve_app.platform.plans import PlanGrant, grant_at
 
@@ -143,7 +142,7 @@ def add_to_totals(session: Session, *, tenant_id: str, model: str, operation: Op
                "billable_characters": priced.billable_characters,
                "billable_audio_ms": priced.billable_audio_ms}
     table = UsageTotalRow.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     statement = insert(table).values(**key, **amounts)
     statement = statement.on_conflict_do_update(
         index_elements=list(key), set_={c: table.c[c] + statement.excluded[c] for c in TOTALS})
@@ -173,21 +172,18 @@ def price_row(session: Session, *, tenant_id: str, model: str, operation: Operat
     quotas = {q: QuotaUse(used[q], used[q] + amounts[q], included[q] or 0)  # type: ignore[arg-type]
               for q in QUOTAS if included[q]}
     prices = grant.terms.prices
-    chars_before, audio_before = _billed_before(session, tenant_id, start, grant.version_id,
-                                                model)
-
     billable_chars = past_included(included["characters"], used["characters"], characters)
-    cost_chars = 0
-    char_price = prices.per_1k_characters.get(model, 0)
-    if billable_chars and char_price:
-        cost_chars = running_price(chars_before, billable_chars, char_price,
-                                   CHARACTERS_PER_PRICE)
-
     billable_audio = past_included(included["audio_seconds"], used["audio_seconds"], audio_ms)
-    cost_audio = 0
-    if billable_audio and prices.per_audio_minute:
-        cost_audio = running_price(audio_before, billable_audio, prices.per_audio_minute,
-                                   MS_PER_PRICE)
+    char_price = prices.per_1k_characters.get(model, 0)
+    prices_chars = bool(billable_chars and char_price)
+    prices_audio = bool(billable_audio and prices.per_audio_minute)
+    # the running totals are read only when a meter has something to price
+    chars_before, audio_before = _billed_before(session, tenant_id, start, grant.version_id,
+                                                model) if prices_chars or prices_audio else (0, 0)
+    cost_chars = running_price(chars_before, billable_chars, char_price,
+                               CHARACTERS_PER_PRICE) if prices_chars else 0
+    cost_audio = running_price(audio_before, billable_audio, prices.per_audio_minute,
+                               MS_PER_PRICE) if prices_audio else 0
 
     billable_ops, cost_op = 0, 0
     if operation == "voice":

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from serve_app.platform.crypto import Keyring
-from serve_app.platform.db import Database
+from serve_app.platform.db import Database, dialect_insert
 from serve_app.platform.jobs.webhooks import check_webhook_url
 from serve_app.platform.models import QuotaAlertRow, TenantWebhookRow, utcnow
 from serve_app.platform.pricing import Priced
@@ -55,7 +53,7 @@ def open_alerts(session: Session, tenant_id: str, at: datetime, priced: Priced) 
     """Insert the alerts this row's pricing crossed (in the row's transaction); how many are
     new."""
     period = at.strftime("%Y-%m")
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     new = 0
     for quota, threshold, used, included in crossed(priced):
         result = session.execute(insert(QuotaAlertRow.__table__).values(

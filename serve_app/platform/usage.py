@@ -16,10 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from serve_app.platform.db import Database
+from serve_app.platform.db import Database, dialect_insert
 from serve_app.platform.errors import InvalidRequest, LimitExceeded
 from serve_app.platform.models import UsageRecordRow, utcnow
 from serve_app.platform.plans import grant_at
@@ -146,12 +144,11 @@ class UsageMeter:
         # a naive time is refused by its column, as before
         values["created_at"] = created.astimezone(UTC) if created.tzinfo else created
         values["audio_ms"] = round(usage.audio_seconds * 1000)
-        insert = pg_insert if self._db.is_postgresql else sqlite_insert
         with self._db.transaction(usage.tenant_id) as session:
             priced = price_row(session, tenant_id=usage.tenant_id, model=usage.model,
                                operation=usage.operation, characters=usage.characters,
                                audio_ms=values["audio_ms"], at=values["created_at"])
-            statement = insert(UsageRecordRow.__table__).values(
+            statement = dialect_insert(session)(UsageRecordRow.__table__).values(
                 **values, **priced.columns()).on_conflict_do_nothing(
                 index_elements=["request_id"]).returning(UsageRecordRow.__table__.c.id)
             recorded = session.connection().execute(statement).first() is not None
