@@ -61,10 +61,15 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def dialect_insert(session: Session):
-    """The INSERT construct of `session`'s database, with its ON CONFLICT clauses
+def insert_of(dialect: str):
+    """The INSERT construct of the database `dialect` names, with its ON CONFLICT clauses
     (`on_conflict_do_nothing` / `on_conflict_do_update`): PostgreSQL's or SQLite's."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+def dialect_insert(session: Session):
+    """The INSERT construct of `session`'s database (`insert_of`)."""
+    return insert_of(session.get_bind().dialect.name)
 
 
 #: The transaction-local setting PostgreSQL's row-level security policies read

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -182,27 +182,43 @@ def effective_limits(own: TenantLimits, grant: PlanGrant | None) -> TenantLimits
     return TenantLimits(**merged, period=own.period if own_quota else PLAN_PERIOD)
 
 
-def version_at(session: Session, plan_id: str, at: datetime) -> PlanVersionRow | None:
-    return session.scalar(
-        select(PlanVersionRow).where(PlanVersionRow.plan_id == plan_id,
-                                     PlanVersionRow.effective_from <= at)
-        .order_by(PlanVersionRow.version.desc()).limit(1))
+#: The tenant's plan move in force at a time, and that plan's version in force then (with the
+#: plan's name): built once, run with bound values (`grant_at` runs on every usage row).
+_MOVE_AT = (select(TenantPlanRow.plan_id)
+            .where(TenantPlanRow.tenant_id == bindparam("tenant"),
+                   TenantPlanRow.effective_from <= bindparam("at"))
+            .order_by(TenantPlanRow.effective_from.desc(), TenantPlanRow.id.desc()).limit(1))
+_VERSION_AT = (select(PlanVersionRow.id, PlanVersionRow.version, PlanVersionRow.terms,
+                      PlanRow.name)
+               .join(PlanRow, PlanRow.id == PlanVersionRow.plan_id)
+               .where(PlanVersionRow.plan_id == bindparam("plan"),
+                      PlanVersionRow.effective_from <= bindparam("at"))
+               .order_by(PlanVersionRow.version.desc()).limit(1))
+#: Parsed terms by plan version id: a version's terms never change (a change is a new version).
+_TERMS: dict[str, PlanTerms] = {}
+_TERMS_KEPT = 1024
+
+
+def _terms(version_id: str, raw: dict) -> PlanTerms:
+    terms = _TERMS.get(version_id)
+    if terms is None:
+        if len(_TERMS) >= _TERMS_KEPT:
+            _TERMS.clear()
+        terms = _TERMS[version_id] = PlanTerms.model_validate(raw)
+    return terms
 
 
 def grant_at(session: Session, tenant_id: str, at: datetime) -> PlanGrant | None:
     """The plan version in force for `tenant_id` at `at` (None: the tenant has no plan)."""
-    move = session.scalar(
-        select(TenantPlanRow).where(TenantPlanRow.tenant_id == tenant_id,
-                                    TenantPlanRow.effective_from <= at)
-        .order_by(TenantPlanRow.effective_from.desc(), TenantPlanRow.id.desc()).limit(1))
-    if move is None:
+    connection = session.connection()
+    plan_id = connection.execute(_MOVE_AT, {"tenant": tenant_id, "at": at}).scalar()
+    if plan_id is None:
         return None
-    version = version_at(session, move.plan_id, at)
-    plan = session.get(PlanRow, move.plan_id)
-    if version is None or plan is None:
+    row = connection.execute(_VERSION_AT, {"plan": plan_id, "at": at}).first()
+    if row is None:
         return None
-    return PlanGrant(plan.id, plan.name, version.id, version.version,
-                     PlanTerms.model_validate(version.terms))
+    version_id, version, terms, name = row
+    return PlanGrant(plan_id, name, version_id, version, _terms(version_id, terms))
 
 
 @dataclass(frozen=True)

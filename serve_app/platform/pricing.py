@@ -24,14 +24,15 @@ its cost does not grow with the tenant's traffic.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Insert, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from serve_app.platform.db import dialect_insert
+from serve_app.platform.db import insert_of
 from serve_app.platform.models import UsageTotalRow
 from serve_app.platform.plans import PlanGrant, grant_at
 
@@ -104,14 +105,38 @@ def lock_tenant_usage(session: Session, tenant_id: str) -> None:
                         {"space": USAGE_LOCK_SPACE, "tenant": tenant_id})
 
 
+_TOTALS_KEY = ("tenant_id", "month", "plan_version_id", "model")
+#: What `add_to_totals` adds up (the columns of `usage_totals` past its key).
+TOTALS = ("characters", "audio_ms", "voices", "billable_characters", "billable_audio_ms")
+
+# The statements a usage row's pricing runs, built once and run with bound values (they run
+# on every request).
+_t = UsageTotalRow
+_INCLUDED_USED = (select(func.coalesce(func.sum(_t.characters), 0),
+                         func.coalesce(func.sum(_t.audio_ms), 0),
+                         func.coalesce(func.sum(_t.voices), 0))
+                  .where(_t.tenant_id == bindparam("tenant"), _t.month == bindparam("month")))
+_BILLED_BEFORE = (select(_t.billable_characters, _t.billable_audio_ms)
+                  .where(_t.tenant_id == bindparam("tenant"), _t.month == bindparam("month"),
+                         _t.plan_version_id == bindparam("version"),
+                         _t.model == bindparam("model")))
+
+
+@functools.cache
+def _add_totals(dialect: str) -> Insert:
+    """The upsert that adds one row's amounts to its key's totals (values bound when run)."""
+    table = UsageTotalRow.__table__
+    statement = insert_of(dialect)(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(_TOTALS_KEY),
+        set_={c: table.c[c] + statement.excluded[c] for c in TOTALS})
+
+
 def included_used(session: Session, tenant_id: str, month: datetime) -> dict[str, int]:
     """What the tenant used of each included quota in the month that starts at `month`
     (`month_bounds(...)[0]`): characters, audio in milliseconds, voices saved."""
-    t = UsageTotalRow
-    chars, audio_ms, voices = session.execute(
-        select(func.coalesce(func.sum(t.characters), 0), func.coalesce(func.sum(t.audio_ms), 0),
-               func.coalesce(func.sum(t.voices), 0))
-        .where(t.tenant_id == tenant_id, t.month == month)).one()
+    chars, audio_ms, voices = session.connection().execute(
+        _INCLUDED_USED, {"tenant": tenant_id, "month": month}).one()
     return {"characters": int(chars), "audio_seconds": int(audio_ms),
             "voice_clones": int(voices)}
 
@@ -120,33 +145,22 @@ def _billed_before(session: Session, tenant_id: str, month: datetime, version_id
                    model: str) -> tuple[int, int]:
     """Billable characters and audio milliseconds of the month so far, under one plan version
     and model kind."""
-    t = UsageTotalRow
-    row = session.execute(
-        select(t.billable_characters, t.billable_audio_ms)
-        .where(t.tenant_id == tenant_id, t.month == month, t.plan_version_id == version_id,
-               t.model == model)).one_or_none()
+    row = session.connection().execute(
+        _BILLED_BEFORE, {"tenant": tenant_id, "month": month, "version": version_id,
+                         "model": model}).one_or_none()
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-
-#: What `add_to_totals` adds up (the columns of `usage_totals` past its key).
-TOTALS = ("characters", "audio_ms", "voices", "billable_characters", "billable_audio_ms")
 
 
 def add_to_totals(session: Session, *, tenant_id: str, model: str, operation: Operation,
                   characters: int, audio_ms: int, at: datetime, priced: Priced) -> None:
     """Add a written usage row to its month's running totals (in the row's transaction)."""
-    key = {"tenant_id": tenant_id, "month": month_bounds(at)[0],
-           "plan_version_id": priced.plan_version_id or "", "model": model}
-    amounts = {"characters": characters, "audio_ms": audio_ms,
-               "voices": 1 if operation == "voice" else 0,
-               "billable_characters": priced.billable_characters,
-               "billable_audio_ms": priced.billable_audio_ms}
-    table = UsageTotalRow.__table__
-    insert = dialect_insert(session)
-    statement = insert(table).values(**key, **amounts)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key), set_={c: table.c[c] + statement.excluded[c] for c in TOTALS})
-    session.connection().execute(statement)
+    session.connection().execute(_add_totals(session.get_bind().dialect.name), {
+        "tenant_id": tenant_id, "month": month_bounds(at)[0],
+        "plan_version_id": priced.plan_version_id or "", "model": model,
+        "characters": characters, "audio_ms": audio_ms,
+        "voices": 1 if operation == "voice" else 0,
+        "billable_characters": priced.billable_characters,
+        "billable_audio_ms": priced.billable_audio_ms})
 
 
 def included_amounts(grant: PlanGrant) -> dict[str, int | None]:

@@ -9,15 +9,16 @@ plan's per-voice and per-job prices and the included voice clones are metered th
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import Insert, func, select
 
-from serve_app.platform.db import Database, dialect_insert
+from serve_app.platform.db import Database, insert_of
 from serve_app.platform.errors import InvalidRequest, LimitExceeded
 from serve_app.platform.models import UsageRecordRow, utcnow
 from serve_app.platform.plans import grant_at
@@ -126,6 +127,15 @@ def _included(grant, used: dict[str, int]) -> dict[str, dict[str, float | None]]
     return out
 
 
+@functools.cache
+def _insert_usage(dialect: str) -> Insert:
+    """INSERT of one usage row, its values bound when it runs (built once per dialect: it
+    runs on every request); a request id already recorded is skipped and returns no id."""
+    table = UsageRecordRow.__table__
+    return insert_of(dialect)(table).on_conflict_do_nothing(
+        index_elements=["request_id"]).returning(table.c.id)
+
+
 class UsageMeter:
     def __init__(self, db: Database, currency: str = "USD"):
         self._db = db
@@ -148,10 +158,9 @@ class UsageMeter:
             priced = price_row(session, tenant_id=usage.tenant_id, model=usage.model,
                                operation=usage.operation, characters=usage.characters,
                                audio_ms=values["audio_ms"], at=values["created_at"])
-            statement = dialect_insert(session)(UsageRecordRow.__table__).values(
-                **values, **priced.columns()).on_conflict_do_nothing(
-                index_elements=["request_id"]).returning(UsageRecordRow.__table__.c.id)
-            recorded = session.connection().execute(statement).first() is not None
+            recorded = session.connection().execute(
+                _insert_usage(session.get_bind().dialect.name),
+                {**values, **priced.columns()}).first() is not None
             if recorded:
                 add_to_totals(session, tenant_id=usage.tenant_id, model=usage.model,
                               operation=usage.operation, characters=usage.characters,
