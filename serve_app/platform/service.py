@@ -61,6 +61,7 @@ from serve_app.platform.usage import (
     UsageStatus,
     UsageSummary,
 )
+from serve_app.platform.usage_writer import UsageWriter
 from serve_app.platform.voices import Consent, VoiceInfo, VoiceLibrary
 
 logger = logging.getLogger("qtts.platform")
@@ -95,6 +96,7 @@ class Platform:
         self.tenants = TenantDirectory(db, args.default_limits)
         self.keys = ApiKeys(db, pepper, cache_s=args.auth_cache_s)
         self.usage = UsageMeter(db, args.billing.currency)
+        self.usage_writer = UsageWriter(self.usage)  # the request path's rows: group commit
         self.voices = VoiceLibrary(db, blobs, keyring, args.voice_cache_size)
         self.statements = ConsentStatements(db, self.clone.statement_ttl_s)
         self.audit = AuditLog(db)
@@ -233,7 +235,8 @@ class Platform:
                      voice: str | None = None) -> bool:
         """Settle the admission and record usage, once. A failed request is charged nothing;
         a cancelled stream is charged what was sent (pass those figures). Returns False if
-        this request id was already recorded."""
+        this request id was already recorded. The row shares its transaction with the rows
+        of requests that finish meanwhile (`usage_writer`, group commit)."""
         if status == "failed":
             characters, audio_seconds = 0, 0.0
         record = UsageRecord(
@@ -243,14 +246,11 @@ class Platform:
             status=status,
         )
 
-        def work() -> tuple[bool, int]:
-            admission.settle(characters=characters, audio_seconds=audio_seconds)
-            return self._record(record)
-
-        recorded, alerts = await asyncio.to_thread(work)
-        if alerts:
+        written = await self.usage_writer.write(record, before=lambda: admission.settle(
+            characters=characters, audio_seconds=audio_seconds))
+        if written.alerts:
             self._spawn_delivery()
-        return recorded
+        return written.recorded
 
     def _record(self, record: UsageRecord) -> tuple[bool, int]:
         """Write a priced row (which opens the quota warnings it crosses): whether the row

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Insert, func, select
+from sqlalchemy.orm import Session
 
 from serve_app.platform.db import Database, insert_of
 from serve_app.platform.errors import InvalidRequest, LimitExceeded
@@ -148,27 +150,39 @@ class UsageMeter:
     def record_priced(self, usage: UsageRecord) -> Recorded:
         """Price and store the record, and open the quota warnings it crosses, in one
         transaction (its cost is final)."""
+        return self.record_priced_many([usage])[0]
+
+    def record_priced_many(self, rows: Sequence[UsageRecord]) -> list[Recorded]:
+        """`record_priced` for several rows of one tenant, in order, in one transaction (a
+        group commit: one BEGIN and one COMMIT for all of them). Each row is priced after
+        the ones before it, exactly as if each were written alone; if any fails, none is."""
+        tenants = {usage.tenant_id for usage in rows}
+        if len(tenants) != 1:
+            raise ValueError(f"one tenant's rows per transaction, got {len(tenants)}")
+        with self._db.transaction(rows[0].tenant_id) as session:
+            return [self._write(session, usage) for usage in rows]
+
+    @staticmethod
+    def _write(session: Session, usage: UsageRecord) -> Recorded:
         values = usage.model_dump()
         created = values["created_at"] or utcnow()
         # in UTC: the month it is priced and totalled in is a UTC month (pricing.month_bounds);
         # a naive time is refused by its column, as before
         values["created_at"] = created.astimezone(UTC) if created.tzinfo else created
         values["audio_ms"] = round(usage.audio_seconds * 1000)
-        with self._db.transaction(usage.tenant_id) as session:
-            priced = price_row(session, tenant_id=usage.tenant_id, model=usage.model,
-                               operation=usage.operation, characters=usage.characters,
-                               audio_ms=values["audio_ms"], at=values["created_at"])
-            recorded = session.connection().execute(
-                _insert_usage(session.get_bind().dialect.name),
-                {**values, **priced.columns()}).first() is not None
-            if recorded:
-                add_to_totals(session, tenant_id=usage.tenant_id, model=usage.model,
-                              operation=usage.operation, characters=usage.characters,
-                              audio_ms=values["audio_ms"], at=values["created_at"],
-                              priced=priced)
-            alerts = open_alerts(session, usage.tenant_id, values["created_at"], priced) \
-                if recorded else 0
-        return Recorded(recorded, priced, alerts)
+        priced = price_row(session, tenant_id=usage.tenant_id, model=usage.model,
+                           operation=usage.operation, characters=usage.characters,
+                           audio_ms=values["audio_ms"], at=values["created_at"])
+        recorded = session.connection().execute(
+            _insert_usage(session.get_bind().dialect.name),
+            {**values, **priced.columns()}).first() is not None
+        if not recorded:
+            return Recorded(False, priced)
+        add_to_totals(session, tenant_id=usage.tenant_id, model=usage.model,
+                      operation=usage.operation, characters=usage.characters,
+                      audio_ms=values["audio_ms"], at=values["created_at"], priced=priced)
+        return Recorded(True, priced, open_alerts(session, usage.tenant_id,
+                                                  values["created_at"], priced))
 
     def require_voice_room(self, tenant_id: str, at: datetime) -> None:
         """429 naming the quota and its reset when the tenant's plan blocks past its included

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from deployments.engine.types import VoicePrompt
 from serve_app.platform.config import JobArgs, PlatformArgs
 from serve_app.platform.crypto import generate_key
+from serve_app.platform.models import UsageRecordRow, UsageTotalRow
 from serve_app.platform.plans import PlanTerms
+from serve_app.platform.pricing import TOTALS, month_bounds
 from serve_app.platform.usage import UsageRecord
 from serve_app.platform.voices import Consent
 
@@ -109,3 +113,21 @@ def record(platform, tenant_id: str, request_id: str, when: datetime, *, model="
         request_id=request_id, tenant_id=tenant_id, model=model, endpoint="speech",
         characters=characters, audio_seconds=audio_seconds, operation=operation,
         created_at=when))
+
+
+def rows_added_up(session) -> dict[tuple, tuple[int, ...]]:
+    """What the usage rows add up to, per tenant, month, plan version and model kind."""
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(TOTALS))
+    for r in session.scalars(select(UsageRecordRow)):
+        key = (r.tenant_id, month_bounds(r.created_at)[0], r.plan_version_id or "", r.model)
+        for i, amount in enumerate((r.characters, r.audio_ms, int(r.operation == "voice"),
+                                    r.billable_characters, r.billable_audio_ms)):
+            sums[key][i] += amount
+    return {key: tuple(amounts) for key, amounts in sums.items()}
+
+
+def stored_totals(session) -> dict[tuple, tuple[int, ...]]:
+    """What `usage_totals` holds, keyed as `rows_added_up`."""
+    return {(t.tenant_id, t.month, t.plan_version_id, t.model):
+            tuple(getattr(t, name) for name in TOTALS)
+            for t in session.scalars(select(UsageTotalRow))}

@@ -5,34 +5,16 @@ them."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 
-from platform_testing import MARCH, at, record, terms
-from sqlalchemy import event, insert, select
+from platform_testing import MARCH, at, record, rows_added_up, stored_totals, terms
+from sqlalchemy import event, insert
 
 from serve_app.platform.db import Database
-from serve_app.platform.models import UsageRecordRow, UsageTotalRow
-from serve_app.platform.pricing import TOTALS, month_bounds
+from serve_app.platform.models import UsageRecordRow
+from serve_app.platform.pricing import month_bounds
 
 APRIL = datetime(2025, 4, 2, 12, tzinfo=UTC)
-
-
-def rows_added_up(session) -> dict[tuple, tuple[int, ...]]:
-    """What the usage rows add up to, per tenant, month, plan version and model kind."""
-    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(TOTALS))
-    for r in session.scalars(select(UsageRecordRow)):
-        key = (r.tenant_id, month_bounds(r.created_at)[0], r.plan_version_id or "", r.model)
-        for i, amount in enumerate((r.characters, r.audio_ms, int(r.operation == "voice"),
-                                    r.billable_characters, r.billable_audio_ms)):
-            sums[key][i] += amount
-    return {key: tuple(amounts) for key, amounts in sums.items()}
-
-
-def stored_totals(session) -> dict[tuple, tuple[int, ...]]:
-    return {(t.tenant_id, t.month, t.plan_version_id, t.model):
-            tuple(getattr(t, name) for name in TOTALS)
-            for t in session.scalars(select(UsageTotalRow))}
 
 
 def test_the_totals_equal_what_the_rows_add_up_to(platform):

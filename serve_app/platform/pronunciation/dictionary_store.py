@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from serve_app.platform.config import PronunciationArgs
 from serve_app.platform.db import Database
@@ -78,6 +78,14 @@ def _info(row: PronunciationDictionaryRow) -> DictionaryInfo:
 
 def is_dictionary_id(value: str) -> bool:
     return value.startswith(DICTIONARY_ID_PREFIX + "_")
+
+
+#: The tenant's default dictionaries' (id, version), in order: read on every request, so
+#: built once and run with the tenant bound.
+_DEFAULT_VERSIONS = (select(PronunciationDictionaryRow.id, PronunciationDictionaryRow.version)
+                     .where(PronunciationDictionaryRow.tenant_id == bindparam("tenant"),
+                            PronunciationDictionaryRow.default_rank.is_not(None))
+                     .order_by(PronunciationDictionaryRow.default_rank))
 
 
 class PronunciationDictionaries:
@@ -248,10 +256,8 @@ class PronunciationDictionaries:
         table = PronunciationDictionaryRow
         with self._db.transaction(tenant_id) as session:
             if ids is None:
-                return [(i, v) for i, v in session.execute(
-                    select(table.id, table.version).where(
-                        table.tenant_id == tenant_id, table.default_rank.is_not(None))
-                    .order_by(table.default_rank)).all()]
+                return [(i, v) for i, v in session.connection().execute(
+                    _DEFAULT_VERSIONS, {"tenant": tenant_id}).all()]
             if not ids:
                 return []
             found = dict(session.execute(select(table.id, table.version).where(
