@@ -32,7 +32,6 @@ from serve_app.platform.crypto import generate_key  # noqa: E402
 from serve_app.platform.plans import PlanTerms  # noqa: E402
 from serve_app.platform.service import Platform  # noqa: E402
 from serve_app.platform.usage import UsageRecord  # noqa: E402
-from serve_app.platform.usage_writer import UsageWriter  # noqa: E402
 
 TERMS = {"included": {"characters": 1000, "audio_seconds": 60, "voice_clones": 1},
          "prices": {"per_1k_characters": {"CustomVoice": 200}, "per_audio_minute": 50},
@@ -54,6 +53,9 @@ def alone(platform: Platform, tenant_id: str, rows: int) -> tuple[float, float, 
 
 def grouped(platform: Platform, tenant_id: str, rows: int, waiting: int
             ) -> tuple[float, float, float]:
+    from serve_app.platform.usage_writer import UsageWriter  # only here: `--waiting` with
+    # no value measures "alone" on code from before the group commit, for comparison
+
     writer = UsageWriter(platform.usage)
 
     async def request_stream(count: int) -> None:
@@ -75,7 +77,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None,
                         help="default: SQLite in a temporary directory")
     parser.add_argument("--rows", type=int, default=640)
-    parser.add_argument("--waiting", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--waiting", type=int, nargs="*", default=[4, 16],
+                        help="rows waiting at once, per group-commit mode (none: alone only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         platform = Platform.open(PlatformArgs(
