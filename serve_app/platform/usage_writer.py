@@ -13,6 +13,9 @@ once; rows that come during a write go into the next one. So at low load each ro
 its own transaction, and under load there are fewer transactions than rows: as many as the
 writes that run, at most one per tenant each.
 
+`write` is called from one event loop at a time (the replica's): the queue and its
+waiters belong to that loop.
+
 A transaction that fails is retried row by row, so one row that cannot be written fails
 only its own request's record. A request whose waiter is cancelled still has its row
 written: the row is in the queue, not in the waiter.
