@@ -23,7 +23,7 @@ def row(tenant_id: str, request_id: str, hour: int, *, characters: int = 0,
     return UsageRecord(request_id=request_id, tenant_id=tenant_id, model="CustomVoice",
                        endpoint="speech", characters=characters,
                        audio_seconds=audio_seconds, streamed=True,
-                       created_at=at(11, hour) if hour < 24 else at(12, hour - 24))
+                       created_at=at(11, hour))
 
 
 async def until(condition) -> None:
