@@ -173,8 +173,8 @@ def included_amounts(grant: PlanGrant) -> dict[str, int | None]:
 
 def price_row(session: Session, *, tenant_id: str, model: str, operation: Operation,
               characters: int, audio_ms: int, at: datetime) -> Priced:
-    """Price one row about to be written (call inside its transaction)."""
-    lock_tenant_usage(session, tenant_id)
+    """Price one row about to be written (call inside its transaction, after
+    `lock_tenant_usage`)."""
     grant = grant_at(session, tenant_id, at)
     if grant is None:
         return Priced()

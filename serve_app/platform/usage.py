@@ -30,6 +30,7 @@ from serve_app.platform.pricing import (
     add_to_totals,
     included_amounts,
     included_used,
+    lock_tenant_usage,
     month_bounds,
     price_row,
 )
@@ -160,6 +161,7 @@ class UsageMeter:
         if len(tenants) != 1:
             raise ValueError(f"one tenant's rows per transaction, got {len(tenants)}")
         with self._db.transaction(rows[0].tenant_id) as session:
+            lock_tenant_usage(session, rows[0].tenant_id)  # once: held until the commit
             return [self._write(session, usage) for usage in rows]
 
     @staticmethod

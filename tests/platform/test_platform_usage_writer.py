@@ -43,13 +43,20 @@ class Hold:
         self.released.wait(WAIT_S)
 
 
+async def held_write(writer: UsageWriter, first: UsageRecord) -> tuple[Hold, asyncio.Task]:
+    """Start writing `first` and return once its write is held (release it with
+    `hold.released.set()`): rows written meanwhile wait in the queue."""
+    hold = Hold()
+    head = asyncio.create_task(writer.write(first, before=hold))
+    await until(hold.started.is_set)
+    return hold, head
+
+
 async def held_then_queued(writer: UsageWriter, first: UsageRecord,
                            queued: list[UsageRecord]) -> list:
     """Write `first` with its write held until every row of `queued` waits behind it, so
     they make one group; what each write returned (or raised), in order."""
-    hold = Hold()
-    head = asyncio.create_task(writer.write(first, before=hold))
-    await until(hold.started.is_set)
+    hold, head = await held_write(writer, first)
     rest = [asyncio.create_task(writer.write(r)) for r in queued]
     await until(lambda: writer.queued == len(queued))
     hold.released.set()
@@ -129,10 +136,7 @@ def test_a_row_that_cannot_be_written_fails_only_its_own_request(platform, monke
     writer = UsageWriter(platform.usage)
 
     async def main():
-        hold = Hold()
-        head = asyncio.create_task(writer.write(row(acme.id, "head", 1, characters=1),
-                                                before=hold))
-        await until(hold.started.is_set)
+        hold, head = await held_write(writer, row(acme.id, "head", 1, characters=1))
 
         def refuse():
             raise ValueError("the lease could not be settled")
@@ -158,10 +162,7 @@ def test_a_cancelled_waiter_still_has_its_row_written(platform):
     writer = UsageWriter(platform.usage)
 
     async def main():
-        hold = Hold()
-        head = asyncio.create_task(writer.write(row(acme.id, "head", 1, characters=1),
-                                                before=hold))
-        await until(hold.started.is_set)
+        hold, head = await held_write(writer, row(acme.id, "head", 1, characters=1))
         gone = asyncio.create_task(writer.write(row(acme.id, "gone", 2, characters=2)))
         await until(lambda: writer.queued == 1)
         gone.cancel()
