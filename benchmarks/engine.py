@@ -70,7 +70,11 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 SPEAKERS = ["vivian", "ryan", "serena", "aiden", "eric", "dylan", "sohee", "ono_anna", "uncle_fu"]
 
 
-def run(engine: TTSEngine, n: int, frames: int, chunking: StreamChunking) -> dict:
+def run(engine: TTSEngine, n: int, frames: int, chunking: StreamChunking,
+        schedules: list[list[tuple[float, int, int]]] | None = None) -> dict:
+    """n streams started at once; with `schedules` (a list), each stream's chunks are kept in
+    it as (seconds since the stream started, samples, frames), stream i at index i."""
+    kept: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
     reqs = [SynthesisRequest(text=TEXT, speaker=SPEAKERS[i % len(SPEAKERS)], seed=i,
                              max_new_tokens=frames + 1, min_frames=frames) for i in range(n)]
     ttfa = [0.0] * n
@@ -87,6 +91,7 @@ def run(engine: TTSEngine, n: int, frames: int, chunking: StreamChunking) -> dic
             if first is None and chunk.audio.size:
                 first = time.perf_counter() - t0
             total += chunk.audio.size
+            kept[i].append((time.perf_counter() - t0, chunk.audio.size, chunk.frames))
         spans[i] = time.perf_counter() - t0
         ttfa[i] = first if first is not None else spans[i]
         audio_s[i] = total / engine.info.sample_rate
@@ -99,6 +104,8 @@ def run(engine: TTSEngine, n: int, frames: int, chunking: StreamChunking) -> dic
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    if schedules is not None:
+        schedules[:] = kept
     return _summary(ttfa, spans, audio_s, wall)
 
 
@@ -110,7 +117,8 @@ def _summary(ttfa: list[float], spans: list[float], audio_s: list[float], wall: 
             "wall": wall, "audio": sum(audio_s)}
 
 
-def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000) -> dict:
+def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000,
+             path: str = "/v1/audio/speech") -> dict:
     """`run` through HTTP: n concurrent streaming pcm requests, started at once, read by one
     asyncio loop with aiohttp (Ray Serve's own HTTP client library; C parser). The client
     shares this machine's cores with the graph: 16 threads of httpx took 0.74 CPU-s per
@@ -128,7 +136,7 @@ def http_run(base_url: str, n: int, frames: int, sample_rate: int = 24_000) -> d
         t0 = time.perf_counter()
         first = None
         size = 0
-        async with session.post("/v1/audio/speech", json=body) as r:
+        async with session.post(path, json=body) as r:
             if r.status != 200:
                 errors.append(f"{r.status} {(await r.read())[:200]!r}")
             async for piece in r.content.iter_any():
@@ -174,14 +182,14 @@ GRAPH_PROCESSES = {"replica": "ServeReplica:qwen3-tts:CustomVoice",
                    "controller": "ServeController", "raylet": "raylet", "gcs": "gcs_server"}
 
 
-def _graph_processes() -> dict:
-    """The local graph's processes (psutil), by role (the keys of GRAPH_PROCESSES)."""
+def _graph_processes(marks: dict[str, str] = GRAPH_PROCESSES) -> dict:
+    """The local graph's processes (psutil), by role (the keys of `marks`)."""
     import psutil
 
     found = {}
     for proc in psutil.process_iter(["cmdline"]):
         title = " ".join(proc.info["cmdline"] or [])
-        for role, mark in GRAPH_PROCESSES.items():
+        for role, mark in marks.items():
             if mark in title.split(" ", 1)[0]:
                 found[role] = proc
     return found
@@ -225,33 +233,69 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_main(args: argparse.Namespace) -> None:
-    """The HTTP table: the CPU profile deployed with each backend in turn on one local Ray."""
+def cpu_profile():
+    """The CPU demo's profile (configs/cpu-tiny.yaml), with the tiny checkpoints built, the
+    platform's keys off and its data in a temp dir (read here and in the replicas)."""
+    from serve_app.tools.profiles import load_profile
+
     root = default_tiny_models_dir()
     ensure_tiny_models(root)
     os.environ["QTTS_TINY_MODELS_DIR"] = str(root)
-    os.environ["AUTH_ENABLED"] = "false"  # platform keys off (read here and in the replicas)
+    os.environ["AUTH_ENABLED"] = "false"
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ["QTTS_DATA_DIR"] = tempfile.mkdtemp(prefix="qtts-bench-")
+    return load_profile(REPO / "configs" / "cpu-tiny.yaml")
+
+
+def start_local_serve(ray_defaults: bool = False) -> str:
+    """A fresh local Ray (8 logical CPUs, no dashboard) with Serve's proxy on a free port,
+    the shipped Ray Serve settings unless `ray_defaults`; returns the proxy's base URL."""
     import ray
     from ray import serve
 
-    from serve_app.app.builder import build_graph
-    from serve_app.tools.profiles import load_profile
     from serve_app.tools.ray_env import apply_serve_env
 
-    profile = load_profile(REPO / "configs" / "cpu-tiny.yaml")
-    slots = max(args.concurrency)
-    cv = profile.args.custom_voice
-    rows: dict = {}
-    local = _local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
     port = _free_port()
-    if not args.ray_defaults:
+    if not ray_defaults:
         apply_serve_env()  # the shipped Ray Serve settings (serve_app/tools/ray_env.py)
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    base_url = f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}"
+
+
+def deploy_cpu_graph(profile, backend: str, slots: int, frames: int) -> None:
+    """The profile's graph with CustomVoice only, on `backend`, sized for `slots` streams of
+    `frames` frames (waits until it is up)."""
+    from ray import serve
+
+    from serve_app.app.builder import build_graph
+
+    cv = profile.args.custom_voice
+    engine = cv.engine.model_copy(update={
+        "backend": backend, "max_slots": slots, "max_waiting": slots,
+        "max_new_tokens": max(cv.engine.max_new_tokens, frames + 8)})
+    app_args = profile.args.model_copy(update={
+        "custom_voice": cv.model_copy(update={"engine": engine}),
+        "voice_design": None, "voice_clone": None})
+    overrides = {k: dict(v) for k, v in profile.overrides.items()}
+    overrides.setdefault("CustomVoice", {})["max_ongoing_requests"] = 2 * slots
+    overrides["CustomVoice"]["max_queued_requests"] = 4 * slots
+    serve.run(build_graph(app_args, overrides), name=profile.app_name,
+              route_prefix=profile.route_prefix)
+
+
+def http_main(args: argparse.Namespace) -> None:
+    """The HTTP table: the CPU profile deployed with each backend in turn on one local Ray."""
+    import ray
+    from ray import serve
+
+    profile = cpu_profile()
+    slots = max(args.concurrency)
+    cv = profile.args.custom_voice
+    rows: dict = {}
+    local = _local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
+    base_url = start_local_serve(args.ray_defaults)
     print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores, Ray Serve "
           f"settings: {'Ray defaults' if args.ray_defaults else 'serve_app/tools/ray_env.py'}), "
           f"{args.frames} frames per request ({args.frames * 0.08:.1f} s), streaming pcm, "
@@ -260,18 +304,8 @@ def http_main(args: argparse.Namespace) -> None:
           f"{'TTFA p95':>9} | {'RTF/stream':>10} | {'wall s':>7}")
     try:
         for backend in ("batched",) if args.vs_engine else ("reference", "batched"):
-            engine = cv.engine.model_copy(update={
-                "backend": backend, "max_slots": slots, "max_waiting": slots,
-                "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
-            app_args = profile.args.model_copy(update={
-                "custom_voice": cv.model_copy(update={"engine": engine}),
-                "voice_design": None, "voice_clone": None})
-            overrides = {k: dict(v) for k, v in profile.overrides.items()}
-            overrides.setdefault("CustomVoice", {})["max_ongoing_requests"] = 2 * slots
-            overrides["CustomVoice"]["max_queued_requests"] = 4 * slots
             t0 = time.perf_counter()
-            serve.run(build_graph(app_args, overrides), name=profile.app_name,
-                      route_prefix=profile.route_prefix)
+            deploy_cpu_graph(profile, backend, slots, args.frames)
             http_run(base_url, 1, 4)  # warm the path
             graph = _graph_processes()
             print(f"{'':>7}   ({backend}: graph up and warm in {time.perf_counter() - t0:.0f} s)")
