@@ -119,7 +119,9 @@ class OutputStage:
         """The chunk windows due this step (loop thread: reads the codes, marks them taken).
         The first chunk is `first_chunk_frames`; later ones go out as the pacer's schedule
         says (`Pacer.chunk_due`: when the listener's margin needs them, at most
-        `chunk_frames`), or every `chunk_frames` with pacing off."""
+        `chunk_frames`), or every `chunk_frames` with pacing off. The margin counts the
+        chunks already handed to the codec thread as sent (`StreamClock.margin_once_sent`):
+        the next chunk leaves after them, so the listener has them by then."""
         due: list[tuple[SlotState, torch.Tensor, int, bool, int, float]] = []
         now = time.perf_counter()
         for i, s in enumerate(slots):
@@ -130,7 +132,9 @@ class OutputStage:
             if self._pacer is not None:
                 go = self._pacer.chunk_due(
                     pending, s.chunks_due == 0,
-                    s.job.clock.margin(now) if s.chunks_due else None, batch or len(slots),
+                    s.job.clock.margin_once_sent(s.emitted * self._spf / self._sample_rate,
+                                                 now) if s.chunks_due else None,
+                    batch or len(slots),
                     ch.first_chunk_frames, ch.chunk_frames)
             else:
                 go = pending >= (ch.first_chunk_frames if s.chunks_due == 0 else ch.chunk_frames)

@@ -70,6 +70,14 @@ class StreamClock:
             return None
         return self.sent_s - (now - self.first_audio_at)
 
+    def margin_once_sent(self, handed_s: float, now: float) -> float | None:
+        """The margin counting the audio handed to the codec (`handed_s`: sent, or in the
+        codec's queue, which sends in order) as sent: what the listener holds when the
+        next chunk follows them (None before the first audio)."""
+        if self.first_audio_at is None:
+            return None
+        return max(handed_s, self.sent_s) - (now - self.first_audio_at)
+
     def sent(self, audio_s: float, now: float) -> float:
         """A chunk of `audio_s` left now; returns the margin it found (< 0: it was late, its
         listener had run dry)."""
