@@ -182,7 +182,7 @@ GRAPH_PROCESSES = {"replica": "ServeReplica:qwen3-tts:CustomVoice",
                    "controller": "ServeController", "raylet": "raylet", "gcs": "gcs_server"}
 
 
-def _graph_processes(marks: dict[str, str] = GRAPH_PROCESSES) -> dict:
+def graph_processes(marks: dict[str, str] = GRAPH_PROCESSES) -> dict:
     """The local graph's processes (psutil), by role (the keys of `marks`)."""
     import psutil
 
@@ -208,10 +208,10 @@ def _process_cpu_s(processes: dict) -> dict[str, float]:
     return out
 
 
-def _with_cpu(measure, processes: dict | None = None, requests: int = 0) -> dict:
+def with_cpu(measure, processes: dict | None = None, requests: int = 0) -> dict:
     """A round's row with `cpu_per_audio_s` (machine CPU seconds per second of audio made)
     and `cores_busy` (the share of the machine's cores busy during the round); with
-    `processes` (`_graph_processes()`), `cpu_ms_<role>`: each one's CPU milliseconds per
+    `processes` (`graph_processes()`), `cpu_ms_<role>`: each one's CPU milliseconds per
     request of the round."""
     before, t0 = _machine_busy_s(), time.perf_counter()
     per_process = _process_cpu_s(processes) if processes else {}
@@ -294,7 +294,7 @@ def http_main(args: argparse.Namespace) -> None:
     slots = max(args.concurrency)
     cv = profile.args.custom_voice
     rows: dict = {}
-    local = _local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
+    local = local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
     base_url = start_local_serve(args.ray_defaults)
     print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores, Ray Serve "
           f"settings: {'Ray defaults' if args.ray_defaults else 'serve_app/tools/ray_env.py'}), "
@@ -307,7 +307,7 @@ def http_main(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             deploy_cpu_graph(profile, backend, slots, args.frames)
             http_run(base_url, 1, 4)  # warm the path
-            graph = _graph_processes()
+            graph = graph_processes()
             print(f"{'':>7}   ({backend}: graph up and warm in {time.perf_counter() - t0:.0f} s)")
             for n in args.concurrency:
                 if backend == "reference" and n > args.reference_max:
@@ -323,10 +323,10 @@ def http_main(args: argparse.Namespace) -> None:
                     continue
                 # --vs-engine: rounds of in-process then HTTP, so both see the same machine
                 for _ in range(args.rounds):
-                    r = _with_cpu(lambda n=n: run(local[0], n, args.frames, local[1]))
+                    r = with_cpu(lambda n=n: run(local[0], n, args.frames, local[1]))
                     rows.setdefault((n, "in-proc"), []).append(r)
                     _print_row(n, "in-proc", r)
-                    r = _with_cpu(lambda n=n: http_run(base_url, n, args.frames), graph, n)
+                    r = with_cpu(lambda n=n: http_run(base_url, n, args.frames), graph, n)
                     rows.setdefault((n, "batched"), []).append(r)
                     _print_row(n, backend, r)
             serve.delete(profile.app_name)
@@ -359,7 +359,7 @@ def http_main(args: argparse.Namespace) -> None:
         ray.shutdown()
 
 
-def _local_engine(args: argparse.Namespace, cv, slots: int) -> tuple[TTSEngine, StreamChunking]:
+def local_engine(args: argparse.Namespace, cv, slots: int) -> tuple[TTSEngine, StreamChunking]:
     """`--vs-engine`: the CPU profile's CustomVoice engine (its config and chunking) in this
     process, run on the same requests as the HTTP rows (printed as backend `in-proc`)."""
     from deployments.checkpoints import resolve_checkpoint

@@ -59,8 +59,7 @@ FLOOR_PROCESSES = {"replica": f"ServeReplica:{FLOOR_APP}:FloorModel",
                    "controller": "ServeController", "raylet": "raylet", "gcs": "gcs_server"}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64,
-                  max_queued_requests=128, health_check_period_s=10)
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, health_check_period_s=10)
 class FloorModel:
     """The model deployment with no model: request i replays stream i's recorded chunks."""
 
@@ -127,17 +126,18 @@ def main() -> None:
     n, frames = args.concurrency, args.frames
     profile = bench.cpu_profile()
     cv = profile.args.custom_voice
-    engine, chunking = bench._local_engine(argparse.Namespace(frames=frames), cv, n)
+    engine, chunking = bench.local_engine(argparse.Namespace(frames=frames), cv, n)
     base_url = bench.start_local_serve()
     me = {"client": psutil.Process()}
     try:
         bench.deploy_cpu_graph(profile, "batched", n, frames)
-        model = FloorModel.bind()
+        # the options engine.deploy_cpu_graph gives CustomVoice
+        model = FloorModel.options(max_ongoing_requests=2 * n, max_queued_requests=4 * n).bind()
         floor = serve.run(FloorIngress.bind(model), name=FLOOR_APP, route_prefix=FLOOR_PREFIX)
         floor_model = serve.get_deployment_handle("FloorModel", app_name=FLOOR_APP)
         del floor
-        graph_procs = bench._graph_processes() | me
-        floor_procs = bench._graph_processes(FLOOR_PROCESSES) | me
+        graph_procs = bench.graph_processes() | me
+        floor_procs = bench.graph_processes(FLOOR_PROCESSES) | me
         schedules: list = []
         bench.run(engine, n, min(frames, 32), chunking, schedules)  # warm this batch size
         floor_model.load.remote(schedules).result()
@@ -150,14 +150,14 @@ def main() -> None:
               f"{'chunks/stream':>13}")
         rows: dict[str, list[dict]] = {"in-proc": [], "floor": [], "graph": []}
         for k in range(args.rounds):
-            r = bench._with_cpu(lambda: bench.run(engine, n, frames, chunking, schedules),
+            r = bench.with_cpu(lambda: bench.run(engine, n, frames, chunking, schedules),
                                 me, n)
             r["chunks"] = float(np.mean([len(s) for s in schedules]))
             rows["in-proc"].append(r)
             floor_model.load.remote(schedules).result()
-            rows["floor"].append(bench._with_cpu(
+            rows["floor"].append(bench.with_cpu(
                 lambda: bench.http_run(base_url, n, frames, path=floor_path), floor_procs, n))
-            rows["graph"].append(bench._with_cpu(
+            rows["graph"].append(bench.with_cpu(
                 lambda: bench.http_run(base_url, n, frames), graph_procs, n))
             for mode in rows:
                 r = rows[mode][-1]
