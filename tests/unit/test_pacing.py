@@ -39,40 +39,44 @@ def listen(p: Pacer, step_times: list[float], first: int = 1, largest: int = 6):
     return clock, sizes
 
 
-def listen_behind_codec(p: Pacer, step_times: list[float], lag: float, first: int = 3,
+def listen_behind_codec(step_times: list[float], lag: float, first: int = 3,
                         largest: int = 48):
-    """`listen` as the engine runs it: a chunk reaches its listener `lag` after it is due
-    (the codec thread's queue, here several steps long), and the next chunk is sized on
+    """`listen` as the engine runs it: a chunk leaves `lag` after it is due (the codec
+    thread's queue, here several steps long) and the pacer learns that lag when it leaves
+    (`Pacer.chunk_left`, on the simulation's clock); the next chunk is sized on
     `StreamClock.margin_once_sent`, what has been handed to the codec, as
-    `OutputStage.due_chunks` does."""
-    clock, t, pending, sizes, handed_s, in_codec = StreamClock(), 0.0, 0, [], 0.0, []
+    `OutputStage.due_chunks` does. Returns the listener's clock and the chunk sizes."""
+    now = 0.0
+    p = pacer(clock=lambda: now, pacing_min_chunk_frames=3)
+    clock, pending, sizes, handed_s, in_codec = StreamClock(), 0, [], 0.0, []
     for dt in step_times:
-        t += dt
-        while in_codec and in_codec[0][0] <= t:
-            clock.sent(in_codec[0][1], in_codec.pop(0)[0])
+        now += dt
+        while in_codec and in_codec[0][1] <= now:
+            due_at, left_at, audio_s = in_codec.pop(0)
+            clock.sent(audio_s, left_at)
+            p.chunk_left(due_at, due_at, left_at)
         pending += 1
         p.steps.observe(1, dt)
-        margin = clock.margin_once_sent(handed_s, t) if sizes else None
+        margin = clock.margin_once_sent(handed_s, now) if sizes else None
         if p.chunk_due(pending, not sizes, margin, 1, first, largest):
-            p.codec_lag.observe(1, lag, now=t + lag)
-            in_codec.append((t + lag, pending * FRAME_S))
+            in_codec.append((now, now + lag, pending * FRAME_S))
             handed_s += pending * FRAME_S
             sizes.append(pending)
             pending = 0
-    for left_at, audio_s in in_codec:
+    for _, left_at, audio_s in in_codec:
         clock.sent(audio_s, left_at)
     return clock, sizes
 
 
 def test_a_chunk_still_in_the_codecs_queue_counts_toward_the_next_chunks_size():
-    # the next chunk leaves after it, so the listener has it by then: counted as sent only
-    # once it had left, a 13-frame chunk was followed by a 6-frame one (16 streams, CPU demo)
+    # the next chunk leaves after it, so the listener has it by then. Counted as sent only
+    # once it had left, chunks behind a 6-step lag stayed small here ([3, 3, 3, 3, 16, 40]),
+    # and on the CPU demo a 13-frame chunk was followed by a 6-frame one (16 streams)
     for lag in (0.06, 0.12):  # 3 and 6 steps
-        clock, sizes = listen_behind_codec(pacer(pacing_min_chunk_frames=3), [0.02] * 100, lag)
+        clock, sizes = listen_behind_codec([0.02] * 100, lag)
         assert sizes == sorted(sizes) and sizes[-1] == 48  # each chunk at least the last
         assert clock.late_chunks == 0
-    spike = [0.02] * 40 + [0.4] + [0.02] * 60
-    clock, _ = listen_behind_codec(pacer(pacing_min_chunk_frames=3), spike, 0.12)
+    clock, _ = listen_behind_codec([0.02] * 40 + [0.4] + [0.02] * 60, 0.12)
     assert clock.late_chunks == 0
 
 
