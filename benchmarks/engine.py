@@ -294,7 +294,7 @@ def http_main(args: argparse.Namespace) -> None:
     slots = max(args.concurrency)
     cv = profile.args.custom_voice
     rows: dict = {}
-    local = local_engine(args, cv, slots) if args.vs_engine else None  # before Ray starts
+    local = local_engine(args.frames, cv, slots) if args.vs_engine else None  # before Ray
     base_url = start_local_serve(args.ray_defaults)
     print(f"HTTP graph ({profile.path.name}, CustomVoice only, {os.cpu_count()} cores, Ray Serve "
           f"settings: {'Ray defaults' if args.ray_defaults else 'serve_app/tools/ray_env.py'}), "
@@ -359,14 +359,14 @@ def http_main(args: argparse.Namespace) -> None:
         ray.shutdown()
 
 
-def local_engine(args: argparse.Namespace, cv, slots: int) -> tuple[TTSEngine, StreamChunking]:
+def local_engine(frames: int, cv, slots: int) -> tuple[TTSEngine, StreamChunking]:
     """`--vs-engine`: the CPU profile's CustomVoice engine (its config and chunking) in this
     process, run on the same requests as the HTTP rows (printed as backend `in-proc`)."""
     from deployments.checkpoints import resolve_checkpoint
 
     config = cv.engine.model_copy(update={
         "model": resolve_checkpoint(cv.engine.model), "max_slots": slots, "max_waiting": slots,
-        "max_new_tokens": max(cv.engine.max_new_tokens, args.frames + 8)})
+        "max_new_tokens": max(cv.engine.max_new_tokens, frames + 8)})
     engine = TTSEngine.load(config)
     print(f"in-process engine ({config.backend}, {config.num_threads} torch thread(s), "
           f"chunks {cv.streaming.first_chunk_frames} then {cv.streaming.chunk_frames})")

@@ -48,15 +48,14 @@ from fastapi.responses import StreamingResponse  # noqa: E402
 from ray import serve  # noqa: E402
 
 from benchmarks import engine as bench  # noqa: E402
+from deployments.audio.codecs import pcm16le  # noqa: E402
 from deployments.engine.types import AudioChunk  # noqa: E402
 
 FLOOR_APP = "floor"
 FLOOR_PREFIX = "/floor"
-SAMPLE_RATE = 24_000
-#: The floor's processes, by role (the shared ones as in engine.GRAPH_PROCESSES).
-FLOOR_PROCESSES = {"replica": f"ServeReplica:{FLOOR_APP}:FloorModel",
-                   "ingress": f"ServeReplica:{FLOOR_APP}:FloorIngress", "proxy": "ProxyActor",
-                   "controller": "ServeController", "raylet": "raylet", "gcs": "gcs_server"}
+#: The floor's processes, by role (the proxy and Ray's daemons are the graph's).
+FLOOR_PROCESSES = bench.GRAPH_PROCESSES | {"replica": f"ServeReplica:{FLOOR_APP}:FloorModel",
+                                           "ingress": f"ServeReplica:{FLOOR_APP}:FloorIngress"}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, health_check_period_s=10)
@@ -65,10 +64,12 @@ class FloorModel:
 
     def __init__(self) -> None:
         self._schedules: list[list[tuple[float, int, int]]] = []
+        self._sample_rate = 0
         self._noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2_000_000).astype(np.float32)
 
-    def load(self, schedules: list[list[tuple[float, int, int]]]) -> None:
+    def load(self, schedules: list[list[tuple[float, int, int]]], sample_rate: int) -> None:
         self._schedules = schedules
+        self._sample_rate = sample_rate
 
     async def stream(self, i: int):
         t0 = time.perf_counter()
@@ -80,7 +81,7 @@ class FloorModel:
                 await asyncio.sleep(wait)
             made += frames
             final = index == len(schedule) - 1
-            yield AudioChunk(audio=self._noise[:samples].copy(), sample_rate=SAMPLE_RATE,
+            yield AudioChunk(audio=self._noise[:samples].copy(), sample_rate=self._sample_rate,
                              index=index, frames=frames, final=final, total_frames=made,
                              generation_seconds=time.perf_counter() - t0)
 
@@ -91,7 +92,8 @@ floor_http = FastAPI()
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=1024)
 @serve.ingress(floor_http)
 class FloorIngress:
-    """The ingress with nothing of ours: relay the model's chunks as 16-bit pcm."""
+    """The ingress with nothing of ours on the path: relay the model's chunks as 16-bit pcm
+    (with the project's pcm encoder, as the graph's ingress encodes them)."""
 
     def __init__(self, model) -> None:
         self._model = model
@@ -104,7 +106,7 @@ class FloorIngress:
         async def pcm():
             async for chunk in chunks:
                 if chunk.audio.size:
-                    yield (np.clip(chunk.audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+                    yield pcm16le(chunk.audio)
 
         return StreamingResponse(pcm(), media_type="audio/pcm")
 
@@ -126,21 +128,21 @@ def main() -> None:
     n, frames = args.concurrency, args.frames
     profile = bench.cpu_profile()
     cv = profile.args.custom_voice
-    engine, chunking = bench.local_engine(argparse.Namespace(frames=frames), cv, n)
+    engine, chunking = bench.local_engine(frames, cv, n)
+    sample_rate = engine.info.sample_rate
     base_url = bench.start_local_serve()
     me = {"client": psutil.Process()}
     try:
         bench.deploy_cpu_graph(profile, "batched", n, frames)
         # the options engine.deploy_cpu_graph gives CustomVoice
         model = FloorModel.options(max_ongoing_requests=2 * n, max_queued_requests=4 * n).bind()
-        floor = serve.run(FloorIngress.bind(model), name=FLOOR_APP, route_prefix=FLOOR_PREFIX)
+        serve.run(FloorIngress.bind(model), name=FLOOR_APP, route_prefix=FLOOR_PREFIX)
         floor_model = serve.get_deployment_handle("FloorModel", app_name=FLOOR_APP)
-        del floor
         graph_procs = bench.graph_processes() | me
         floor_procs = bench.graph_processes(FLOOR_PROCESSES) | me
         schedules: list = []
         bench.run(engine, n, min(frames, 32), chunking, schedules)  # warm this batch size
-        floor_model.load.remote(schedules).result()
+        floor_model.load.remote(schedules, sample_rate).result()
         floor_path = f"{FLOOR_PREFIX}/v1/audio/speech"
         bench.http_run(base_url, n, min(frames, 32), path=floor_path)
         bench.http_run(base_url, n, min(frames, 32))
@@ -154,7 +156,7 @@ def main() -> None:
                                 me, n)
             r["chunks"] = float(np.mean([len(s) for s in schedules]))
             rows["in-proc"].append(r)
-            floor_model.load.remote(schedules).result()
+            floor_model.load.remote(schedules, sample_rate).result()
             rows["floor"].append(bench.with_cpu(
                 lambda: bench.http_run(base_url, n, frames, path=floor_path), floor_procs, n))
             rows["graph"].append(bench.with_cpu(
@@ -202,6 +204,7 @@ def _report(rows: dict[str, list[dict]]) -> None:
           f"{med['in-proc']:.1f} audio-s/s, graph {med['graph']:.1f} "
           f"(x{med['graph'] / med['in-proc']:.2f}); the floor replays the engine's chunk times "
           f"({med['floor']:.1f}).")
+
 
 if __name__ == "__main__":
     main()
